@@ -1,0 +1,125 @@
+//! Command-line interface (clap derive). Parsing only: values are resolved against the
+//! environment and config files in `settings.rs`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bwb",
+    version,
+    about = "Benchmark small QLoRA fine-tuned open models against frontier API models",
+    long_about = None
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Run tiny and offline: fixture datasets, the random `smoke` model, and every output
+    /// under data/smoke, checkpoints/smoke, results/smoke, dashboard-data/smoke [env: BWB_SMOKE_TEST]
+    #[arg(long, global = true)]
+    pub smoke_test: bool,
+    /// Debug logging (RUST_LOG overrides)
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
+    /// Project root holding configs/ and prompts/ [env: BWB_ROOT] [default: current directory]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Download a task's raw dataset from the Hugging Face hub into data/raw/<task>/
+    Download(TaskArgs),
+    /// Turn raw data into data/prepared/<task>/{train,val,test}.jsonl
+    Prepare(PrepareArgs),
+    /// Fine-tune a local model with QLoRA
+    Train(TrainArgs),
+    /// Evaluate a model on a task under zero-shot, 5-shot or LoRA
+    Eval(EvalArgs),
+    /// Score predictions, classify errors and write summaries
+    Classify(ClassifyArgs),
+    /// Build dashboard data and the static site
+    Dashboard,
+    /// Run every stage in order for the given models × tasks × conditions
+    Run(RunArgs),
+    /// Generate completions from a local model
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TaskArgs {
+    /// Task id (banking77, cuad, ledgar, fpb, medmcqa, mbpp), a comma-separated list, or `all`
+    #[arg(long, required = true)]
+    pub task: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PrepareArgs {
+    #[command(flatten)]
+    pub task: TaskArgs,
+    /// Seed for splitting and sampling [env: BWB_SEED] [default: run_defaults.yaml `seed`]
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    /// Model config id, local HF directory or .gguf file
+    #[arg(long)]
+    pub model: String,
+    #[arg(long)]
+    pub task: String,
+    /// lora-500, lora-full or all
+    #[arg(long, default_value = "all")]
+    pub condition: String,
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EvalArgs {
+    #[arg(long)]
+    pub model: String,
+    #[arg(long)]
+    pub task: String,
+    /// zero-shot, 5-shot, lora or all
+    #[arg(long, default_value = "all")]
+    pub condition: String,
+    /// Number of seeded test resamples [env: BWB_N_EVAL_SEEDS] [default: run_defaults.yaml]
+    #[arg(long)]
+    pub seeds: Option<usize>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClassifyArgs {
+    #[arg(long)]
+    pub task: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Comma-separated model ids [default: run_defaults.yaml `models`]
+    #[arg(long)]
+    pub models: Option<String>,
+    /// Comma-separated task ids or `all` [default: run_defaults.yaml `tasks`]
+    #[arg(long)]
+    pub tasks: Option<String>,
+    /// Comma-separated conditions [default: run_defaults.yaml `conditions`]
+    #[arg(long)]
+    pub conditions: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GenerateArgs {
+    #[arg(long)]
+    pub model: String,
+    #[arg(long, required = true)]
+    pub prompt: Vec<String>,
+}

@@ -1,0 +1,783 @@
+//! Typed YAML configs. Every struct denies unknown fields so a typo is an error naming the
+//! file, line and field instead of a silently ignored setting.
+//!
+//! Layout: `configs/tasks/<task>.yaml`, `configs/models/<model>.yaml`,
+//! `configs/training/<name>.yaml`, `configs/pricing.yaml`, `configs/run_defaults.yaml`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Read and parse one YAML file; errors name `file:line:column` and the offending field.
+pub fn load_yaml<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::BadFile {
+        path: path.to_path_buf(),
+        message: format!("cannot read config: {e}"),
+    })?;
+    parse_yaml(path, &text)
+}
+
+/// Parse YAML text that came from `path` (used for error messages only).
+pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
+    serde_saphyr::from_str::<T>(text).map_err(|e| {
+        let location = e
+            .location()
+            .map(|l| format!(":{}:{}", l.line(), l.column()))
+            .unwrap_or_default();
+        Error::Config(format!(
+            "{}{location}: {}",
+            path.display(),
+            yaml_message(&e)
+        ))
+    })
+}
+
+/// serde-saphyr's message without its own location suffix or source snippet.
+fn yaml_message(e: &serde_saphyr::Error) -> String {
+    let full = e.to_string();
+    let first = full.lines().next().unwrap_or("invalid YAML").trim();
+    // Drop a trailing " at line X column Y" that we already print as file:line:column.
+    match first.find(" at line ") {
+        Some(i) => first[..i].to_string(),
+        None => first.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tasks
+
+/// How the raw files of a dataset are stored on the hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawFormat {
+    Parquet,
+    /// A JSON array of objects, or `{"data": [...]}`.
+    Json,
+    /// One JSON object per line.
+    Jsonl,
+    /// Comma-separated with a header row; every value is read as a string.
+    Csv,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSplit {
+    /// Paths inside the hub repo; `*` matches within one path segment (sharded splits).
+    pub files: Vec<String>,
+    /// Expected number of rows of the real dataset: a truncated download fails loudly.
+    pub rows: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// Hub dataset repo, e.g. `PolyAI/banking77`.
+    pub repo: String,
+    /// Branch, tag or commit; `refs/convert/parquet` is the hub's auto-converted parquet.
+    pub revision: String,
+    pub format: RawFormat,
+    /// Raw split name → its files.
+    pub splits: BTreeMap<String, RawSplit>,
+}
+
+/// What a task's answer looks like, and so how a raw row becomes an `Example`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerKind {
+    /// One label out of `labels` (classification).
+    Label,
+    /// Zero or more extracted spans (CUAD).
+    Spans,
+    /// One lettered option (multiple choice).
+    Choice,
+    /// A Python function checked by asserts (MBPP).
+    Code,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerSpec {
+    pub kind: AnswerKind,
+    /// Class names in the dataset's index order (label tasks).
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Option letters in order (choice tasks).
+    #[serde(default)]
+    pub options: Vec<String>,
+    /// What the model should answer when a span task has no answer.
+    #[serde(default)]
+    pub no_answer: Option<String>,
+    /// Raw columns holding the option texts, in option order (choice tasks).
+    #[serde(default)]
+    pub option_columns: Vec<String>,
+}
+
+/// Which raw split feeds each of our splits. `val` / `test` left out: held out of `train`,
+/// stratified and seeded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitMap {
+    pub train: String,
+    #[serde(default)]
+    pub val: Option<String>,
+    #[serde(default)]
+    pub test: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptNames {
+    pub system: String,
+    pub user: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskConfig {
+    pub id: String,
+    pub name: String,
+    pub source: Source,
+    /// Our column name → the dataset's, where they differ (e.g. FPB `text: sentence`).
+    /// Names per answer kind — label: text, label; spans: id, title, context, question,
+    /// answers; choice: id, question, answer; code: task_id, text, code, test_list,
+    /// test_setup_code, challenge_test_list.
+    #[serde(default)]
+    pub columns: BTreeMap<String, String>,
+    /// Metric the task is scored and selected by (see src/metrics once it lands).
+    pub metric_id: String,
+    pub answer: AnswerSpec,
+    pub splits: SplitMap,
+    /// Validation examples (held out of train, or sampled from the raw val split).
+    pub val_size: usize,
+    /// Test examples evaluated per run.
+    pub test_sample_size: usize,
+    /// Upper bound on training examples for `lora-full` (`lora-500` takes the first 500).
+    pub training_cap: usize,
+    /// Sizes for `--smoke-test` runs on the small fixture datasets.
+    pub smoke: SmokeSizes,
+    /// Down-sample every split to equal counts per stratum (CUAD: present/absent 50/50).
+    #[serde(default)]
+    pub balance_strata: bool,
+    pub max_seq_length: usize,
+    /// Maximum tokens a model may generate for one answer.
+    pub max_new_tokens: usize,
+    pub prompts: PromptNames,
+    /// Per-task training overrides applied on top of configs/training/<model>.yaml.
+    #[serde(default)]
+    pub training: TrainingOverrides,
+}
+
+/// Split sizes used by smoke runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmokeSizes {
+    pub val_size: usize,
+    pub test_sample_size: usize,
+    pub training_cap: usize,
+}
+
+/// Split sizes in force for one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizes {
+    pub val: usize,
+    pub test: usize,
+    pub training_cap: usize,
+}
+
+// ---------------------------------------------------------------------------------------
+// Models
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// Runs in bwb's Candle engine.
+    Local,
+    /// A frontier model behind a provider's HTTP API.
+    Api,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Openai,
+    Anthropic,
+    Gemini,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    Qwen3,
+    Gemma3,
+    Phi3,
+    Llama,
+}
+
+/// Shape of the deterministic random-weight model used by smoke runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RandomInit {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub head_dim: usize,
+    pub vocab_size: usize,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub id: String,
+    pub kind: ModelKind,
+    /// Local: architecture of the checkpoint.
+    #[serde(default)]
+    pub arch: Option<Arch>,
+    /// Local: hub repo real users download weights from.
+    #[serde(default)]
+    pub hf_repo: Option<String>,
+    #[serde(default)]
+    pub revision: Option<String>,
+    /// Local: a GGUF file inside `hf_repo` (or a path) instead of safetensors.
+    #[serde(default)]
+    pub gguf: Option<String>,
+    /// Local: name of configs/training/<name>.yaml (defaults to the model id).
+    #[serde(default)]
+    pub training: Option<String>,
+    /// Local: keyword arguments passed to the chat template (Qwen3: enable_thinking: false).
+    #[serde(default)]
+    pub chat_template_kwargs: BTreeMap<String, serde_json::Value>,
+    /// Local: built in-process with random weights instead of loaded (the `smoke` model).
+    #[serde(default)]
+    pub random_init: Option<RandomInit>,
+    /// API: which provider's wire format.
+    #[serde(default)]
+    pub provider: Option<Provider>,
+    /// API: the provider's model name.
+    #[serde(default)]
+    pub api_model: Option<String>,
+    /// API: base URL override (any compatible server can stand in).
+    #[serde(default)]
+    pub base_url: Option<String>,
+}
+
+impl ModelConfig {
+    fn validate(&self, path: &Path) -> Result<()> {
+        let missing = |field: &str, why: &str| {
+            Err(Error::Config(format!(
+                "{}: field `{field}` is required for {why}",
+                path.display()
+            )))
+        };
+        match self.kind {
+            ModelKind::Local => {
+                if self.arch.is_none() {
+                    return missing("arch", "local models");
+                }
+                if self.hf_repo.is_none() && self.random_init.is_none() {
+                    return missing("hf_repo", "local models without random_init");
+                }
+                if self.provider.is_some() || self.api_model.is_some() {
+                    return Err(Error::Config(format!(
+                        "{}: `provider`/`api_model` only apply to `kind: api` models",
+                        path.display()
+                    )));
+                }
+            }
+            ModelKind::Api => {
+                if self.provider.is_none() {
+                    return missing("provider", "API models (openai, anthropic or gemini)");
+                }
+                if self.api_model.is_none() {
+                    return missing("api_model", "API models");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The training config name for a local model.
+    pub fn training_name(&self) -> &str {
+        self.training.as_deref().unwrap_or(&self.id)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Training
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    Cosine,
+    Linear,
+    Constant,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoraConfig {
+    pub r: usize,
+    pub alpha: f64,
+    pub dropout: f64,
+    pub target_modules: Vec<String>,
+    #[serde(default)]
+    pub use_rslora: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingConfig {
+    pub lora: LoraConfig,
+    pub lr: f64,
+    pub weight_decay: f64,
+    /// Fraction of optimizer steps spent warming up linearly from 0.
+    pub warmup_ratio: f64,
+    pub lr_schedule: LrSchedule,
+    pub epochs: usize,
+    /// Examples per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    pub gradient_accumulation: usize,
+    pub max_grad_norm: f64,
+    pub max_seq_length: usize,
+    /// Stop after this many epochs without improvement (None: never).
+    #[serde(default)]
+    pub early_stopping_patience: Option<usize>,
+}
+
+/// Task-level overrides; every field optional.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingOverrides {
+    #[serde(default)]
+    pub lr: Option<f64>,
+    #[serde(default)]
+    pub weight_decay: Option<f64>,
+    #[serde(default)]
+    pub warmup_ratio: Option<f64>,
+    #[serde(default)]
+    pub epochs: Option<usize>,
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    #[serde(default)]
+    pub gradient_accumulation: Option<usize>,
+    #[serde(default)]
+    pub max_seq_length: Option<usize>,
+    #[serde(default)]
+    pub lora_r: Option<usize>,
+    #[serde(default)]
+    pub lora_alpha: Option<f64>,
+    #[serde(default)]
+    pub lora_dropout: Option<f64>,
+}
+
+impl TrainingConfig {
+    /// The model's training config with a task's overrides applied.
+    pub fn with_overrides(&self, o: &TrainingOverrides) -> TrainingConfig {
+        let mut t = self.clone();
+        if let Some(v) = o.lr {
+            t.lr = v;
+        }
+        if let Some(v) = o.weight_decay {
+            t.weight_decay = v;
+        }
+        if let Some(v) = o.warmup_ratio {
+            t.warmup_ratio = v;
+        }
+        if let Some(v) = o.epochs {
+            t.epochs = v;
+        }
+        if let Some(v) = o.batch_size {
+            t.batch_size = v;
+        }
+        if let Some(v) = o.gradient_accumulation {
+            t.gradient_accumulation = v;
+        }
+        if let Some(v) = o.max_seq_length {
+            t.max_seq_length = v;
+        }
+        if let Some(v) = o.lora_r {
+            t.lora.r = v;
+        }
+        if let Some(v) = o.lora_alpha {
+            t.lora.alpha = v;
+        }
+        if let Some(v) = o.lora_dropout {
+            t.lora.dropout = v;
+        }
+        t
+    }
+
+    fn validate(&self, path: &Path) -> Result<()> {
+        let bad = |field: &str, value: String, want: &str| {
+            Err(Error::Config(format!(
+                "{}: field `{field}` = {value} must be {want}",
+                path.display()
+            )))
+        };
+        if self.lora.r == 0 {
+            return bad("lora.r", "0".into(), "at least 1");
+        }
+        if !(0.0..1.0).contains(&self.lora.dropout) {
+            return bad("lora.dropout", self.lora.dropout.to_string(), "in [0, 1)");
+        }
+        if self.lora.target_modules.is_empty() {
+            return bad("lora.target_modules", "[]".into(), "a non-empty list");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("lr", self.lr.to_string(), "a positive number");
+        }
+        if !(0.0..=1.0).contains(&self.warmup_ratio) {
+            return bad("warmup_ratio", self.warmup_ratio.to_string(), "in [0, 1]");
+        }
+        for (field, v) in [
+            ("epochs", self.epochs),
+            ("batch_size", self.batch_size),
+            ("gradient_accumulation", self.gradient_accumulation),
+            ("max_seq_length", self.max_seq_length),
+        ] {
+            if v == 0 {
+                return bad(field, "0".into(), "at least 1");
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Pricing and run defaults
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LongContextTier {
+    /// Prompts above this many input tokens are billed at this tier.
+    pub above_input_tokens: u64,
+    pub input_per_mtok: f64,
+    #[serde(default)]
+    pub cached_input_per_mtok: Option<f64>,
+    pub output_per_mtok: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiPrice {
+    /// USD per million input tokens.
+    pub input_per_mtok: f64,
+    #[serde(default)]
+    pub cached_input_per_mtok: Option<f64>,
+    pub output_per_mtok: f64,
+    #[serde(default)]
+    pub long_context: Option<LongContextTier>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuPrice {
+    pub hourly_usd: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricingConfig {
+    pub currency: String,
+    /// When the prices were copied from the providers' pages.
+    pub as_of: String,
+    /// API model id → price.
+    pub api: BTreeMap<String, ApiPrice>,
+    /// GPU name → rental price.
+    pub gpu: BTreeMap<String, GpuPrice>,
+    /// GPU used for local TCO.
+    pub default_gpu: String,
+    /// Monthly query volumes for TCO curves.
+    pub monthly_queries: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunDefaults {
+    /// Seed for data preparation, shuffling and training.
+    pub seed: u64,
+    /// Test resamples per evaluation; the first `n_eval_seeds` of `eval_seeds` are used.
+    pub n_eval_seeds: usize,
+    pub eval_seeds: Vec<u64>,
+    /// What `bwb run` covers when not told otherwise.
+    pub models: Vec<String>,
+    pub tasks: Vec<String>,
+    pub conditions: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------------------
+// All configs, loaded and cross-checked once.
+
+#[derive(Debug, Clone)]
+pub struct Configs {
+    pub dir: PathBuf,
+    pub tasks: BTreeMap<String, TaskConfig>,
+    pub models: BTreeMap<String, ModelConfig>,
+    pub training: BTreeMap<String, TrainingConfig>,
+    pub pricing: PricingConfig,
+    pub run_defaults: RunDefaults,
+}
+
+/// `<dir>/*.yaml` parsed into a map keyed by file stem; the `id` inside must equal the stem.
+fn load_dir<T: DeserializeOwned>(dir: &Path) -> Result<BTreeMap<String, (PathBuf, T)>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::BadFile {
+        path: dir.to_path_buf(),
+        message: format!(
+            "cannot list config directory: {e}; run bwb from the project root or pass --root"
+        ),
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    paths.sort();
+    let mut out = BTreeMap::new();
+    for path in paths {
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let value: T = load_yaml(&path)?;
+        out.insert(stem, (path, value));
+    }
+    Ok(out)
+}
+
+fn check_id(path: &Path, stem: &str, id: &str) -> Result<()> {
+    if stem != id {
+        return Err(Error::Config(format!(
+            "{}: field `id` is `{id}` but the file is named `{stem}.yaml`; make them match",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+impl TaskConfig {
+    /// Real sizes, or the `smoke:` ones for smoke runs.
+    pub fn sizes(&self, smoke: bool) -> Sizes {
+        if smoke {
+            Sizes {
+                val: self.smoke.val_size,
+                test: self.smoke.test_sample_size,
+                training_cap: self.smoke.training_cap,
+            }
+        } else {
+            Sizes {
+                val: self.val_size,
+                test: self.test_sample_size,
+                training_cap: self.training_cap,
+            }
+        }
+    }
+
+    /// The dataset's column for one of our column names.
+    pub fn column<'a>(&'a self, ours: &'a str) -> &'a str {
+        self.columns.get(ours).map(String::as_str).unwrap_or(ours)
+    }
+}
+
+impl Configs {
+    pub fn load(dir: &Path) -> Result<Configs> {
+        let mut tasks = BTreeMap::new();
+        for (stem, (path, t)) in load_dir::<TaskConfig>(&dir.join("tasks"))? {
+            check_id(&path, &stem, &t.id)?;
+            validate_task(&path, &t)?;
+            tasks.insert(stem, t);
+        }
+        let mut training = BTreeMap::new();
+        for (stem, (path, t)) in load_dir::<TrainingConfig>(&dir.join("training"))? {
+            t.validate(&path)?;
+            training.insert(stem, t);
+        }
+        let mut models = BTreeMap::new();
+        for (stem, (path, m)) in load_dir::<ModelConfig>(&dir.join("models"))? {
+            check_id(&path, &stem, &m.id)?;
+            m.validate(&path)?;
+            if m.kind == ModelKind::Local && !training.contains_key(m.training_name()) {
+                return Err(Error::Config(format!(
+                    "{}: training config `{}` not found; add configs/training/{}.yaml or set `training:`",
+                    path.display(),
+                    m.training_name(),
+                    m.training_name()
+                )));
+            }
+            models.insert(stem, m);
+        }
+        let pricing_path = dir.join("pricing.yaml");
+        let pricing: PricingConfig = load_yaml(&pricing_path)?;
+        let defaults_path = dir.join("run_defaults.yaml");
+        let run_defaults: RunDefaults = load_yaml(&defaults_path)?;
+        if run_defaults.n_eval_seeds == 0
+            || run_defaults.n_eval_seeds > run_defaults.eval_seeds.len()
+        {
+            return Err(Error::Config(format!(
+                "{}: field `n_eval_seeds` = {} must be between 1 and the number of `eval_seeds` ({})",
+                defaults_path.display(),
+                run_defaults.n_eval_seeds,
+                run_defaults.eval_seeds.len()
+            )));
+        }
+        for (field, names, valid) in [
+            (
+                "models",
+                &run_defaults.models,
+                models.keys().cloned().collect::<Vec<_>>(),
+            ),
+            (
+                "tasks",
+                &run_defaults.tasks,
+                tasks.keys().cloned().collect::<Vec<_>>(),
+            ),
+        ] {
+            if let Some(bad) = names.iter().find(|n| !valid.contains(n)) {
+                return Err(Error::Config(format!(
+                    "{}: field `{field}` names `{bad}`, which has no config; valid: {}",
+                    defaults_path.display(),
+                    valid.join(", ")
+                )));
+            }
+        }
+        for (name, m) in &models {
+            if m.kind == ModelKind::Api && !pricing.api.contains_key(name) {
+                tracing::warn!("configs/pricing.yaml has no price for API model `{name}`: its cost will be reported as unknown");
+            }
+        }
+        Ok(Configs {
+            dir: dir.to_path_buf(),
+            tasks,
+            models,
+            training,
+            pricing,
+            run_defaults,
+        })
+    }
+
+    /// The task config named `id`, or an error listing the valid ones.
+    pub fn task(&self, id: &str) -> Result<&TaskConfig> {
+        self.tasks.get(id).ok_or_else(|| Error::Unknown {
+            kind: "task",
+            value: id.to_string(),
+            valid: join_keys(&self.tasks),
+        })
+    }
+
+    /// `all` → every task in name order; otherwise exactly the one named.
+    pub fn select_tasks(&self, sel: &str) -> Result<Vec<&TaskConfig>> {
+        if sel == "all" {
+            return Ok(self.tasks.values().collect());
+        }
+        let mut out = Vec::new();
+        for id in sel.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            out.push(self.task(id).map_err(|e| match e {
+                Error::Unknown { kind, value, valid } => Error::Unknown {
+                    kind,
+                    value,
+                    valid: format!("{valid} (or `all`)"),
+                },
+                other => other,
+            })?);
+        }
+        if out.is_empty() {
+            return Err(Error::Unknown {
+                kind: "task",
+                value: sel.to_string(),
+                valid: format!("{} (or `all`)", join_keys(&self.tasks)),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The model config named `id`, or an error listing the valid ones.
+    pub fn model(&self, id: &str) -> Result<&ModelConfig> {
+        self.models.get(id).ok_or_else(|| Error::Unknown {
+            kind: "model",
+            value: id.to_string(),
+            valid: join_keys(&self.models),
+        })
+    }
+
+    /// Training hyperparameters for a local model on a task (task overrides applied).
+    pub fn training_for(&self, model: &ModelConfig, task: &TaskConfig) -> Result<TrainingConfig> {
+        let base = self.training.get(model.training_name()).ok_or_else(|| {
+            Error::Config(format!(
+                "model `{}` has no training config configs/training/{}.yaml",
+                model.id,
+                model.training_name()
+            ))
+        })?;
+        Ok(base.with_overrides(&task.training))
+    }
+}
+
+fn join_keys<V>(m: &BTreeMap<String, V>) -> String {
+    m.keys().cloned().collect::<Vec<_>>().join(", ")
+}
+
+fn validate_task(path: &Path, t: &TaskConfig) -> Result<()> {
+    let err = |msg: String| Err(Error::Config(format!("{}: {msg}", path.display())));
+    for (field, split) in [
+        ("splits.train", Some(&t.splits.train)),
+        ("splits.val", t.splits.val.as_ref()),
+        ("splits.test", t.splits.test.as_ref()),
+    ] {
+        if let Some(s) = split {
+            if !t.source.splits.contains_key(s) {
+                let valid: Vec<_> = t.source.splits.keys().cloned().collect();
+                return err(format!(
+                    "field `{field}` names raw split `{s}`, which `source.splits` does not define ({})",
+                    valid.join(", ")
+                ));
+            }
+        }
+    }
+    for (name, split) in &t.source.splits {
+        if split.files.is_empty() {
+            return err(format!("field `source.splits.{name}.files` is empty"));
+        }
+    }
+    match t.answer.kind {
+        AnswerKind::Label if t.answer.labels.len() < 2 => {
+            return err("field `answer.labels` needs at least two labels for a label task".into())
+        }
+        AnswerKind::Choice if t.answer.options.len() < 2 => {
+            return err(
+                "field `answer.options` needs at least two options for a choice task".into(),
+            )
+        }
+        AnswerKind::Choice if t.answer.option_columns.len() != t.answer.options.len() => {
+            return err(format!(
+                "field `answer.option_columns` has {} columns but `answer.options` has {} letters",
+                t.answer.option_columns.len(),
+                t.answer.options.len()
+            ))
+        }
+        AnswerKind::Spans if t.answer.no_answer.is_none() => {
+            return err("field `answer.no_answer` is required for a spans task".into())
+        }
+        _ => {}
+    }
+    for (field, v) in [
+        ("val_size", t.val_size),
+        ("test_sample_size", t.test_sample_size),
+        ("training_cap", t.training_cap),
+        ("max_seq_length", t.max_seq_length),
+        ("max_new_tokens", t.max_new_tokens),
+        ("smoke.val_size", t.smoke.val_size),
+        ("smoke.test_sample_size", t.smoke.test_sample_size),
+        ("smoke.training_cap", t.smoke.training_cap),
+    ] {
+        if v == 0 {
+            return err(format!("field `{field}` must be at least 1"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,15 @@
+//! bwb — should I ship a small fine-tuned open model or pay for a frontier API?
+//!
+//! Data flow: `Example → Prompt → Backend → Prediction → Metric → Summary → Dashboard`.
+//! This crate is both the `bwb` binary and a library so the integration tests can reach
+//! the pieces directly.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod fsutil;
+pub mod logging;
+pub mod paths;
+pub mod settings;

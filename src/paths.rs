@@ -1,0 +1,69 @@
+//! Where every output goes. `--smoke-test` moves all outputs under a parallel `smoke/`
+//! namespace so a smoke run can never overwrite real results; configs and prompts are shared
+//! and only ever read.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// Project root: holds configs/, prompts/, and the output folders.
+    pub root: PathBuf,
+    pub smoke: bool,
+}
+
+impl Paths {
+    pub fn new(root: impl Into<PathBuf>, smoke: bool) -> Self {
+        Self {
+            root: root.into(),
+            smoke,
+        }
+    }
+
+    fn output(&self, top: &str) -> PathBuf {
+        let base = self.root.join(top);
+        if self.smoke {
+            base.join("smoke")
+        } else {
+            base
+        }
+    }
+
+    pub fn configs(&self) -> PathBuf {
+        self.root.join("configs")
+    }
+    pub fn prompts(&self) -> PathBuf {
+        self.root.join("prompts")
+    }
+    pub fn data(&self) -> PathBuf {
+        self.output("data")
+    }
+    pub fn checkpoints(&self) -> PathBuf {
+        self.output("checkpoints")
+    }
+    pub fn results(&self) -> PathBuf {
+        self.output("results")
+    }
+    pub fn dashboard_data(&self) -> PathBuf {
+        self.output("dashboard-data")
+    }
+    /// data/raw/<task>/ — one JSONL per raw split, as downloaded.
+    pub fn raw(&self, task: &str) -> PathBuf {
+        self.data().join("raw").join(task)
+    }
+    /// data/prepared/<task>/ — train/val/test JSONL of `Example` records.
+    pub fn prepared(&self, task: &str) -> PathBuf {
+        self.data().join("prepared").join(task)
+    }
+    /// The hub-cache-layout fixtures that smoke runs download from.
+    pub fn smoke_hub_cache(&self) -> PathBuf {
+        self.root.join("tests").join("fixtures").join("hub")
+    }
+}
+
+/// `path` relative to `root` when it lies inside it, for shorter messages.
+pub fn display(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
