@@ -36,14 +36,20 @@ pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
     })
 }
 
-/// serde-saphyr's message without its own location suffix or source snippet.
+/// serde-saphyr's message without its own "error: line X column Y:" prefix, location suffix
+/// or source snippet (we print the location as file:line:column).
 fn yaml_message(e: &serde_saphyr::Error) -> String {
     let full = e.to_string();
-    let first = full.lines().next().unwrap_or("invalid YAML").trim();
-    // Drop a trailing " at line X column Y" that we already print as file:line:column.
-    match first.find(" at line ") {
-        Some(i) => first[..i].to_string(),
-        None => first.to_string(),
+    let mut msg = full.lines().next().unwrap_or("invalid YAML").trim();
+    msg = msg.strip_prefix("error:").unwrap_or(msg).trim_start();
+    if msg.starts_with("line ") {
+        if let Some(i) = msg.find(": ") {
+            msg = &msg[i + 2..];
+        }
+    }
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
     }
 }
 

@@ -148,7 +148,7 @@ impl Hub {
     /// Every file of the cached snapshot, as repo-relative paths with `/`.
     fn list_cached(&self, repo: &Repo) -> Result<Vec<String>> {
         let Some(commit) = self.cached_commit(repo) else {
-            return Err(self.not_cached(repo, "(any file)"));
+            return Err(self.not_cached(repo, "its snapshot"));
         };
         let snapshot = self
             .cache_dir
@@ -162,7 +162,7 @@ impl Hub {
 
     fn not_cached(&self, repo: &Repo, file: &str) -> Error {
         Error::Download(format!(
-            "HF_HUB_OFFLINE is set and {file} of dataset {}@{} is not in the hub cache {}; unset HF_HUB_OFFLINE to download it",
+            "HF_HUB_OFFLINE is set and dataset {}@{} ({file}) is not in the hub cache {}; unset HF_HUB_OFFLINE to download it",
             repo.url().trim_start_matches("datasets/"),
             repo.revision(),
             self.cache_dir.display()
