@@ -138,3 +138,34 @@ fn rerun_replaces_raw_files_atomically() {
         .collect();
     assert!(leftovers.is_empty());
 }
+
+#[test]
+fn online_download_through_hf_hub_fills_the_cache_then_works_offline() {
+    let p = Project::new();
+    let server = crate::hub_server::start(p.path("tests/fixtures/hub"));
+    let hf_home = p.path("fresh-hf-home");
+    let p = p
+        .set_env("HF_HOME", &hf_home.display().to_string())
+        .set_env("HF_ENDPOINT", &server.endpoint);
+    // cuad needs the listing API (sharded `*.parquet`); fpb a plain file on a refs/ revision.
+    p.bwb(&["download", "--task", "cuad,fpb"]).ok();
+    assert_eq!(jsonl(&p.read("data/raw/cuad/train.jsonl")).len(), 53);
+    assert_eq!(jsonl(&p.read("data/raw/fpb/train.jsonl")).len(), 54);
+    let fetched = server.downloads.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(fetched, 3 + 1 + 1, "3 cuad train shards + 1 test + 1 fpb");
+    // The hub cache now holds them in the standard layout…
+    let cached =
+        hf_home.join("hub/datasets--takala--financial_phrasebank/refs/refs/convert/parquet");
+    assert_eq!(
+        std::fs::read_to_string(cached).unwrap().trim(),
+        "7a39c2699282b4649407bbd9f983c8f9557df704"
+    );
+    // …so a rerun downloads nothing, and offline works.
+    p.bwb(&["download", "--task", "fpb"]).ok();
+    assert_eq!(
+        server.downloads.load(std::sync::atomic::Ordering::SeqCst),
+        fetched
+    );
+    let p = p.set_env("HF_HUB_OFFLINE", "1");
+    p.bwb(&["download", "--task", "fpb"]).ok();
+}

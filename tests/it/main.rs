@@ -4,4 +4,5 @@
 mod cli;
 mod common;
 mod download;
+mod hub_server;
 mod prepare;
