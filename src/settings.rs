@@ -268,3 +268,61 @@ fn resolve_hub(env: &Env) -> Result<HubSettings> {
         endpoint,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layered_precedence() {
+        let env = Some((2, Origin::Env));
+        assert_eq!(layered(Some(1), env, Some(3), 4), (1, Origin::Cli));
+        assert_eq!(layered(None, env, Some(3), 4), (2, Origin::Env));
+        assert_eq!(layered(None, None, Some(3), 4), (3, Origin::File));
+        assert_eq!(layered(None::<i32>, None, None, 4), (4, Origin::Default));
+    }
+
+    #[test]
+    fn process_env_beats_dotenv_and_empty_is_unset() {
+        let env = Env::from_pairs(
+            &[("A", "1"), ("B", "")],
+            &[("A", "2"), ("B", "3"), ("C", "4")],
+        );
+        assert_eq!(env.get("A"), Some(("1", Origin::Env)));
+        assert_eq!(env.get("B"), Some(("3", Origin::DotEnv)));
+        assert_eq!(env.get("C"), Some(("4", Origin::DotEnv)));
+        assert_eq!(env.get("D"), None);
+    }
+
+    #[test]
+    fn hub_settings_follow_huggingface_hub() {
+        let env = Env::from_pairs(&[("HOME", "/home/u")], &[]);
+        let hub = resolve_hub(&env).unwrap();
+        assert_eq!(
+            hub.cache_dir,
+            PathBuf::from("/home/u/.cache/huggingface/hub")
+        );
+        assert!(!hub.offline && hub.endpoint.is_none());
+
+        let env = Env::from_pairs(
+            &[
+                ("HF_HOME", "/hf"),
+                ("HF_HUB_OFFLINE", "1"),
+                ("HF_ENDPOINT", "http://127.0.0.1:9/"),
+            ],
+            &[("HF_TOKEN", "hf_secret")],
+        );
+        let hub = resolve_hub(&env).unwrap();
+        assert_eq!(hub.cache_dir, PathBuf::from("/hf/hub"));
+        assert!(hub.offline);
+        assert_eq!(hub.token.as_deref(), Some("hf_secret"));
+        assert_eq!(hub.endpoint.as_deref(), Some("http://127.0.0.1:9"));
+
+        let env = Env::from_pairs(&[("HF_HUB_OFFLINE", "maybe")], &[]);
+        let err = resolve_hub(&env).unwrap_err().to_string();
+        assert!(
+            err.contains("HF_HUB_OFFLINE") && err.contains("maybe"),
+            "{err}"
+        );
+    }
+}

@@ -16,11 +16,30 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Download(args) => data::download(&settings, &args),
         Command::Prepare(args) => data::prepare(&settings, &args),
-        Command::Train(_) => Err(Error::NotImplemented("train").into()),
-        Command::Eval(_) => Err(Error::NotImplemented("eval").into()),
-        Command::Classify(_) => Err(Error::NotImplemented("classify").into()),
+        Command::Train(args) => {
+            check_model_and_task(&settings, &args.model, &args.task)?;
+            Err(Error::NotImplemented("train").into())
+        }
+        Command::Eval(args) => {
+            check_model_and_task(&settings, &args.model, &args.task)?;
+            Err(Error::NotImplemented("eval").into())
+        }
+        Command::Classify(args) => {
+            settings.configs.select_tasks(&args.task)?;
+            Err(Error::NotImplemented("classify").into())
+        }
         Command::Dashboard => Err(Error::NotImplemented("dashboard").into()),
         Command::Run(_) => Err(Error::NotImplemented("run").into()),
         Command::Generate(_) => Err(Error::NotImplemented("generate").into()),
     }
+}
+
+/// Reject an unknown model or task up front, listing the valid ones. A model may also be a
+/// local HF directory or a .gguf file, which the engine checks when it loads it.
+fn check_model_and_task(settings: &Settings, model: &str, task: &str) -> Result<()> {
+    if !std::path::Path::new(model).exists() {
+        settings.configs.model(model)?;
+    }
+    settings.configs.select_tasks(task)?;
+    Ok(())
 }

@@ -191,3 +191,27 @@ fn bad_env_value_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn unknown_model_lists_valid_ones() {
+    let p = Project::new();
+    for cmd in ["train", "eval"] {
+        let err = p
+            .bwb(&[cmd, "--model", "llama-99b", "--task", "fpb"])
+            .fails(1);
+        assert!(err.contains("unknown model `llama-99b`"), "{err}");
+        for m in [
+            "qwen3-8b",
+            "gemma3-4b",
+            "phi4-mini",
+            "gpt-5.4-mini",
+            "smoke",
+        ] {
+            assert!(err.contains(m), "{m} not listed: {err}");
+        }
+    }
+    let err = p
+        .bwb(&["eval", "--model", "smoke", "--task", "imdb"])
+        .fails(1);
+    assert!(err.contains("unknown task `imdb`"), "{err}");
+}
