@@ -146,31 +146,25 @@ pub fn split_task(
     };
 
     let sizes = task.sizes(paths.smoke);
-    let mut pool = maybe_balance(load(&task.splits.train)?, "balance-train");
-    let test = match &task.splits.test {
-        Some(s) if *s != task.splits.train => {
-            let all = maybe_balance(load(s)?, "balance-test");
-            sample::stratified_take(all, sizes.test, stratum, &mut seed_for("test")).0
-        }
-        _ => {
-            let (taken, rest) =
-                sample::stratified_take(pool, sizes.test, stratum, &mut seed_for("test"));
-            pool = rest;
-            taken
-        }
-    };
-    let val = match &task.splits.val {
-        Some(s) if *s != task.splits.train => {
-            let all = maybe_balance(load(s)?, "balance-val");
-            sample::stratified_take(all, sizes.val, stratum, &mut seed_for("val")).0
-        }
-        _ => {
-            let (taken, rest) =
-                sample::stratified_take(pool, sizes.val, stratum, &mut seed_for("val"));
-            pool = rest;
-            taken
+    let pool = maybe_balance(load(&task.splits.train)?, "balance-train");
+    // A split comes from its own raw split, or is held out of the training pool.
+    let take = |raw: &Option<String>, n: usize, purpose: &str, pool: Vec<Example>| -> Result<_> {
+        match raw {
+            Some(s) if *s != task.splits.train => {
+                let all = maybe_balance(load(s)?, &format!("balance-{purpose}"));
+                let taken = sample::stratified_take(all, n, stratum, &mut seed_for(purpose)).0;
+                Ok((taken, pool))
+            }
+            _ => Ok(sample::stratified_take(
+                pool,
+                n,
+                stratum,
+                &mut seed_for(purpose),
+            )),
         }
     };
+    let (test, pool) = take(&task.splits.test, sizes.test, "test", pool)?;
+    let (val, pool) = take(&task.splits.val, sizes.val, "val", pool)?;
     let mut train = sample::interleave(pool, stratum, &mut seed_for("train"));
     train.truncate(sizes.training_cap);
 
