@@ -146,13 +146,16 @@ fn online_download_through_hf_hub_fills_the_cache_then_works_offline() {
     let hf_home = p.path("fresh-hf-home");
     let p = p
         .set_env("HF_HOME", &hf_home.display().to_string())
-        .set_env("HF_ENDPOINT", &server.endpoint);
+        .set_env("HF_ENDPOINT", &server.endpoint)
+        .set_env("HF_TOKEN", "hf_test_token");
     // cuad needs the listing API (sharded `*.parquet`); fpb a plain file on a refs/ revision.
     p.bwb(&["download", "--task", "cuad,fpb"]).ok();
     assert_eq!(jsonl(&p.read("data/raw/cuad/train.jsonl")).len(), 53);
     assert_eq!(jsonl(&p.read("data/raw/fpb/train.jsonl")).len(), 54);
     let fetched = server.downloads.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(fetched, 3 + 1 + 1, "3 cuad train shards + 1 test + 1 fpb");
+    // HF_TOKEN reached the hub, and nothing else was sent as a credential.
+    assert_eq!(*server.auth.lock().unwrap(), ["Bearer hf_test_token"]);
     // The hub cache now holds them in the standard layout…
     let cached =
         hf_home.join("hub/datasets--takala--financial_phrasebank/refs/refs/convert/parquet");

@@ -6,12 +6,14 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub struct HubServer {
     pub endpoint: String,
     /// Number of file-body requests served (not counting listings and metadata probes).
     pub downloads: Arc<AtomicUsize>,
+    /// Every distinct `Authorization` header value received.
+    pub auth: Arc<Mutex<Vec<String>>>,
 }
 
 /// Serve `cache` (a hub-cache layout directory) until the test process ends.
@@ -19,15 +21,17 @@ pub fn start(cache: PathBuf) -> HubServer {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let downloads = Arc::new(AtomicUsize::new(0));
-    let counter = downloads.clone();
+    let auth = Arc::new(Mutex::new(Vec::new()));
+    let (counter, seen) = (downloads.clone(), auth.clone());
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let _ = handle(stream, &cache, &counter);
+            let _ = handle(stream, &cache, &counter, &seen);
         }
     });
     HubServer {
         endpoint,
         downloads,
+        auth,
     }
 }
 
@@ -68,7 +72,12 @@ fn list(dir: &Path, base: &Path, out: &mut Vec<String>) {
     }
 }
 
-fn handle(stream: TcpStream, cache: &Path, downloads: &AtomicUsize) -> std::io::Result<()> {
+fn handle(
+    stream: TcpStream,
+    cache: &Path,
+    downloads: &AtomicUsize,
+    auth: &Mutex<Vec<String>>,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request = String::new();
     reader.read_line(&mut request)?;
@@ -80,6 +89,13 @@ fn handle(stream: TcpStream, cache: &Path, downloads: &AtomicUsize) -> std::io::
             break;
         }
         let lower = line.to_ascii_lowercase();
+        if lower.starts_with("authorization:") {
+            let value = line["authorization:".len()..].trim().to_string();
+            let mut seen = auth.lock().unwrap();
+            if !seen.contains(&value) {
+                seen.push(value);
+            }
+        }
         if let Some(v) = lower.strip_prefix("range: bytes=") {
             let v = v.trim();
             probe = v == "0-0";
