@@ -116,10 +116,57 @@ pub struct RunArgs {
     pub conditions: Option<String>,
 }
 
+/// How to load a local model: shared by every command that runs one.
 #[derive(Debug, Clone, Args)]
-pub struct GenerateArgs {
+pub struct EngineArgs {
+    /// Model config id (configs/models/), local HF directory, or .gguf file
     #[arg(long)]
     pub model: String,
+    /// Frozen-base storage: none, q4k, q4_0 or q4_1 [default: none for HF weights; a GGUF keeps its own blocks]
+    #[arg(long, value_name = "FORMAT")]
+    pub quant: Option<String>,
+    /// Compute dtype: f32, bf16 or f16
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// cpu, cuda or cuda:N [default: cuda when built with it and a GPU is present, else cpu]
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// A PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors)
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<PathBuf>,
+    /// Feed the prompt as is, without the model's chat template
+    #[arg(long)]
+    pub raw: bool,
+    /// System message (chat mode)
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    /// Sampling temperature; 0 is greedy
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Nucleus sampling mass (1.0 = off)
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    /// Keep only the k most likely tokens (0 = off)
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    /// Sampling seed
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Stop when the completion contains this text (repeatable)
+    #[arg(long, value_name = "TEXT")]
+    pub stop: Vec<String>,
+    /// One JSON object per line: text, token_ids, finish_reason, prompt_tokens, completion_tokens
+    #[arg(long)]
+    pub json: bool,
+    /// A prompt (repeatable; all prompts run as one batch)
     #[arg(long, required = true)]
     pub prompt: Vec<String>,
 }

@@ -31,6 +31,9 @@ pub enum Error {
     },
     #[error("{0}")]
     Download(String),
+    /// A tensor operation failed (shape mismatch, device error, …).
+    #[error("{0}")]
+    Candle(#[from] candle_core::Error),
     #[error("`bwb {0}` is not implemented yet")]
     NotImplemented(&'static str),
 }

@@ -11,5 +11,7 @@ pub mod data;
 pub mod error;
 pub mod fsutil;
 pub mod logging;
+pub mod model;
 pub mod paths;
+pub mod prompt;
 pub mod settings;

@@ -1,6 +1,7 @@
 //! One thin function per subcommand: resolve settings, call the library, print a summary.
 
 mod data;
+mod generate;
 
 use anyhow::Result;
 
@@ -30,7 +31,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Dashboard => Err(Error::NotImplemented("dashboard").into()),
         Command::Run(_) => Err(Error::NotImplemented("run").into()),
-        Command::Generate(_) => Err(Error::NotImplemented("generate").into()),
+        Command::Generate(args) => generate::generate(&settings, &args),
     }
 }
 

@@ -162,11 +162,47 @@ impl Hub {
 
     fn not_cached(&self, repo: &Repo, file: &str) -> Error {
         Error::Download(format!(
-            "HF_HUB_OFFLINE is set and dataset {}@{} ({file}) is not in the hub cache {}; unset HF_HUB_OFFLINE to download it",
+            "HF_HUB_OFFLINE is set and {} {}@{} ({file}) is not in the hub cache {}; unset HF_HUB_OFFLINE to download it",
+            if repo.url().starts_with("datasets/") { "dataset" } else { "model" },
             repo.url().trim_start_matches("datasets/"),
             repo.revision(),
             self.cache_dir.display()
         ))
+    }
+
+    /// Every file of a repo at its revision: the hub's listing online, the cached snapshot
+    /// offline.
+    pub fn list_files(&self, repo: &Repo) -> Result<Vec<String>> {
+        match &self.api {
+            Some(api) => {
+                let info = api.repo(repo.clone()).info().map_err(|e| {
+                    Error::Download(format!(
+                        "listing {}@{}: {e}; check the network and HF_TOKEN, or set HF_HUB_OFFLINE=1 to use the cache",
+                        repo.url(),
+                        repo.revision()
+                    ))
+                })?;
+                Ok(info.siblings.into_iter().map(|s| s.rfilename).collect())
+            }
+            None => self.list_cached(repo),
+        }
+    }
+
+    /// Local path of one file of any repo: from the cache, else downloaded into it.
+    pub fn get_file(&self, repo: &Repo, file: &str) -> Result<PathBuf> {
+        if let Some(path) = self.cache.repo(repo.clone()).get(file) {
+            return Ok(path);
+        }
+        match &self.api {
+            None => Err(self.not_cached(repo, file)),
+            Some(api) => api.repo(repo.clone()).get(file).map_err(|e| {
+                Error::Download(format!(
+                    "downloading {file} of {}@{}: {e}; check the network, HF_TOKEN for gated repos, or set HF_HUB_OFFLINE=1 to use the cache",
+                    repo.url(),
+                    repo.revision()
+                ))
+            }),
+        }
     }
 
     /// Local path of one file: from the cache, else downloaded into it.

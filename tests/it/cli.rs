@@ -34,13 +34,12 @@ fn download_and_prepare_refuse_without_task() {
 #[test]
 fn stages_not_landed_exit_2() {
     let p = Project::new();
-    let cases: [&[&str]; 6] = [
+    let cases: [&[&str]; 5] = [
         &["train", "--model", "smoke", "--task", "fpb"],
         &["eval", "--model", "smoke", "--task", "fpb"],
         &["classify", "--task", "fpb"],
         &["dashboard"],
         &["run"],
-        &["generate", "--model", "smoke", "--prompt", "hi"],
     ];
     for args in cases {
         let err = p.bwb(args).fails(2);

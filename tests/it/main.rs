@@ -1,8 +1,13 @@
 //! The integration-test binary: drives `bwb` as a user would, on fixture data in temporary
 //! project roots, with a clean environment.
 
+mod chat_template;
 mod cli;
 mod common;
 mod download;
+mod generate;
+mod gguf_tokenizer;
 mod hub_server;
+mod linear;
+mod model_reference;
 mod prepare;

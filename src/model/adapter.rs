@@ -1,0 +1,142 @@
+//! PEFT LoRA adapters on disk: `adapter_config.json` + `adapter_model.safetensors` with PEFT's
+//! tensor names (`base_model.model.<module>.lora_A.weight`, A `[r, in]`, B `[out, r]`).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::weights::LoraPlan;
+use crate::error::{Error, Result};
+
+pub const CONFIG_FILE: &str = "adapter_config.json";
+pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
+const PREFIX: &str = "base_model.model.";
+
+/// The fields of PEFT's `adapter_config.json` that define the adapter.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdapterConfig {
+    pub peft_type: String,
+    pub r: usize,
+    pub lora_alpha: f64,
+    #[serde(default)]
+    pub lora_dropout: f32,
+    pub target_modules: TargetModules,
+    #[serde(default)]
+    pub base_model_name_or_path: Option<String>,
+    #[serde(default)]
+    pub task_type: Option<String>,
+    #[serde(default)]
+    pub use_rslora: bool,
+    #[serde(default = "none")]
+    pub bias: String,
+}
+
+fn none() -> String {
+    "none".into()
+}
+
+/// PEFT writes target_modules as a list, or a single regex string.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TargetModules {
+    List(Vec<String>),
+    One(String),
+}
+
+impl TargetModules {
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            Self::List(v) => v.clone(),
+            Self::One(s) => vec![s.clone()],
+        }
+    }
+}
+
+/// Read a PEFT adapter directory into a LoRA plan whose tensors the model builder attaches.
+pub fn load(dir: &Path, device: &Device) -> Result<LoraPlan> {
+    let cfg_path = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&cfg_path).map_err(|e| {
+        Error::MissingInput(format!(
+            "{}: {e}; an adapter directory holds {CONFIG_FILE} and {WEIGHTS_FILE}",
+            cfg_path.display()
+        ))
+    })?;
+    let cfg: AdapterConfig = serde_json::from_str(&text).map_err(|e| Error::BadFile {
+        path: cfg_path.clone(),
+        message: format!("not a PEFT adapter config: {e}"),
+    })?;
+    if !cfg.peft_type.eq_ignore_ascii_case("LORA") {
+        return Err(Error::BadFile {
+            path: cfg_path,
+            message: format!("peft_type `{}` is not supported; only LORA", cfg.peft_type),
+        });
+    }
+    if cfg.bias != "none" {
+        return Err(Error::BadFile {
+            path: cfg_path,
+            message: format!("bias `{}` is not supported; only `none`", cfg.bias),
+        });
+    }
+    if let TargetModules::One(s) = &cfg.target_modules {
+        if s.chars().any(|c| "*?[](|\\".contains(c)) {
+            return Err(Error::BadFile {
+                path: cfg_path,
+                message: format!("regex target_modules `{s}` is not supported; list module names"),
+            });
+        }
+    }
+    let w_path = dir.join(WEIGHTS_FILE);
+    if !w_path.exists() {
+        return Err(Error::MissingInput(format!(
+            "{}: missing; the adapter directory must hold {WEIGHTS_FILE}",
+            w_path.display()
+        )));
+    }
+    let tensors = candle_core::safetensors::load(&w_path, device).map_err(|e| Error::BadFile {
+        path: w_path.clone(),
+        message: e.to_string(),
+    })?;
+    let mut a: HashMap<String, Tensor> = HashMap::new();
+    let mut b: HashMap<String, Tensor> = HashMap::new();
+    for (name, t) in tensors {
+        let bad = |m: &str| Error::BadFile {
+            path: w_path.clone(),
+            message: format!("tensor `{name}`: {m}"),
+        };
+        let rest = name
+            .strip_prefix(PREFIX)
+            .ok_or_else(|| bad("expected a name starting with `base_model.model.`"))?;
+        if let Some(m) = rest.strip_suffix(".lora_A.weight") {
+            a.insert(m.to_string(), t);
+        } else if let Some(m) = rest.strip_suffix(".lora_B.weight") {
+            b.insert(m.to_string(), t);
+        } else {
+            return Err(bad("only lora_A / lora_B weights are supported"));
+        }
+    }
+    let mut pairs = HashMap::new();
+    for (m, ta) in a {
+        let tb = b.remove(&m).ok_or_else(|| Error::BadFile {
+            path: w_path.clone(),
+            message: format!("`{PREFIX}{m}.lora_A.weight` has no matching lora_B"),
+        })?;
+        pairs.insert(m, (ta, tb));
+    }
+    if let Some(m) = b.keys().next() {
+        return Err(Error::BadFile {
+            path: w_path,
+            message: format!("`{PREFIX}{m}.lora_B.weight` has no matching lora_A"),
+        });
+    }
+    Ok(LoraPlan {
+        r: cfg.r,
+        alpha: cfg.lora_alpha,
+        dropout: cfg.lora_dropout,
+        use_rslora: cfg.use_rslora,
+        target_modules: cfg.target_modules.names(),
+        init_seed: 0,
+        adapter: Some(pairs),
+    })
+}

@@ -1,0 +1,3 @@
+//! Prompts: task templates and the model's own chat template.
+
+pub mod chat_template;
