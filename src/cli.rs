@@ -51,6 +51,36 @@ pub enum Command {
     Run(RunArgs),
     /// Generate completions from a local model
     Generate(GenerateArgs),
+    /// Benchmarks (not tests): throughput of the engine
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Prefill and decode tokens/s for a model, batch size and prompt length
+    Infer(BenchInferArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchInferArgs {
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Rows per batch
+    #[arg(long, default_value_t = 1)]
+    pub batch_size: usize,
+    /// Prompt tokens per row
+    #[arg(long, default_value_t = 128)]
+    pub prompt_len: usize,
+    /// Tokens decoded per row (no early stop)
+    #[arg(long, default_value_t = 32)]
+    pub new_tokens: usize,
+    /// Timed repetitions (after one warm-up); the median is reported
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// Print the result as one JSON object
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -79,8 +109,24 @@ pub struct TrainArgs {
     /// lora-500, lora-full or all
     #[arg(long, default_value = "all")]
     pub condition: String,
+    /// Seed for LoRA init, shuffling and dropout [env: BWB_SEED] [default: run_defaults.yaml `seed`]
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Frozen-base storage: q4k, q4_0, q4_1 or none (plain LoRA) [default: q4k; a GGUF keeps its own blocks]
+    #[arg(long, value_name = "FORMAT")]
+    pub quant: Option<String>,
+    /// Compute dtype: f32, bf16 or f16
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// cpu, cuda or cuda:N [default: cuda when built with it and a GPU is present, else cpu]
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Also checkpoint every N optimizer steps within an epoch (epoch ends always checkpoint)
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub save_every: usize,
+    /// Stop with a checkpoint once N optimizer steps are done in total; rerun to continue
+    #[arg(long, value_name = "N")]
+    pub stop_at_step: Option<usize>,
 }
 
 #[derive(Debug, Clone, Args)]

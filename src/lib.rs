@@ -4,6 +4,7 @@
 //! This crate is both the `bwb` binary and a library so the integration tests can reach
 //! the pieces directly.
 
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -15,3 +16,4 @@ pub mod model;
 pub mod paths;
 pub mod prompt;
 pub mod settings;
+pub mod train;

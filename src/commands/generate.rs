@@ -51,6 +51,22 @@ pub fn device(spec: Option<&str>) -> Result<Device> {
     }
 }
 
+/// Where quantised bases are cached: `BWB_CACHE_DIR`, else `$XDG_CACHE_HOME/bwb/quantized`,
+/// else `~/.cache/bwb/quantized`; `BWB_CACHE_DIR=off` disables the cache.
+pub fn quant_cache_dir() -> Option<std::path::PathBuf> {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(d) = var("BWB_CACHE_DIR") {
+        if d == "off" {
+            return None;
+        }
+        return Some(d.into());
+    }
+    let base = var("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| var("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))?;
+    Some(base.join("bwb").join("quantized"))
+}
+
 pub fn dtype(s: &str) -> Result<DType> {
     match s {
         "f32" => Ok(DType::F32),
@@ -80,6 +96,7 @@ pub fn load_model(
         quant,
         dense_gguf,
         lora,
+        quant_cache: quant_cache_dir(),
     };
     let (source, mc) = load::resolve(&args.model, &settings.configs, &settings.hub)?;
     let mut m = load::load(&source, &opts).with_context(|| format!("loading {}", args.model))?;

@@ -1,7 +1,9 @@
 //! One thin function per subcommand: resolve settings, call the library, print a summary.
 
+mod bench;
 mod data;
-mod generate;
+pub mod generate;
+mod train;
 
 use anyhow::Result;
 
@@ -19,7 +21,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Prepare(args) => data::prepare(&settings, &args),
         Command::Train(args) => {
             check_model_and_task(&settings, &args.model, &args.task)?;
-            Err(Error::NotImplemented("train").into())
+            train::train(&settings, &args)
         }
         Command::Eval(args) => {
             check_model_and_task(&settings, &args.model, &args.task)?;
@@ -32,6 +34,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Dashboard => Err(Error::NotImplemented("dashboard").into()),
         Command::Run(_) => Err(Error::NotImplemented("run").into()),
         Command::Generate(args) => generate::generate(&settings, &args),
+        Command::Bench(cmd) => bench::run(&settings, &cmd),
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::weights::LoraPlan;
+use super::weights::{LoraPlan, LoraVars};
 use crate::error::{Error, Result};
 
 pub const CONFIG_FILE: &str = "adapter_config.json";
@@ -139,4 +139,60 @@ pub fn load(dir: &Path, device: &Device) -> Result<LoraPlan> {
         init_seed: 0,
         adapter: Some(pairs),
     })
+}
+
+impl AdapterConfig {
+    /// The PEFT config for a LoRA plan on `base_model`.
+    pub fn for_plan(plan: &LoraPlan, base_model: &str) -> Self {
+        Self {
+            peft_type: "LORA".into(),
+            r: plan.r,
+            lora_alpha: plan.alpha,
+            lora_dropout: plan.dropout,
+            target_modules: TargetModules::List(plan.target_modules.clone()),
+            base_model_name_or_path: Some(base_model.to_string()),
+            task_type: Some("CAUSAL_LM".into()),
+            use_rslora: plan.use_rslora,
+            bias: none(),
+        }
+    }
+}
+
+/// The adapter tensors by PEFT name (`base_model.model.<module>.lora_{A,B}.weight`), f32.
+pub fn peft_tensors(vars: &LoraVars) -> Result<HashMap<String, Tensor>> {
+    let mut out = HashMap::new();
+    for (module, a, b) in vars {
+        for (which, v) in [("lora_A", a), ("lora_B", b)] {
+            let t = v
+                .as_tensor()
+                .to_dtype(candle_core::DType::F32)?
+                .to_device(&Device::Cpu)?;
+            out.insert(format!("{PREFIX}{module}.{which}.weight"), t);
+        }
+    }
+    Ok(out)
+}
+
+/// Write a PEFT adapter directory (`adapter_config.json` + `adapter_model.safetensors`);
+/// each file is replaced atomically. PEFT (and [`load`]) read it back.
+pub fn save(dir: &Path, cfg: &AdapterConfig, vars: &LoraVars) -> Result<()> {
+    crate::fsutil::create_dir_all(dir)?;
+    let tensors = peft_tensors(vars)?;
+    let w_path = dir.join(WEIGHTS_FILE);
+    let wrap = |source| Error::Write {
+        path: w_path.clone(),
+        source,
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".bwb-tmp-")
+        .suffix(".safetensors")
+        .tempfile_in(dir)
+        .map_err(wrap)?;
+    candle_core::safetensors::save(&tensors, tmp.path()).map_err(|e| Error::Write {
+        path: w_path.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    tmp.as_file().sync_all().map_err(wrap)?;
+    tmp.persist(&w_path).map_err(|e| wrap(e.error))?;
+    crate::fsutil::write_json_atomic(&dir.join(CONFIG_FILE), cfg)
 }

@@ -84,7 +84,10 @@ pub enum FrozenWeight {
 
 impl FrozenWeight {
     pub fn quantized(q: QTensor) -> Result<Self> {
-        let q = Arc::new(q);
+        Self::quantized_arc(Arc::new(q))
+    }
+
+    pub fn quantized_arc(q: Arc<QTensor>) -> Result<Self> {
         let mm = QMatMul::from_arc(q.clone())?;
         Ok(Self::Quant { q, mm })
     }
@@ -110,7 +113,11 @@ impl FrozenWeight {
     fn forward_nograd(&self, x: &Tensor, exact: bool) -> Result<Tensor> {
         let x = x.detach();
         match self {
-            Self::Quant { q, .. } if exact => {
+            // Many rows (prefill, training): dequantising once and using the dense GEMM beats
+            // ggml's row-by-row dot products on the CPU (SmolLM2 prefill, docs/BENCHMARKS.md).
+            Self::Quant { q, .. }
+                if exact || x.elem_count() / x.dim(candle_core::D::Minus1)? >= DEQUANT_ROWS =>
+            {
                 matmul_t(&x, &q.dequantize(&q.device())?.to_dtype(x.dtype())?)
             }
             Self::Dense(w) => {
@@ -136,6 +143,10 @@ impl FrozenWeight {
         }
     }
 }
+
+/// From this many activation rows on, a 4-bit product dequantises the weight and runs the
+/// dense GEMM instead of ggml's quantised dot products.
+const DEQUANT_ROWS: usize = 16;
 
 /// `x · wᵀ` for x of any rank ≥ 2 and w `[out, in]`.
 pub fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {

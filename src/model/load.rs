@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokenizers::Tokenizer;
 
 use super::linear::QuantFormat;
-use super::weights::{Builder, LoraPlan, LoraVars, Source};
+use super::weights::{Builder, LoraPlan, LoraVars, QuantCache, Source};
 use super::{gemma3, llama, phi3, qwen3, Model};
 use crate::config::{Arch, ModelConfig, RandomInit};
 use crate::error::{Error, Result};
@@ -42,6 +42,8 @@ pub struct LoadOptions {
     /// (`--quant none`).
     pub dense_gguf: bool,
     pub lora: Option<LoraPlan>,
+    /// Directory for cached quantised bases (None: no cache).
+    pub quant_cache: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
@@ -52,6 +54,7 @@ impl Default for LoadOptions {
             quant: None,
             dense_gguf: false,
             lora: None,
+            quant_cache: None,
         }
     }
 }
@@ -189,16 +192,62 @@ pub fn load_dir_weights(dir: &Path, opts: &LoadOptions) -> Result<(Model, Arch, 
     }
     let cfg = read_json(&cfg_path)?;
     let arch = arch_of(&cfg, &cfg_path)?;
-    let vb = Builder::new(
+    let mut vb = Builder::new(
         Source::safetensors_dir(dir)?,
         &opts.device,
         opts.dtype,
         opts.quant,
         opts.lora.clone(),
     );
+    if let (Some(cache_dir), Some(fmt)) = (&opts.quant_cache, opts.quant) {
+        let key = quant_cache_key(dir, fmt)?;
+        vb = vb.with_quant_cache(QuantCache::open(cache_dir.join(format!("{key}.gguf"))));
+    }
     let model = build(arch, &cfg, &cfg_path, &vb)?;
     let lora_vars = vb.finish()?;
     Ok((model, arch, cfg, lora_vars))
+}
+
+/// Cache key for a checkpoint's quantised bases: the directory, every weight file's name,
+/// size and modification time, the format and this bwb's version.
+fn quant_cache_key(dir: &Path, fmt: QuantFormat) -> Result<String> {
+    let mut parts = vec![
+        std::fs::canonicalize(dir)
+            .unwrap_or_else(|_| dir.to_path_buf())
+            .display()
+            .to_string(),
+        fmt.name().to_string(),
+        env!("CARGO_PKG_VERSION").to_string(),
+    ];
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::MissingInput(format!("cannot list {}: {e}", dir.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("safetensors"))
+        .collect();
+    files.sort();
+    for f in files {
+        let md = std::fs::metadata(&f)
+            .map_err(|e| Error::MissingInput(format!("{}: {e}", f.display())))?;
+        let mtime = md
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        parts.push(format!("{}:{}:{mtime}", f.display(), md.len()));
+    }
+    let joined = parts.join("\n");
+    // FNV-1a twice with different offsets: 128 bits, stable across runs.
+    let h = |seed: u64| {
+        joined.bytes().fold(seed, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    };
+    Ok(format!(
+        "{:016x}{:016x}",
+        h(0xcbf2_9ce4_8422_2325),
+        h(0x6c62_272e_07bb_0142)
+    ))
 }
 
 /// Build a model of `arch` from an HF config and an in-memory tensor map (tests, merges).

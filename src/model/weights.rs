@@ -257,8 +257,77 @@ impl LoraPlan {
     }
 }
 
+/// Quantised bases cached on disk as a GGUF file, so the second load of a checkpoint skips
+/// reading and quantising the dense weights.
+pub struct QuantCache {
+    path: PathBuf,
+    existing: Option<(gguf_file::Content, Mutex<File>)>,
+    fresh: Mutex<Vec<(String, Arc<QTensor>)>>,
+}
+
+impl QuantCache {
+    /// Open (or plan) the cache file `path`. An unreadable cache file is ignored and rewritten.
+    pub fn open(path: PathBuf) -> Self {
+        let existing = File::open(&path).ok().and_then(|mut f| {
+            let content = gguf_file::Content::read(&mut f).ok()?;
+            Some((content, Mutex::new(f)))
+        });
+        Self {
+            path,
+            existing,
+            fresh: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn get(&self, name: &str, dev: &Device) -> Option<QTensor> {
+        let (content, file) = self.existing.as_ref()?;
+        let mut f = file.lock().ok()?;
+        content.tensor(&mut *f, name, dev).ok()
+    }
+
+    /// Write the tensors quantised during this load (atomically), if any.
+    fn flush(&self) -> Result<()> {
+        let fresh = match self.fresh.lock() {
+            Ok(f) => f,
+            Err(_) => return Ok(()),
+        };
+        if fresh.is_empty() || self.existing.is_some() {
+            return Ok(());
+        }
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        crate::fsutil::create_dir_all(dir)?;
+        let wrap = |source| Error::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".bwb-tmp-")
+            .tempfile_in(dir)
+            .map_err(wrap)?;
+        let tensors: Vec<(&str, &QTensor)> = fresh
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.as_ref()))
+            .collect();
+        {
+            let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+            gguf_file::write(&mut w, &[], &tensors).map_err(|e| Error::Write {
+                path: self.path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            std::io::Write::flush(&mut w).map_err(wrap)?;
+        }
+        tmp.persist(&self.path).map_err(|e| wrap(e.error))?;
+        Ok(())
+    }
+}
+
 struct Shared {
     src: Source,
+    qcache: Option<QuantCache>,
     device: Device,
     dtype: DType,
     quant: Option<QuantFormat>,
@@ -287,6 +356,7 @@ impl Builder {
         Self {
             shared: Arc::new(Shared {
                 src,
+                qcache: None,
                 device: device.clone(),
                 dtype,
                 quant,
@@ -297,6 +367,14 @@ impl Builder {
             }),
             prefix: String::new(),
         }
+    }
+
+    /// Use (and fill) an on-disk cache of quantised bases. Call before building the model.
+    pub fn with_quant_cache(mut self, cache: QuantCache) -> Self {
+        if let Some(sh) = Arc::get_mut(&mut self.shared) {
+            sh.qcache = Some(cache);
+        }
+        self
     }
 
     pub fn pp(&self, name: impl std::fmt::Display) -> Self {
@@ -427,7 +505,18 @@ impl Builder {
     pub fn linear(&self, name: &str, in_f: usize, out_f: usize, bias: bool) -> Result<QLinear> {
         let sh = &self.shared;
         let std = 0.02;
-        let base = match self.raw(&format!("{name}.weight"), &[out_f, in_f], Init::Normal(std))? {
+        let wname = self.full(&format!("{name}.weight"));
+        let cached = match (&sh.qcache, sh.quant) {
+            (Some(c), Some(_)) => c
+                .get(&wname, &sh.device)
+                .filter(|q| q.shape().dims() == [out_f, in_f]),
+            _ => None,
+        };
+        let raw = match cached {
+            Some(q) => Raw::Quant(q),
+            None => self.raw(&format!("{name}.weight"), &[out_f, in_f], Init::Normal(std))?,
+        };
+        let base = match raw {
             Raw::Quant(q) => {
                 if sh.quant.is_none() {
                     FrozenWeight::Dense(
@@ -443,8 +532,13 @@ impl Builder {
                 None => FrozenWeight::Dense(w.to_dtype(sh.dtype).map_err(ce)?),
                 Some(fmt) => {
                     let w32 = w.to_dtype(DType::F32).map_err(ce)?;
-                    let q = QTensor::quantize(&w32, fmt.ggml_dtype(in_f)).map_err(ce)?;
-                    FrozenWeight::quantized(q).map_err(ce)?
+                    let q = Arc::new(QTensor::quantize(&w32, fmt.ggml_dtype(in_f)).map_err(ce)?);
+                    if let Some(c) = &sh.qcache {
+                        if let Ok(mut fresh) = c.fresh.lock() {
+                            fresh.push((wname.clone(), q.clone()));
+                        }
+                    }
+                    FrozenWeight::quantized_arc(q).map_err(ce)?
                 }
             },
         };
@@ -536,6 +630,9 @@ impl Builder {
     /// every target module name must exist in the model.
     pub fn finish(&self) -> Result<LoraVars> {
         let sh = &self.shared;
+        if let Some(c) = &sh.qcache {
+            c.flush()?;
+        }
         let used = sh
             .used_targets
             .lock()

@@ -34,8 +34,7 @@ fn download_and_prepare_refuse_without_task() {
 #[test]
 fn stages_not_landed_exit_2() {
     let p = Project::new();
-    let cases: [&[&str]; 5] = [
-        &["train", "--model", "smoke", "--task", "fpb"],
+    let cases: [&[&str]; 4] = [
         &["eval", "--model", "smoke", "--task", "fpb"],
         &["classify", "--task", "fpb"],
         &["dashboard"],

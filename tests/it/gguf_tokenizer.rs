@@ -81,7 +81,8 @@ fn smollm2_gguf_tokenizes_like_hf() {
 }
 
 /// transformers' own GGUF loader drops SmolLM's Digits step; we follow the hub's
-/// tokenizer.json instead. Guards that choice: " ²" must be "Ġ" + "Â²", not "ĠÂ" + "²".
+/// tokenizer.json (and llama.cpp, which agrees) instead. Guards that choice: " ²" must be
+/// "Ġ" + "Â²", not "ĠÂ" + "²".
 #[test]
 fn smollm2_splits_numeric_characters_like_the_hub_tokenizer() {
     let Some((tok, _)) = smollm2() else { return };

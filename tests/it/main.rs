@@ -11,3 +11,4 @@ mod hub_server;
 mod linear;
 mod model_reference;
 mod prepare;
+mod train;

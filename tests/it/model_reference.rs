@@ -598,10 +598,7 @@ fn smoke_model_is_deterministic_and_generates_text() {
     let b = load::load(&src, &LoadOptions::default()).unwrap();
     let msgs = [bwb::prompt::chat_template::Message::user("Hello there")];
     let p = a.encode_prompt(&msgs, false).unwrap();
-    assert_eq!(
-        a.decode(&p).unwrap(),
-        "user\nHello there\nassistant\n"
-    );
+    assert_eq!(a.decode(&p).unwrap(), "user\nHello there\nassistant\n");
     let params = GenParams {
         max_new_tokens: 8,
         ..Default::default()
@@ -610,5 +607,58 @@ fn smoke_model_is_deterministic_and_generates_text() {
     let y = b.generate(&[p], &params).unwrap();
     assert_eq!(x[0].token_ids, y[0].token_ids);
     assert_eq!(x[0].completion_tokens, x[0].token_ids.len());
-    assert_eq!(x[0].token_ids.len(), 8, "no stop token within 8 steps at seed 0");
+    assert_eq!(
+        x[0].token_ids.len(),
+        8,
+        "no stop token within 8 steps at seed 0"
+    );
+}
+
+#[test]
+fn quantised_bases_are_cached_on_disk_and_reused() {
+    let cache = tempfile::tempdir().unwrap();
+    let opts = LoadOptions {
+        quant: Some(QuantFormat::Q4K),
+        quant_cache: Some(cache.path().to_path_buf()),
+        ..Default::default()
+    };
+    let r = reference("qwen3");
+    let p = &prompts_of(&r)[0];
+    let first = logits(&load_model(&fixture("qwen3"), &opts), p);
+    let files: Vec<_> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(
+        files.len(),
+        1,
+        "one cache file per checkpoint and format: {files:?}"
+    );
+    assert_eq!(files[0].extension().unwrap(), "gguf");
+    let stamp = std::fs::metadata(&files[0]).unwrap().modified().unwrap();
+    // The cache holds every quantised projection of the model.
+    let mut f = std::fs::File::open(&files[0]).unwrap();
+    let content = candle_core::quantized::gguf_file::Content::read(&mut f).unwrap();
+    assert!(content
+        .tensor_infos
+        .contains_key("model.layers.1.mlp.down_proj.weight"));
+    assert_eq!(content.tensor_infos.len(), 2 * 7);
+
+    let second = logits(&load_model(&fixture("qwen3"), &opts), p);
+    assert_eq!(
+        first.to_vec2::<f32>().unwrap(),
+        second.to_vec2::<f32>().unwrap()
+    );
+    assert_eq!(
+        std::fs::metadata(&files[0]).unwrap().modified().unwrap(),
+        stamp,
+        "reused, not rewritten"
+    );
+    // A different format gets its own entry.
+    let opts_q40 = LoadOptions {
+        quant: Some(QuantFormat::Q4_0),
+        ..opts.clone()
+    };
+    load_model(&fixture("qwen3"), &opts_q40);
+    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 2);
 }

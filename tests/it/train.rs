@@ -1,0 +1,440 @@
+//! `bwb train`: the smoke model learns, a killed or stopped run resumes bit for bit, adapters
+//! are PEFT's format, and bad input gives one-line errors.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use bwb::config::{Configs, LoraConfig, LrSchedule, TaskConfig, TrainingConfig};
+use bwb::data::{Answer, Example};
+use bwb::model::adapter;
+use bwb::model::load::{self, LoadOptions, ModelSource};
+use bwb::model::QuantFormat;
+use bwb::prompt::task::TaskPrompt;
+use bwb::train::{self, validate, Job, RunOptions};
+use candle_core::Device;
+
+use crate::common::{Project, REPO};
+
+fn fpb_task() -> TaskConfig {
+    let c = Configs::load(&Path::new(REPO).join("configs")).unwrap();
+    c.task("fpb").unwrap().clone()
+}
+
+fn smoke_source() -> ModelSource {
+    let c = Configs::load(&Path::new(REPO).join("configs")).unwrap();
+    let mc = c.model("smoke").unwrap();
+    ModelSource::Random {
+        arch: mc.arch.unwrap(),
+        init: mc.random_init.clone().unwrap(),
+    }
+}
+
+/// A synthetic FPB-shaped task: the first word decides the label, the rest is noise.
+fn synthetic(n: usize, offset: usize) -> Vec<Example> {
+    let keys = [
+        ("up", "positive"),
+        ("down", "negative"),
+        ("flat", "neutral"),
+    ];
+    let noise = ["acme", "q3", "sales", "bank", "oil", "fx", "rates", "deal"];
+    (0..n)
+        .map(|i| {
+            let k = i + offset;
+            let (word, label) = keys[k % 3];
+            let text = format!(
+                "{word} {} {}",
+                noise[(k / 3) % noise.len()],
+                noise[(k * 7 + 3) % noise.len()]
+            );
+            Example {
+                id: format!("s{k}"),
+                task: "fpb".into(),
+                inputs: BTreeMap::from([("text".to_string(), text)]),
+                answer: Answer::Label {
+                    label: label.into(),
+                },
+                target: label.into(),
+                stratum: Some(label.into()),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn smoke_model_learns_a_synthetic_classification_task_with_qlora() {
+    let mut task = fpb_task();
+    task.metric_id = "accuracy".into();
+    let prompt = TaskPrompt::from_sources(
+        &task,
+        "Label it.",
+        "{{ text }}",
+        PathBuf::from("system.txt"),
+        PathBuf::from("user.txt"),
+    )
+    .unwrap();
+    let hp = TrainingConfig {
+        lora: LoraConfig {
+            r: 8,
+            alpha: 16.0,
+            dropout: 0.0,
+            target_modules: [
+                "q_proj",
+                "k_proj",
+                "v_proj",
+                "o_proj",
+                "gate_proj",
+                "up_proj",
+                "down_proj",
+            ]
+            .map(String::from)
+            .to_vec(),
+            use_rslora: false,
+        },
+        lr: 1e-2,
+        weight_decay: 0.0,
+        warmup_ratio: 0.0,
+        lr_schedule: LrSchedule::Constant,
+        // Reaches 100 % at epoch 14 (the smoke model's frozen random head caps its logits
+        // near 1.3, so the loss floor is ~4.93 and learning is slow).
+        epochs: 16,
+        batch_size: 8,
+        gradient_accumulation: 1,
+        max_grad_norm: 1.0,
+        max_seq_length: 128,
+        early_stopping_patience: None,
+    };
+    let seed = 7;
+    let opts = LoadOptions {
+        quant: Some(QuantFormat::Q4_1),
+        lora: Some(train::lora_plan(&hp, seed)),
+        ..Default::default()
+    };
+    let m = load::load(&smoke_source(), &opts).unwrap();
+    let train_set = synthetic(48, 0);
+    let val = synthetic(24, 1000);
+
+    // Chance (or worse) before training.
+    let before = validate::generate_answers(&m, &prompt, &val, task.max_new_tokens, 24).unwrap();
+    let acc0 = validate::score(&task, &val, &before);
+    assert!(acc0 <= 0.34, "untrained accuracy {acc0}: {before:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let job = Job {
+        model: &m,
+        base_model: "smoke".into(),
+        task: &task,
+        prompt: &prompt,
+        hp: &hp,
+        seed,
+        train: &train_set,
+        val: &val,
+        dir: dir.path().join("ck"),
+        opts: RunOptions {
+            val_batch_size: 24,
+            ..Default::default()
+        },
+    };
+    let out = train::run(&job).unwrap();
+    assert!(out.finished);
+    let best = out.state.best.unwrap();
+    let h: Vec<(f64, f64)> = out
+        .state
+        .history
+        .iter()
+        .map(|r| (r.val.loss, r.val.metric))
+        .collect();
+    assert!(
+        best.val.metric >= 0.9,
+        "best accuracy {best:?}; history {h:?}"
+    );
+    assert!(
+        out.state.history[0].train_loss > best.train_loss,
+        "training loss fell: {h:?}"
+    );
+
+    // The final adapter is the best epoch's, and loads back into a fresh model with the
+    // same validation accuracy.
+    let plan = adapter::load(&dir.path().join("ck/adapter"), &Device::Cpu).unwrap();
+    let m2 = load::load(
+        &smoke_source(),
+        &LoadOptions {
+            quant: Some(QuantFormat::Q4_1),
+            lora: Some(plan),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let again = validate::generate_answers(&m2, &prompt, &val, task.max_new_tokens, 24).unwrap();
+    assert_eq!(validate::score(&task, &val, &again), best.val.metric);
+}
+
+/// A smoke training config that exercises every moving part of a resume: two epochs,
+/// gradient accumulation, LoRA dropout, warm-up and cosine decay, weight decay.
+const RESUME_CFG: &str = "lora:
+  r: 4
+  alpha: 8
+  dropout: 0.1
+  target_modules: [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]
+lr: 1.0e-3
+weight_decay: 0.01
+warmup_ratio: 0.2
+lr_schedule: cosine
+epochs: 2
+batch_size: 4
+gradient_accumulation: 2
+max_grad_norm: 1.0
+max_seq_length: 640
+";
+
+const CK: &str = "checkpoints/smoke/smoke/fpb/lora-500";
+
+fn prepared_project() -> Project {
+    let p = Project::new();
+    p.write("configs/training/smoke.yaml", RESUME_CFG);
+    p.bwb(&["--smoke-test", "download", "--task", "fpb"]).ok();
+    p.bwb(&["--smoke-test", "prepare", "--task", "fpb"]).ok();
+    p
+}
+
+fn train_args(extra: &[&'static str]) -> Vec<&'static str> {
+    let mut v = vec![
+        "--smoke-test",
+        "train",
+        "--model",
+        "smoke",
+        "--task",
+        "fpb",
+        "--condition",
+        "lora-500",
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+fn latest_step(p: &Project) -> Option<usize> {
+    let text = std::fs::read_to_string(p.path(&format!("{CK}/latest.json"))).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["checkpoint"]
+        .as_str()?
+        .strip_prefix("step-")?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn stopped_killed_and_resumed_run_ends_with_the_same_adapter_bit_for_bit() {
+    // Uninterrupted.
+    let a = prepared_project();
+    let out = a.bwb(&train_args(&[])).ok().stdout();
+    assert!(out.contains("best epoch"), "{out}");
+
+    // Stopped at step 3 (mid-epoch 1) …
+    let b = prepared_project();
+    let out = b.bwb(&train_args(&["--stop-at-step", "3"])).ok().stdout();
+    assert!(out.contains("stopped at step 3 of 8"), "{out}");
+    assert_eq!(latest_step(&b), Some(3));
+
+    // … a resume with other hyperparameters is refused, naming the field …
+    b.write(
+        "configs/training/smoke.yaml",
+        &RESUME_CFG.replace("dropout: 0.1", "dropout: 0.2"),
+    );
+    let err = b.bwb(&train_args(&[])).fails(1);
+    assert!(
+        err.contains("hyperparameters.lora.dropout") && err.contains("delete"),
+        "{err}"
+    );
+    b.write("configs/training/smoke.yaml", RESUME_CFG);
+
+    // … killed with SIGKILL after checkpointing a few more steps (across the epoch end) …
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_bwb"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .arg("--root")
+        .arg(b.root())
+        .args(train_args(&["--save-every", "1"]))
+        .current_dir(b.root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in &b.env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    while latest_step(&b).unwrap_or(0) < 5 && t0.elapsed().as_secs() < 120 {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    child.wait().unwrap();
+    let at = latest_step(&b).unwrap();
+    assert!(at >= 5, "killed at step {at}");
+
+    // … and resumed to the end.
+    b.bwb(&train_args(&[])).ok();
+
+    for f in [
+        "adapter/adapter_model.safetensors",
+        "adapter/adapter_config.json",
+        "adapter/scores.json",
+        "step-000008/optimizer.safetensors",
+    ] {
+        let path = format!("{CK}/{f}");
+        assert!(
+            std::fs::read(a.path(&path)).unwrap() == std::fs::read(b.path(&path)).unwrap(),
+            "{f} differs between the uninterrupted and the resumed run"
+        );
+    }
+    let rec = |p: &Project| -> serde_json::Value {
+        serde_json::from_str(&p.read("results/smoke/training/smoke_fpb_lora-500.json")).unwrap()
+    };
+    assert_eq!(rec(&a)["history"], rec(&b)["history"]);
+    assert_eq!(
+        rec(&a)["tokens"],
+        rec(&b)["tokens"],
+        "redone steps count once"
+    );
+
+    // Rerunning a finished run trains nothing.
+    let out = a.bwb(&train_args(&[])).ok().stdout();
+    assert!(out.contains("already trained"), "{out}");
+}
+
+#[test]
+fn smoke_train_writes_a_peft_adapter_and_a_training_record() {
+    let p = prepared_project();
+    p.bwb(&train_args(&[])).ok();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&p.read(&format!("{CK}/adapter/adapter_config.json"))).unwrap();
+    assert_eq!(cfg["peft_type"], "LORA");
+    assert_eq!(cfg["task_type"], "CAUSAL_LM");
+    assert_eq!(cfg["bias"], "none");
+    assert_eq!(cfg["r"], 4);
+    assert_eq!(cfg["lora_alpha"], 8.0);
+    assert_eq!(cfg["use_rslora"], false);
+    assert_eq!(cfg["base_model_name_or_path"], "smoke");
+    assert_eq!(cfg["target_modules"].as_array().unwrap().len(), 7);
+
+    let st = candle_core::safetensors::load(
+        p.path(&format!("{CK}/adapter/adapter_model.safetensors")),
+        &Device::Cpu,
+    )
+    .unwrap();
+    // 2 layers × 7 modules × (A, B).
+    assert_eq!(st.len(), 28);
+    let a = &st["base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"];
+    let b = &st["base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"];
+    assert_eq!(a.dims(), &[4, 64], "A is [r, in]");
+    assert_eq!(b.dims(), &[64, 4], "B is [out, r]");
+    let plan = adapter::load(&p.path(&format!("{CK}/adapter")), &Device::Cpu).unwrap();
+    assert_eq!(plan.adapter.unwrap().len(), 14);
+
+    let rec: serde_json::Value =
+        serde_json::from_str(&p.read("results/smoke/training/smoke_fpb_lora-500.json")).unwrap();
+    for key in [
+        "wall_seconds",
+        "tokens_per_second",
+        "peak_memory_bytes",
+        "best",
+        "last",
+        "hyperparameters",
+    ] {
+        assert!(!rec[key].is_null(), "record lacks {key}: {rec}");
+    }
+    assert_eq!(rec["steps"], 8);
+    assert_eq!(rec["train_examples"], 30);
+    // FPB's per-task override (lower lr, higher weight decay) wins over the model's file.
+    assert_eq!(rec["hyperparameters"]["lr"], 1.0e-4);
+    assert_eq!(rec["hyperparameters"]["weight_decay"], 0.1);
+    assert!(rec["tokens_per_second"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bwb_saved_adapters_round_trip_through_the_peft_loader() {
+    for arch in ["qwen3", "llama", "phi3", "gemma3"] {
+        let dir = Path::new(REPO).join("tests/fixtures/models").join(arch);
+        let plan = adapter::load(&dir.join("adapter"), &Device::Cpu).unwrap();
+        let opts = LoadOptions {
+            lora: Some(plan.clone()),
+            ..Default::default()
+        };
+        let (_, _, _, vars) = load::load_dir_weights(&dir, &opts).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let cfg = adapter::AdapterConfig::for_plan(&plan, "tiny");
+        adapter::save(out.path(), &cfg, &vars).unwrap();
+        let back = adapter::load(out.path(), &Device::Cpu).unwrap();
+        assert_eq!(
+            (back.r, back.alpha, back.use_rslora),
+            (plan.r, plan.alpha, plan.use_rslora)
+        );
+        assert_eq!(back.target_modules, plan.target_modules);
+        let (want, got) = (plan.adapter.unwrap(), back.adapter.unwrap());
+        assert_eq!(want.len(), got.len(), "{arch}");
+        for (m, (a, b)) in &want {
+            let (ga, gb) = &got[m];
+            for (x, y) in [(a, ga), (b, gb)] {
+                let x: Vec<f32> = x
+                    .flatten_all()
+                    .unwrap()
+                    .to_dtype(candle_core::DType::F32)
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                let y: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+                assert_eq!(x, y, "{arch}: {m}");
+            }
+        }
+        // PEFT's own file names the same tensors.
+        let orig = candle_core::safetensors::load(
+            dir.join("adapter/adapter_model.safetensors"),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let ours = candle_core::safetensors::load(
+            out.path().join("adapter_model.safetensors"),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let mut k1: Vec<_> = orig.keys().collect();
+        let mut k2: Vec<_> = ours.keys().collect();
+        k1.sort();
+        k2.sort();
+        assert_eq!(k1, k2, "{arch}");
+    }
+}
+
+#[test]
+fn bad_train_input_gives_one_line_errors() {
+    let p = Project::new();
+    let err = p.bwb(&train_args(&[])).fails(1);
+    assert!(
+        err.contains("bwb prepare --task fpb --smoke-test"),
+        "names the command to run: {err}"
+    );
+    let err = p
+        .bwb(&[
+            "--smoke-test",
+            "train",
+            "--model",
+            "smoke",
+            "--task",
+            "fpb",
+            "--condition",
+            "lora-9",
+        ])
+        .fails(1);
+    assert!(err.contains("lora-500, lora-full or all"), "{err}");
+
+    let p = prepared_project();
+    p.write(
+        "configs/training/smoke.yaml",
+        &RESUME_CFG.replace("[q_proj, k_proj,", "[q_proj, qkv_proj, k_proj,"),
+    );
+    let err = p.bwb(&train_args(&[])).fails(1);
+    assert!(
+        err.contains("qkv_proj") && err.contains("target_modules"),
+        "{err}"
+    );
+}
