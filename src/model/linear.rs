@@ -19,7 +19,9 @@
 //! scales): NF4 (QLoRA, block 64, f32 absmax, no double quant; 4.5 bpw) 0.092, Q4_0 (4.5 bpw)
 //! 0.086, Q4_1 (5.0 bpw) 0.078, Q4_K (4.5 bpw) 0.075. Q4_K beats NF4 at the same size, so
 //! it is the default; it needs the input dimension to be a multiple of 256 (true for Qwen3-8B,
-//! Gemma-3-4B and Phi-4-mini), and layers whose input dimension is not fall back to Q4_1.
+//! Gemma-3-4B and Phi-4-mini), and layers whose input dimension is not fall back to Q4_0,
+//! the other format with SIMD kernels on x86 CPUs (candle's Q4_1 dot product is scalar and
+//! was 70 % of SmolLM2's decode time).
 //!
 //! Inference uses ggml's kernels, which round activations to 8 bits; training (`ctx.train`)
 //! multiplies by the dequantised weight instead, so the backward is the exact gradient of
@@ -69,8 +71,8 @@ impl QuantFormat {
     pub fn ggml_dtype(self, in_features: usize) -> GgmlDType {
         match self {
             Self::Q4K if in_features.is_multiple_of(256) => GgmlDType::Q4K,
-            Self::Q4K | Self::Q4_1 => GgmlDType::Q4_1,
-            Self::Q4_0 => GgmlDType::Q4_0,
+            Self::Q4_1 => GgmlDType::Q4_1,
+            Self::Q4K | Self::Q4_0 => GgmlDType::Q4_0,
         }
     }
 }

@@ -459,6 +459,13 @@ impl Builder {
                     GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
                         Raw::Dense(q.dequantize(&sh.device).map_err(|e| bad(path, e))?)
                     }
+                    // candle's x86 kernels have no SIMD dot product for Q4_1/Q5_*: on the
+                    // CPU, re-block those as Q8_0 (error well under the 4-bit step, 1.7× the
+                    // memory, faster decode; docs/BENCHMARKS.md).
+                    GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1 if sh.device.is_cpu() => {
+                        let dense = q.dequantize(&sh.device).map_err(|e| bad(path, e))?;
+                        Raw::Quant(QTensor::quantize(&dense, GgmlDType::Q8_0).map_err(|e| bad(path, e))?)
+                    }
                     _ => Raw::Quant(q),
                 }
             }

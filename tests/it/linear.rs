@@ -85,10 +85,10 @@ fn quant_reconstruction_error() {
     assert!(e("q4k") < 0.08 && e("q4_1") < 0.085 && e("q4_0") < 0.09 && nf4 < 0.095);
     // The default format is at least as good as NF4 at the same 4.5 bits per weight.
     assert!(e("q4k") <= nf4 * 1.01, "q4k {} vs nf4 {nf4}", e("q4k"));
-    // Layers whose input dimension is not a multiple of 256 fall back to Q4_1.
+    // Layers whose input dimension is not a multiple of 256 fall back to Q4_0.
     assert_eq!(
         QuantFormat::Q4K.ggml_dtype(64),
-        candle_core::quantized::GgmlDType::Q4_1
+        candle_core::quantized::GgmlDType::Q4_0
     );
 }
 
