@@ -32,7 +32,7 @@ pub enum Error {
     #[error("{0}")]
     Download(String),
     /// A tensor operation failed (shape mismatch, device error, …).
-    #[error("{0}")]
+    #[error("{}", first_line(.0))]
     Candle(#[from] candle_core::Error),
     #[error("`bwb {0}` is not implemented yet")]
     NotImplemented(&'static str),
@@ -63,4 +63,15 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         Some(Error::NotImplemented(_)) => 2,
         _ => 1,
     }
+}
+
+/// The first line of an error's message: candle appends a backtrace to its errors when
+/// RUST_BACKTRACE is set, which must not reach a one-line error.
+pub fn first_line(e: &dyn std::fmt::Display) -> String {
+    e.to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }

@@ -96,7 +96,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<LoraPlan> {
     }
     let tensors = candle_core::safetensors::load(&w_path, device).map_err(|e| Error::BadFile {
         path: w_path.clone(),
-        message: e.to_string(),
+        message: crate::error::first_line(&e),
     })?;
     let mut a: HashMap<String, Tensor> = HashMap::new();
     let mut b: HashMap<String, Tensor> = HashMap::new();

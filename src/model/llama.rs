@@ -82,13 +82,19 @@ impl Config {
                 .or_else(|_| v.to_u32().map(|x| x as usize))
                 .map_err(|e| Error::BadFile {
                     path: path.to_path_buf(),
-                    message: format!("GGUF metadata `llama.{k}`: {e}"),
+                    message: format!(
+                        "GGUF metadata `llama.{k}`: {}",
+                        crate::error::first_line(&e)
+                    ),
                 })
         };
         let float = |k: &str| -> Result<f64> {
             get(k)?.to_f32().map(f64::from).map_err(|e| Error::BadFile {
                 path: path.to_path_buf(),
-                message: format!("GGUF metadata `llama.{k}`: {e}"),
+                message: format!(
+                    "GGUF metadata `llama.{k}`: {}",
+                    crate::error::first_line(&e)
+                ),
             })
         };
         let heads = num("attention.head_count")?;

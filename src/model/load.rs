@@ -328,8 +328,12 @@ fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
     };
     let mut f = std::fs::File::open(path)
         .map_err(|e| Error::MissingInput(format!("cannot open {}: {e}", path.display())))?;
-    let content = gguf_file::Content::read(&mut f)
-        .map_err(|e| bad(format!("not a readable GGUF file: {e}")))?;
+    let content = gguf_file::Content::read(&mut f).map_err(|e| {
+        bad(format!(
+            "not a readable GGUF file: {}",
+            crate::error::first_line(&e)
+        ))
+    })?;
     let arch = content
         .metadata
         .get("general.architecture")
@@ -552,6 +556,14 @@ pub fn resolve(
     if p.is_dir() {
         return Ok((ModelSource::Dir(p.to_path_buf()), None));
     }
+    if let Some((repo_id, revision)) = hub_id(spec) {
+        let hub_client = crate::data::download::Hub::new(hub)?;
+        let repo = hf_hub::Repo::with_revision(repo_id, hf_hub::RepoType::Model, revision);
+        return Ok((
+            ModelSource::Dir(fetch_hf_dir(&hub_client, &repo, spec)?),
+            None,
+        ));
+    }
     if spec.contains('/') || spec.ends_with(".gguf") {
         return Err(Error::MissingInput(format!(
             "--model {spec}: no such file or directory (and not a config id in configs/models/)"
@@ -592,38 +604,7 @@ pub fn resolve(
         let path = hub_client.get_file(&repo, g)?;
         return Ok((ModelSource::Gguf(path), Some(mc)));
     }
-    let files = hub_client.list_files(&repo)?;
-    let mut wanted: Vec<String> = ["config.json", "tokenizer.json"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    for opt in [
-        "tokenizer_config.json",
-        "generation_config.json",
-        "chat_template.jinja",
-        "model.safetensors.index.json",
-        "model.safetensors",
-    ] {
-        if files.iter().any(|f| f == opt) {
-            wanted.push(opt.to_string());
-        }
-    }
-    let mut shards: Vec<String> = files
-        .iter()
-        .filter(|f| f.ends_with(".safetensors") && f.starts_with("model-"))
-        .cloned()
-        .collect();
-    shards.sort();
-    wanted.extend(shards);
-    let mut dir = None;
-    for f in &wanted {
-        let path = hub_client.get_file(&repo, f)?;
-        if f == "config.json" {
-            dir = path.parent().map(Path::to_path_buf);
-        }
-    }
-    let dir =
-        dir.ok_or_else(|| Error::Download(format!("{spec}: config.json has no parent directory")))?;
+    let dir = fetch_hf_dir(&hub_client, &repo, spec)?;
     Ok((ModelSource::Dir(dir), Some(mc)))
 }
 
@@ -682,4 +663,62 @@ impl LoadedModel {
             &|ids| self.decode(ids),
         )
     }
+}
+
+/// `org/name` or `org/name@revision` (not a path: no leading `.`/`/`, exactly one `/`).
+fn hub_id(spec: &str) -> Option<(String, String)> {
+    let (id, rev) = match spec.split_once('@') {
+        Some((i, r)) if !r.is_empty() => (i, r),
+        Some(_) => return None,
+        None => (spec, "main"),
+    };
+    let (org, name) = id.split_once('/')?;
+    let ok = |s: &str| {
+        !s.is_empty()
+            && !s.starts_with('.')
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    (ok(org) && ok(name)).then(|| (id.to_string(), rev.to_string()))
+}
+
+/// Download (or find in the hub cache) what the engine needs from a model repo and return
+/// the snapshot directory: config, tokenizer files, generation config, chat template and
+/// the safetensors weights (single file or every shard of the index).
+fn fetch_hf_dir(
+    hub_client: &crate::data::download::Hub,
+    repo: &hf_hub::Repo,
+    spec: &str,
+) -> Result<PathBuf> {
+    let files = hub_client.list_files(repo)?;
+    let mut wanted: Vec<String> = ["config.json", "tokenizer.json"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for opt in [
+        "tokenizer_config.json",
+        "generation_config.json",
+        "chat_template.jinja",
+        "model.safetensors.index.json",
+        "model.safetensors",
+    ] {
+        if files.iter().any(|f| f == opt) {
+            wanted.push(opt.to_string());
+        }
+    }
+    let mut shards: Vec<String> = files
+        .iter()
+        .filter(|f| f.ends_with(".safetensors") && f.starts_with("model-"))
+        .cloned()
+        .collect();
+    shards.sort();
+    wanted.extend(shards);
+    let mut dir = None;
+    for f in &wanted {
+        let path = hub_client.get_file(repo, f)?;
+        if f == "config.json" {
+            dir = path.parent().map(Path::to_path_buf);
+        }
+    }
+    dir.ok_or_else(|| Error::Download(format!("{spec}: config.json has no parent directory")))
 }

@@ -221,7 +221,7 @@ fn unpermute_rows(q: &QTensor, heads: usize) -> candle_core::Result<QTensor> {
 fn bad(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::BadFile {
         path: path.to_path_buf(),
-        message: e.to_string().replace('\n', " "),
+        message: crate::error::first_line(&e),
     }
 }
 
@@ -464,7 +464,9 @@ impl Builder {
                     // memory, faster decode; docs/BENCHMARKS.md).
                     GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1 if sh.device.is_cpu() => {
                         let dense = q.dequantize(&sh.device).map_err(|e| bad(path, e))?;
-                        Raw::Quant(QTensor::quantize(&dense, GgmlDType::Q8_0).map_err(|e| bad(path, e))?)
+                        Raw::Quant(
+                            QTensor::quantize(&dense, GgmlDType::Q8_0).map_err(|e| bad(path, e))?,
+                        )
                     }
                     _ => Raw::Quant(q),
                 }
@@ -672,7 +674,7 @@ impl Builder {
 }
 
 fn ce(e: candle_core::Error) -> Error {
-    Error::Config(e.to_string().replace('\n', " "))
+    Error::Config(crate::error::first_line(&e))
 }
 
 fn hash(s: &str) -> u64 {

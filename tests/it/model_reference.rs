@@ -662,3 +662,101 @@ fn quantised_bases_are_cached_on_disk_and_reused() {
     load_model(&fixture("qwen3"), &opts_q40);
     assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 2);
 }
+
+#[test]
+fn sharded_checkpoints_and_several_eos_ids_load() {
+    // Split the llama fixture into two shards with an index, as large checkpoints ship.
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let src = fixture("llama");
+    std::fs::copy(src.join("config.json"), d.join("config.json")).unwrap();
+    let all = candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut names: Vec<&String> = all.keys().collect();
+    names.sort();
+    let (a, b): (Vec<_>, Vec<_>) = names.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    let mut weight_map = serde_json::Map::new();
+    for (shard, part) in [
+        ("model-00001-of-00002.safetensors", a),
+        ("model-00002-of-00002.safetensors", b),
+    ] {
+        let m: HashMap<String, Tensor> = part
+            .iter()
+            .map(|(_, n)| ((**n).clone(), all[**n].clone()))
+            .collect();
+        for n in m.keys() {
+            weight_map.insert(n.clone(), Value::String(shard.into()));
+        }
+        candle_core::safetensors::save(&m, d.join(shard)).unwrap();
+    }
+    std::fs::write(
+        d.join("model.safetensors.index.json"),
+        serde_json::json!({"metadata": {}, "weight_map": weight_map}).to_string(),
+    )
+    .unwrap();
+    let r = reference("llama");
+    let p = &prompts_of(&r)[1];
+    let diff = max_diff(
+        &logits(&load_model(d, &LoadOptions::default()), p),
+        &r["prompts"][1]["logits"],
+    );
+    assert!(diff < TOL, "sharded llama logits differ by {diff}");
+
+    // generation_config.json with a list of eos ids; tokenizer_config's eos string too.
+    bwb::model::load::byte_tokenizer(259)
+        .unwrap()
+        .save(d.join("tokenizer.json"), false)
+        .unwrap();
+    std::fs::write(
+        d.join("generation_config.json"),
+        r#"{"eos_token_id": [7, 9]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("tokenizer_config.json"),
+        r#"{"eos_token": "<|im_end|>"}"#,
+    )
+    .unwrap();
+    let m = load::load(
+        &load::ModelSource::Dir(d.to_path_buf()),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(m.eos_ids[..2], [7, 9]);
+    assert!(m.eos_ids.contains(&258), "{:?}", m.eos_ids);
+}
+
+#[test]
+fn gguf_with_an_unreadable_tensor_type_is_a_one_line_error() {
+    // A valid GGUF with one f32 tensor, then its type id patched to one ggml never defined.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("odd.gguf");
+    let t = candle_core::quantized::QTensor::quantize(
+        &Tensor::zeros((2, 32), DType::F32, &Device::Cpu).unwrap(),
+        candle_core::quantized::GgmlDType::F32,
+    )
+    .unwrap();
+    let arch = candle_core::quantized::gguf_file::Value::String("llama".into());
+    let mut f = std::fs::File::create(&path).unwrap();
+    candle_core::quantized::gguf_file::write(
+        &mut f,
+        &[("general.architecture", &arch)],
+        &[("token_embd.weight", &t)],
+    )
+    .unwrap();
+    drop(f);
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The tensor info: name, n_dims (u32), dims (u64 × 2), type (u32) — find it after the name.
+    let name = b"token_embd.weight";
+    let at = bytes.windows(name.len()).position(|w| w == name).unwrap() + name.len() + 4 + 16;
+    bytes[at..at + 4].copy_from_slice(&99u32.to_le_bytes());
+    std::fs::write(&path, bytes).unwrap();
+    let e = load::load(
+        &load::ModelSource::Gguf(path.clone()),
+        &LoadOptions::default(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("odd.gguf") && e.contains("GGUF"), "{e}");
+    assert!(!e.contains('\n'), "{e}");
+}
