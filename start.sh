@@ -85,14 +85,21 @@ echo "==> Smoke: downloading fixture datasets (bwb --smoke-test download --task 
 echo "==> Smoke: preparing splits (bwb --smoke-test prepare --task all)"
 "$bwb" --smoke-test prepare --task all
 
+echo "==> Smoke: QLoRA on the random smoke model (bwb --smoke-test train --model smoke --task fpb --condition lora-500)"
+"$bwb" --smoke-test train --model smoke --task fpb --condition lora-500
+
+echo "==> Smoke: generating with the trained adapter (bwb --smoke-test generate …)"
+"$bwb" --smoke-test generate --model smoke --adapter checkpoints/smoke/smoke/fpb/lora-500/adapter \
+  --max-new-tokens 8 --json --prompt "Operating profit rose to EUR 13.1 mn."
+
 echo "==> Smoke: running the remaining stages (bwb --smoke-test run)"
 status=0
 "$bwb" --smoke-test run || status=$?
 if [[ $status -eq 2 ]]; then
-  echo "note: train, eval, classify and dashboard have not landed yet; download and prepare passed."
+  echo "note: eval, classify, dashboard and run have not landed yet; download, prepare, train and generate passed."
 elif [[ $status -ne 0 ]]; then
   echo "error: bwb --smoke-test run failed with exit code $status" >&2
   exit "$status"
 fi
 
-echo "==> Done: smoke outputs are under data/smoke/"
+echo "==> Done: smoke outputs are under data/smoke/, checkpoints/smoke/ and results/smoke/"
