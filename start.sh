@@ -9,7 +9,7 @@ usage() {
 Usage: ./start.sh [--cuda] [--no-smoke] [-h|--help]
 
   (no flags)  check tools, build the release binary, create .env, run the smoke pipeline
-  --cuda      build with CUDA (via scripts/build-cuda.sh once it exists)
+  --cuda      build with CUDA via scripts/build-cuda.sh (binary: target/cuda/release/bwb)
   --no-smoke  build and set up only; skip the smoke pipeline
   -h, --help  show this help
 USAGE
@@ -78,6 +78,9 @@ if [[ $smoke -eq 0 ]]; then
 fi
 
 bwb=./target/release/bwb
+if [[ $cuda -eq 1 ]]; then
+  bwb=./target/cuda/release/bwb
+fi
 
 echo "==> Smoke: downloading fixture datasets (bwb --smoke-test download --task all)"
 "$bwb" --smoke-test download --task all

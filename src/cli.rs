@@ -51,6 +51,8 @@ pub enum Command {
     Run(RunArgs),
     /// Generate completions from a local model
     Generate(GenerateArgs),
+    /// Write a model with a LoRA adapter merged into its weights (HF layout)
+    Export(ExportArgs),
     /// Benchmarks (not tests): throughput of the engine
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -60,6 +62,30 @@ pub enum Command {
 pub enum BenchCommand {
     /// Prefill and decode tokens/s for a model, batch size and prompt length
     Infer(BenchInferArgs),
+    /// LoRA training tokens/s, step time, FLOP rate and peak memory for a model, sequence
+    /// length and batch size
+    Train(BenchTrainArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchTrainArgs {
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Rows per optimizer step
+    #[arg(long, default_value_t = 4)]
+    pub batch_size: usize,
+    /// Tokens per row (random ids, no padding; every position carries loss)
+    #[arg(long, default_value_t = 256)]
+    pub seq_len: usize,
+    /// Timed optimizer steps (after one warm-up step); the median is reported
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+    /// LoRA rank (alpha = 2 r) on every attention and MLP projection
+    #[arg(long, default_value_t = 16)]
+    pub rank: usize,
+    /// Print the result as one JSON object
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -81,6 +107,19 @@ pub struct BenchInferArgs {
     /// Print the result as one JSON object
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// Base model: config id, local HF directory or .gguf file
+    #[arg(long)]
+    pub model: String,
+    /// The PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors)
+    #[arg(long, value_name = "DIR")]
+    pub adapter: PathBuf,
+    /// Write the merged model (config.json, model.safetensors, tokenizer files) to this new directory
+    #[arg(long, value_name = "OUT")]
+    pub merge: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -131,16 +170,45 @@ pub struct TrainArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct EvalArgs {
+    /// Model config id (local or API), local HF directory or .gguf file
     #[arg(long)]
     pub model: String,
+    /// Task id, a comma-separated list, or `all`
     #[arg(long)]
     pub task: String,
-    /// zero-shot, 5-shot, lora or all
+    /// zero-shot, 5-shot, lora (both adapters), lora-500, lora-full or all (API models:
+    /// zero-shot and 5-shot)
     #[arg(long, default_value = "all")]
     pub condition: String,
-    /// Number of seeded test resamples [env: BWB_N_EVAL_SEEDS] [default: run_defaults.yaml]
+    /// Number of seeded test resamples (the first N of run_defaults.yaml `eval_seeds`)
+    /// [env: BWB_N_EVAL_SEEDS] [default: run_defaults.yaml `n_eval_seeds`]
     #[arg(long)]
     pub seeds: Option<usize>,
+    /// Local: prompts per generate call
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Local: frozen-base storage, the same 4-bit base the adapters were trained on by
+    /// default: q4k, q4_0, q4_1 or none
+    #[arg(long, value_name = "FORMAT")]
+    pub quant: Option<String>,
+    /// Local: compute dtype (f32, bf16 or f16)
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// Local: cpu, cuda or cuda:N [default: cuda when built with it and a GPU is present]
+    #[arg(long)]
+    pub device: Option<String>,
+    /// API: requests in flight at once [env: BWB_API_CONCURRENCY] [default: 8]
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// API: stop cleanly once this run has spent this many USD [env: BWB_MAX_COST_USD]
+    #[arg(long, value_name = "USD")]
+    pub max_cost_usd: Option<f64>,
+    /// API: seconds before a request is abandoned and retried [env: BWB_API_TIMEOUT_S] [default: 120]
+    #[arg(long, value_name = "SECONDS")]
+    pub request_timeout: Option<f64>,
+    /// API: do not read or write the response cache (results/api-cache/)
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -4,12 +4,14 @@
 //! This crate is both the `bwb` binary and a library so the integration tests can reach
 //! the pieces directly.
 
+pub mod backend;
 pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod eval;
 pub mod fsutil;
 pub mod logging;
 pub mod model;

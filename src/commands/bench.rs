@@ -8,5 +8,6 @@ use crate::settings::Settings;
 pub fn run(settings: &Settings, cmd: &BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Infer(args) => crate::bench::infer(settings, args),
+        BenchCommand::Train(args) => crate::bench::train(settings, args),
     }
 }

@@ -2,6 +2,8 @@
 
 mod bench;
 mod data;
+mod eval;
+mod export;
 pub mod generate;
 mod train;
 
@@ -25,7 +27,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Eval(args) => {
             check_model_and_task(&settings, &args.model, &args.task)?;
-            Err(Error::NotImplemented("eval").into())
+            eval::eval(&settings, &args)
         }
         Command::Classify(args) => {
             settings.configs.select_tasks(&args.task)?;
@@ -34,6 +36,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Dashboard => Err(Error::NotImplemented("dashboard").into()),
         Command::Run(_) => Err(Error::NotImplemented("run").into()),
         Command::Generate(args) => generate::generate(&settings, &args),
+        Command::Export(args) => export::export(&settings, &args),
         Command::Bench(cmd) => bench::run(&settings, &cmd),
     }
 }

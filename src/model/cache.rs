@@ -61,9 +61,3 @@ impl Cache {
         Ok(())
     }
 }
-
-/// Where the model's keys for this forward come from: the cache (generation) or nowhere
-/// (training: keys are exactly this forward's tokens).
-pub struct KvSource<'a> {
-    pub cache: Option<&'a mut Cache>,
-}

@@ -154,8 +154,3 @@ pub fn attention(
     // 3. (B, Hkv, rep·L, D) -> (B, Hq, L, D)
     p.matmul(&v.contiguous()?)?.reshape((b, hq, l, d))
 }
-
-/// Gemma's `gelu_pytorch_tanh` (candle's `gelu` is the tanh approximation, with backward).
-pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
-    x.gelu()
-}

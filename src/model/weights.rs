@@ -560,7 +560,7 @@ impl Builder {
         let module = self.full(name);
         let lora = match &sh.lora {
             Some(plan) if plan.targets(&module) => {
-                Some(self.make_lora(plan, &module, in_f, out_f, index)?)
+                Some(self.make_lora(plan, &module, in_f, out_f)?)
             }
             _ => None,
         };
@@ -572,14 +572,7 @@ impl Builder {
         })
     }
 
-    fn make_lora(
-        &self,
-        plan: &LoraPlan,
-        module: &str,
-        in_f: usize,
-        out_f: usize,
-        index: usize,
-    ) -> Result<Lora> {
+    fn make_lora(&self, plan: &LoraPlan, module: &str, in_f: usize, out_f: usize) -> Result<Lora> {
         let sh = &self.shared;
         let (a, b) = match &plan.adapter {
             Some(ad) => {
@@ -626,7 +619,6 @@ impl Builder {
         if let Ok(mut used) = sh.used_targets.lock() {
             used.insert(module.to_string());
         }
-        let _ = index;
         Ok(Lora {
             a,
             b,

@@ -11,6 +11,7 @@
 
 pub mod batch;
 pub mod checkpoint;
+pub mod merge;
 pub mod optim;
 pub mod validate;
 

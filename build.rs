@@ -1,0 +1,49 @@
+// Link-time glue for the `cuda` feature only (CI and CPU builds skip all of it).
+//
+// candle-kernels asks for `-lcudart` without a search path. With a CUDA toolkit from PyPI
+// wheels (scripts/build-cuda.sh) we answer it with a GNU ld script named libcudart.so that
+// pulls in libcudart_static.a, so the binary needs no libcudart at load time and still starts
+// (and says "no GPU") on a machine without CUDA. A RUNPATH lets cudarc's dlopen() of the
+// driver, cuBLAS, cuBLASLt, NVRTC and cuRAND find the GPU machine's pip-installed CUDA 13
+// libraries without LD_LIBRARY_PATH. Set here, not in RUSTFLAGS: a RUSTFLAGS change rebuilds
+// candle-kernels (14 minutes of nvcc).
+use std::path::PathBuf;
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    for v in ["CUDA_HOME", "BWB_CUDART", "BWB_CUDA_RPATH"] {
+        println!("cargo:rerun-if-env-changed={v}");
+    }
+    if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {
+        return;
+    }
+    let Some(home) = std::env::var_os("CUDA_HOME").map(PathBuf::from) else {
+        // A system toolkit (RunPod images) links the usual way.
+        return;
+    };
+    let lib = home.join("lib");
+    let static_rt = lib.join("libcudart_static.a");
+    if std::env::var("BWB_CUDART").as_deref() != Ok("dynamic") && static_rt.exists() {
+        let Some(out) = std::env::var_os("OUT_DIR").map(PathBuf::from) else {
+            return;
+        };
+        let shim = out.join("cudart-shim");
+        if std::fs::create_dir_all(&shim).is_ok()
+            && std::fs::write(
+                shim.join("libcudart.so"),
+                format!("/* GNU ld script */\nINPUT({})\n", static_rt.display()),
+            )
+            .is_ok()
+        {
+            println!("cargo:rustc-link-search=native={}", shim.display());
+        }
+    } else {
+        println!("cargo:rustc-link-search=native={}", lib.display());
+    }
+    let rpath = std::env::var("BWB_CUDA_RPATH").unwrap_or_else(|_| {
+        "$ORIGIN:$ORIGIN/lib:/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cu13/lib".into()
+    });
+    if !rpath.is_empty() {
+        println!("cargo:rustc-link-arg-bins=-Wl,-rpath,{rpath}");
+    }
+}

@@ -1,0 +1,427 @@
+//! Evaluation: one condition of one model on one task under one seed → a resumable
+//! prediction file.
+//!
+//! `Example → messages (zero-shot, 5-shot or the LoRA model's zero-shot prompt) → Backend →
+//! raw output → extracted answer → results/predictions/<model>/<task>/<condition>/seed-<k>.jsonl`.
+//! Examples already in the file are skipped; a bootstrap draw that repeats an example reuses
+//! the one completion.
+
+pub mod extract;
+pub mod predictions;
+pub mod sample;
+pub mod windows;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::backend::{Backend, Completion, Request, Usage};
+use crate::config::{AnswerKind, TaskConfig};
+use crate::data::Example;
+use crate::error::{Error, Result};
+use crate::prompt::chat_template::Message;
+use crate::prompt::task::TaskPrompt;
+use extract::Parsed;
+use predictions::{Prediction, PredictionFile};
+
+/// Demonstrations in a few-shot prompt.
+pub const N_SHOTS: usize = 5;
+
+/// An evaluation condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    ZeroShot,
+    FiveShot,
+    /// The best adapter of a training condition.
+    Lora500,
+    LoraFull,
+}
+
+impl Condition {
+    pub const NAMES: &'static str =
+        "zero-shot, 5-shot, lora (lora-500 and lora-full), lora-500, lora-full or all";
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ZeroShot => "zero-shot",
+            Self::FiveShot => "5-shot",
+            Self::Lora500 => "lora-500",
+            Self::LoraFull => "lora-full",
+        }
+    }
+
+    pub fn is_lora(self) -> bool {
+        matches!(self, Self::Lora500 | Self::LoraFull)
+    }
+
+    /// Parse `--condition`. API models have no LoRA conditions: `all` means zero-shot and
+    /// 5-shot for them, and asking for lora is an error naming the model.
+    pub fn parse(s: &str, api_model: Option<&str>) -> Result<Vec<Condition>> {
+        let all = match api_model {
+            Some(_) => vec![Self::ZeroShot, Self::FiveShot],
+            None => vec![
+                Self::ZeroShot,
+                Self::FiveShot,
+                Self::Lora500,
+                Self::LoraFull,
+            ],
+        };
+        let out = match s.trim() {
+            "zero-shot" | "zeroshot" | "0-shot" => vec![Self::ZeroShot],
+            "5-shot" | "five-shot" | "few-shot" => vec![Self::FiveShot],
+            "lora" => vec![Self::Lora500, Self::LoraFull],
+            "lora-500" => vec![Self::Lora500],
+            "lora-full" => vec![Self::LoraFull],
+            "all" => all,
+            other => {
+                return Err(Error::Config(format!(
+                    "--condition {other}: expected {}",
+                    Self::NAMES
+                )))
+            }
+        };
+        if let Some(m) = api_model {
+            if out.iter().any(|c| c.is_lora()) {
+                return Err(Error::Config(format!(
+                    "--condition {s}: `{m}` is an API model and has no LoRA adapter; use zero-shot, 5-shot or all"
+                )));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Characters of contract a CUAD demonstration shows: five whole contracts would not fit
+/// any context, so a shot shows the passage around its first answer.
+pub const SHOT_CONTEXT_CHARS: usize = 1500;
+
+/// A demonstration as shown in a 5-shot prompt: span examples with a long context are cut
+/// to [`SHOT_CONTEXT_CHARS`] around their first span, and the target keeps only the spans
+/// that remain visible.
+pub fn shot_view(ex: &Example, no_answer: &str) -> Example {
+    let (crate::data::Answer::Spans { spans }, Some(ctx)) = (&ex.answer, ex.inputs.get("context"))
+    else {
+        return ex.clone();
+    };
+    let chars: Vec<char> = ctx.chars().collect();
+    if chars.len() <= SHOT_CONTEXT_CHARS {
+        return ex.clone();
+    }
+    let start = spans
+        .first()
+        .map(|s| s.start.saturating_sub(SHOT_CONTEXT_CHARS / 4))
+        .unwrap_or(0)
+        .min(chars.len() - SHOT_CONTEXT_CHARS);
+    let end = start + SHOT_CONTEXT_CHARS;
+    let mut out = ex.clone();
+    out.inputs
+        .insert("context".into(), chars[start..end].iter().collect());
+    let visible: Vec<&str> = spans
+        .iter()
+        .filter(|s| s.start >= start && s.start + s.text.chars().count() <= end)
+        .map(|s| s.text.as_str())
+        .collect();
+    out.target = if visible.is_empty() {
+        no_answer.to_string()
+    } else {
+        visible.join("\n")
+    };
+    out
+}
+
+/// The conversation for one example: system + user, with `shots` as alternating user /
+/// assistant turns in between.
+pub fn messages(prompt: &TaskPrompt, shots: &[&Example], ex: &Example) -> Result<Vec<Message>> {
+    let mut m = prompt.messages(ex)?;
+    if shots.is_empty() {
+        return Ok(m);
+    }
+    let question = m.split_off(1);
+    for s in shots {
+        let user = prompt
+            .messages(s)?
+            .into_iter()
+            .find(|x| x.role == "user")
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "task `{}`: the prompt has no user message",
+                    ex.task
+                ))
+            })?;
+        m.push(user);
+        m.push(Message::assistant(s.target.clone()));
+    }
+    m.extend(question);
+    Ok(m)
+}
+
+/// One run: a condition of a model on a task under a seed.
+pub struct Job<'a> {
+    pub backend: &'a dyn Backend,
+    /// Model name in records and paths.
+    pub model: &'a str,
+    pub task: &'a TaskConfig,
+    pub prompt: &'a TaskPrompt,
+    pub condition: Condition,
+    pub seed: u64,
+    pub test: &'a [Example],
+    /// Demonstrations (5-shot), empty otherwise.
+    pub shots: Vec<&'a Example>,
+    /// The prediction file.
+    pub path: PathBuf,
+    /// Draw a progress bar (hidden when stderr is not a terminal).
+    pub progress: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outcome {
+    pub path: PathBuf,
+    /// Draws in the resample.
+    pub draws: usize,
+    /// Draws finished by an earlier run.
+    pub skipped: usize,
+    /// Lines written by this run (errors included).
+    pub written: usize,
+    pub errors: usize,
+    /// Inferences run (windows count one each; repeated draws share one).
+    pub inferences: usize,
+    pub requests_sent: usize,
+    pub cache_hits: usize,
+    pub spent_usd: f64,
+}
+
+/// One unique example to infer: its draws and its window messages.
+struct Unit<'a> {
+    ex: &'a Example,
+    draw_ids: Vec<String>,
+    messages: Vec<Message>,
+    windows: Vec<Vec<Message>>,
+    done: Vec<Option<Completion>>,
+}
+
+/// Window messages for a spans task whose prompt does not fit `max_seq_length` (one entry,
+/// the full prompt, when it fits or the backend cannot count tokens).
+fn window_messages(job: &Job<'_>, ex: &Example, full: &[Message]) -> Result<Vec<Vec<Message>>> {
+    let one = || Ok(vec![full.to_vec()]);
+    if job.task.answer.kind != AnswerKind::Spans {
+        return one();
+    }
+    let Some(context) = ex.inputs.get("context") else {
+        return one();
+    };
+    let Some(total) = job.backend.count_tokens(full)? else {
+        return one();
+    };
+    let budget = job
+        .task
+        .max_seq_length
+        .saturating_sub(job.task.max_new_tokens);
+    if total <= budget {
+        return one();
+    }
+    let mut empty = ex.clone();
+    empty.inputs.insert("context".into(), String::new());
+    let overhead = job
+        .backend
+        .count_tokens(&messages(job.prompt, &job.shots, &empty)?)?
+        .unwrap_or(0);
+    let room = budget.saturating_sub(overhead);
+    if room < 32 {
+        tracing::warn!(
+            "task `{}` example `{}`: only {room} tokens of max_seq_length {} are left for the contract after the prompt; windows will not fit",
+            job.task.id,
+            ex.id,
+            job.task.max_seq_length
+        );
+    }
+    let chars = windows::window_chars(
+        context.chars().count(),
+        total.saturating_sub(overhead),
+        room.max(32),
+    );
+    windows::split(context, chars)
+        .into_iter()
+        .map(|w| {
+            let mut e = ex.clone();
+            e.inputs.insert("context".into(), w);
+            messages(job.prompt, &job.shots, &e)
+        })
+        .collect()
+}
+
+/// Run one job: skip finished draws, infer the rest, append a line per draw as it finishes.
+pub fn run(job: &Job<'_>) -> Result<Outcome> {
+    let draws = sample::resample(job.test, &job.task.id, job.seed);
+    let mut file = PredictionFile::open(&job.path)?;
+    let mut out = Outcome {
+        path: job.path.clone(),
+        draws: draws.len(),
+        ..Outcome::default()
+    };
+    // Group the unfinished draws by example, in draw order.
+    let mut by_example: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut units: Vec<Unit<'_>> = Vec::new();
+    for d in &draws {
+        if file.is_done(&d.id) {
+            out.skipped += 1;
+            continue;
+        }
+        let u = *by_example.entry(d.index).or_insert_with(|| {
+            units.push(Unit {
+                ex: &job.test[d.index],
+                draw_ids: Vec::new(),
+                messages: Vec::new(),
+                windows: Vec::new(),
+                done: Vec::new(),
+            });
+            units.len() - 1
+        });
+        units[u].draw_ids.push(d.id.clone());
+    }
+    let mut requests = Vec::new();
+    let mut owner: Vec<(usize, usize)> = Vec::new();
+    for (ui, u) in units.iter_mut().enumerate() {
+        u.messages = messages(job.prompt, &job.shots, u.ex)?;
+        u.windows = window_messages(job, u.ex, &u.messages)?;
+        u.done = vec![None; u.windows.len()];
+        for (wi, m) in u.windows.iter().enumerate() {
+            requests.push(Request {
+                key: owner.len(),
+                messages: m.clone(),
+                max_new_tokens: job.task.max_new_tokens,
+            });
+            owner.push((ui, wi));
+        }
+    }
+    out.inferences = requests.len();
+    if requests.is_empty() {
+        return Ok(out);
+    }
+    let pending: usize = units.iter().map(|u| u.draw_ids.len()).sum();
+    let bar = progress_bar(job.progress, pending);
+    let t0 = Instant::now();
+    let mut out_tokens = 0u64;
+    let mut cost = 0.0f64;
+    let mut sink = |c: Completion| -> Result<()> {
+        let (ui, wi) = *owner
+            .get(c.key)
+            .ok_or_else(|| Error::Config(format!("backend returned unknown request {}", c.key)))?;
+        out_tokens += c.usage.output_tokens;
+        if !c.from_cache {
+            cost += c.cost_usd.unwrap_or(0.0);
+        }
+        let u = &mut units[ui];
+        u.done[wi] = Some(c);
+        if u.done.iter().any(Option::is_none) {
+            return Ok(());
+        }
+        let done: Vec<Completion> = u.done.iter_mut().filter_map(Option::take).collect();
+        for id in &u.draw_ids {
+            let p = prediction(job, u.ex, id, &u.messages, &done);
+            if p.error.is_some() {
+                out.errors += 1;
+            }
+            file.append(&p)?;
+            out.written += 1;
+            bar.inc(1);
+        }
+        let secs = t0.elapsed().as_secs_f64().max(1e-9);
+        bar.set_message(format!(
+            "{:.2} ex/s · {:.1} tok/s · ${cost:.4}",
+            out.written as f64 / secs,
+            out_tokens as f64 / secs
+        ));
+        Ok(())
+    };
+    let res = job.backend.generate(requests, &mut sink);
+    bar.finish_and_clear();
+    let stats = res?;
+    out.requests_sent = stats.requests_sent;
+    out.cache_hits = stats.cache_hits;
+    out.spent_usd = stats.spent_usd;
+    Ok(out)
+}
+
+/// The prediction line for one draw from its example's window completions. Repeated draws
+/// of an example share one completion, so each line's tokens and cost are those of the
+/// query (what it costs to answer it), while the run's spend counts every request once.
+fn prediction(
+    job: &Job<'_>,
+    ex: &Example,
+    id: &str,
+    input: &[Message],
+    done: &[Completion],
+) -> Prediction {
+    let mut usage = Usage::default();
+    let mut latency_ms = 0.0;
+    let mut cost: Option<f64> = Some(0.0);
+    for c in done {
+        usage.add(&c.usage);
+        latency_ms += c.latency_ms;
+        cost = match (cost, c.cost_usd) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
+    }
+    let raw_output = if done.len() == 1 {
+        done[0].text.clone()
+    } else {
+        done.iter()
+            .map(|c| c.text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    let prediction = if done.len() > 1 {
+        let per: Vec<Vec<String>> = done
+            .iter()
+            .map(|c| match extract::extract(job.task, &c.text) {
+                Parsed::Spans { spans } => spans,
+                _ => Vec::new(),
+            })
+            .collect();
+        Parsed::Spans {
+            spans: windows::merge_spans(&per),
+        }
+    } else {
+        extract::extract(job.task, &raw_output)
+    };
+    let error = done.iter().find_map(|c| c.error.clone());
+    Prediction {
+        id: id.to_string(),
+        example_id: ex.id.clone(),
+        model: job.model.to_string(),
+        task: job.task.id.clone(),
+        condition: job.condition.name().to_string(),
+        seed: job.seed,
+        input_messages: input.to_vec(),
+        raw_output,
+        prediction,
+        gold: ex.answer.clone(),
+        input_tokens: usage.input_tokens,
+        output_tokens: usage.output_tokens,
+        cached_input_tokens: usage.cached_input_tokens,
+        reasoning_tokens: usage.reasoning_tokens,
+        latency_ms,
+        cost_usd: cost,
+        error,
+        finish_reason: done.last().and_then(|c| c.finish_reason.clone()),
+        windows: done.len(),
+        from_cache: done.iter().all(|c| c.from_cache),
+    }
+}
+
+fn progress_bar(show: bool, total: usize) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} examples {msg} [{elapsed_precise} < {eta_precise}]",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
