@@ -690,3 +690,48 @@ fn random(seed: u64, name: &str, shape: &[usize], init: Init, dev: &Device) -> R
     };
     Tensor::from_vec(vals, shape, dev).map_err(ce)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(rslora: bool) -> LoraPlan {
+        LoraPlan {
+            r: 16,
+            alpha: 32.0,
+            dropout: 0.0,
+            use_rslora: rslora,
+            target_modules: vec!["q_proj".into()],
+            init_seed: 0,
+            adapter: None,
+        }
+    }
+
+    #[test]
+    fn lora_scale_follows_peft() {
+        // PEFT: alpha / r, or alpha / sqrt(r) with use_rslora.
+        assert_eq!(plan(false).scale(), 2.0);
+        assert_eq!(plan(true).scale(), 8.0);
+    }
+
+    #[test]
+    fn targets_match_leaf_names_or_full_paths() {
+        let p = plan(false);
+        assert!(p.targets("model.layers.0.self_attn.q_proj"));
+        assert!(!p.targets("model.layers.0.self_attn.k_proj"));
+        assert!(!p.targets("model.layers.0.self_attn.q_proj_extra"));
+    }
+
+    #[test]
+    fn gguf_names_map_hf_names() {
+        assert_eq!(
+            gguf_name("model.layers.3.self_attn.q_proj.weight").as_deref(),
+            Some("blk.3.attn_q.weight")
+        );
+        assert_eq!(
+            gguf_name("model.embed_tokens.weight").as_deref(),
+            Some("token_embd.weight")
+        );
+        assert_eq!(gguf_name("model.layers.3.self_attn.q_norm.weight"), None);
+    }
+}
