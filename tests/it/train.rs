@@ -586,3 +586,46 @@ fn bench_train_reports_tokens_per_second_flops_and_memory() {
         .fails(1);
     assert!(err.contains("--seq-len"), "{err}");
 }
+
+/// A disk that fills up while a checkpoint is written: simulated with a file-size limit
+/// (RLIMIT_FSIZE, with SIGXFSZ ignored so the write fails with an error, as on a full disk).
+#[cfg(unix)]
+#[test]
+fn a_full_disk_during_a_checkpoint_is_a_clear_error_and_keeps_the_previous_one() {
+    let b = prepared_project();
+    b.bwb(&train_args(&["--stop-at-step", "2"])).ok();
+    assert_eq!(latest_step(&b), Some(2));
+    let step2 = b.path(&format!("{CK}/step-000002"));
+    let before = crate::common::snapshot(&step2);
+    let biggest = before.iter().map(|(_, bytes)| bytes.len()).max().unwrap();
+    // bash's `ulimit -f` counts 1024-byte blocks: allow less than the largest checkpoint file.
+    let kb = (biggest / 1024 / 2).max(1).to_string();
+
+    let mut cmd = std::process::Command::new("bash");
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f \"$1\"; shift; exec \"$@\"")
+        .arg("bash")
+        .arg(&kb)
+        .arg(env!("CARGO_BIN_EXE_bwb"))
+        .arg("--root")
+        .arg(b.root())
+        .args(train_args(&["--stop-at-step", "3"]))
+        .current_dir(b.root());
+    for (k, v) in &b.env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    let last = err.trim().lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: ") && last.contains("checkpoints/"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // The previous checkpoint is intact and still the one resumed from.
+    assert_eq!(latest_step(&b), Some(2));
+    assert_eq!(crate::common::snapshot(&step2), before);
+    // With space again, the run resumes and finishes.
+    let out = b.bwb(&train_args(&[])).ok().stdout();
+    assert!(out.contains("best epoch"), "{out}");
+}
