@@ -620,7 +620,10 @@ fn a_full_disk_during_a_checkpoint_is_a_clear_error_and_keeps_the_previous_one()
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr: {err}");
     let last = err.trim().lines().last().unwrap_or_default();
-    assert!(last.starts_with("error: ") && last.contains("checkpoints/"), "{err}");
+    assert!(
+        last.starts_with("error: ") && last.contains("checkpoints/"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
     // The previous checkpoint is intact and still the one resumed from.
     assert_eq!(latest_step(&b), Some(2));
