@@ -267,10 +267,14 @@ fn stopped_killed_and_resumed_run_ends_with_the_same_adapter_bit_for_bit() {
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+    let running = child.try_wait().unwrap().is_none();
     let _ = child.kill();
     child.wait().unwrap();
     let at = latest_step(&b).unwrap();
     assert!(at >= 5, "killed at step {at}");
+    // The kill really landed mid-run: the process was alive and the run had not finished.
+    assert!(running, "the run ended before the kill");
+    assert!(at < 8, "killed after the last step");
 
     // … and resumed to the end.
     b.bwb(&train_args(&[])).ok();
