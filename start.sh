@@ -95,11 +95,15 @@ echo "==> Smoke: generating with the trained adapter (bwb --smoke-test generate 
 "$bwb" --smoke-test generate --model smoke --adapter checkpoints/smoke/smoke/fpb/lora-500/adapter \
   --max-new-tokens 8 --json --prompt "Operating profit rose to EUR 13.1 mn."
 
+echo "==> Smoke: evaluating zero-shot and with the adapter (bwb --smoke-test eval …)"
+"$bwb" --smoke-test eval --model smoke --task fpb --condition zero-shot
+"$bwb" --smoke-test eval --model smoke --task fpb --condition lora-500
+
 echo "==> Smoke: running the remaining stages (bwb --smoke-test run)"
 status=0
 "$bwb" --smoke-test run || status=$?
 if [[ $status -eq 2 ]]; then
-  echo "note: eval, classify, dashboard and run have not landed yet; download, prepare, train and generate passed."
+  echo "note: classify, dashboard and run have not landed yet; download, prepare, train, generate and eval passed."
 elif [[ $status -ne 0 ]]; then
   echo "error: bwb --smoke-test run failed with exit code $status" >&2
   exit "$status"
