@@ -184,6 +184,18 @@ pub fn merge_heads(x: &Tensor) -> Result<Tensor> {
     x.transpose(1, 2)?.contiguous()?.reshape((b, l, h * d))
 }
 
+/// Positions of every key slot `(B, T)` for this forward: the cache's (extended by this
+/// forward's tokens) when generating, or this forward's own when training.
+pub fn key_positions(
+    positions: &Tensor,
+    cache: Option<&mut super::cache::Cache>,
+) -> Result<Tensor> {
+    match cache {
+        Some(c) => c.extend_positions(positions),
+        None => Ok(positions.clone()),
+    }
+}
+
 /// This layer's full keys and values: appended to the cache when generating, or just this
 /// forward's when training.
 pub fn keys_of(

@@ -8,7 +8,9 @@ use candle_core::{Result, Tensor};
 use serde::Deserialize;
 
 use super::cache::Cache;
-use super::common::{embed, keys_of, merge_heads, split_heads, Act, GatedMlp, RopeFields};
+use super::common::{
+    embed, key_positions, keys_of, merge_heads, split_heads, Act, GatedMlp, RopeFields,
+};
 use super::linear::{ForwardCtx, QLinear};
 use super::ops::{attention, attention_mask, RmsNorm, Rotary};
 use super::weights::{Builder, Init};
@@ -234,10 +236,7 @@ impl Model {
         mut cache: Option<&mut Cache>,
         ctx: &ForwardCtx,
     ) -> Result<Tensor> {
-        let k_pos = match cache.as_deref_mut() {
-            Some(c) => c.extend_positions(positions)?,
-            None => positions.clone(),
-        };
+        let k_pos = key_positions(positions, cache.as_deref_mut())?;
         let global_mask = attention_mask(positions, &k_pos, None)?;
         let local_mask = attention_mask(positions, &k_pos, Some(self.cfg.sliding_window))?;
         let pos = positions.clamp(0i64, i64::MAX)?;

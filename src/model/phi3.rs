@@ -7,7 +7,9 @@ use candle_core::{Result, Tensor, D};
 use serde::Deserialize;
 
 use super::cache::Cache;
-use super::common::{embed, keys_of, merge_heads, split_heads, Act, GatedMlp, RopeFields};
+use super::common::{
+    embed, key_positions, keys_of, merge_heads, split_heads, Act, GatedMlp, RopeFields,
+};
 use super::linear::{ForwardCtx, QLinear};
 use super::ops::{attention, attention_mask, RmsNorm, Rotary};
 use super::weights::{Builder, Init};
@@ -283,10 +285,7 @@ impl Model {
         mut cache: Option<&mut Cache>,
         ctx: &ForwardCtx,
     ) -> Result<Tensor> {
-        let k_pos = match cache.as_deref_mut() {
-            Some(c) => c.extend_positions(positions)?,
-            None => positions.clone(),
-        };
+        let k_pos = key_positions(positions, cache.as_deref_mut())?;
         let mask = attention_mask(positions, &k_pos, None)?;
         let pos = positions.clamp(0i64, i64::MAX)?;
         let rope = self.rope.cos_sin(&pos)?;
