@@ -20,7 +20,7 @@ pub fn device(spec: Option<&str>) -> Result<Device> {
     match spec {
         None => {
             if cfg!(feature = "cuda") {
-                match Device::new_cuda(0) {
+                match open_cuda(0) {
                     Ok(d) => return Ok(d),
                     Err(e) => tracing::warn!("no usable CUDA GPU ({e}); running on the CPU"),
                 }
@@ -65,6 +65,29 @@ pub fn quant_cache_dir() -> Option<std::path::PathBuf> {
         .map(std::path::PathBuf::from)
         .or_else(|| var("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))?;
     Some(base.join("bwb").join("quantized"))
+}
+
+/// Open GPU `n`. cudarc loads the CUDA libraries at first use and panics when one is missing
+/// (no driver on this machine): turn that into an error, without the panic's message.
+fn open_cuda(n: usize) -> std::result::Result<Device, String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(|| Device::new_cuda(n));
+    std::panic::set_hook(hook);
+    match r {
+        Ok(Ok(d)) => Ok(d),
+        Ok(Err(e)) => Err(crate::error::first_line(&e)),
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| p.downcast_ref::<&str>().copied())
+                .unwrap_or("CUDA initialisation panicked");
+            // cudarc: `Unable to dynamically load the "cuda" shared library - searched for …`
+            let short = msg.split(" - ").next().unwrap_or(msg);
+            Err(format!("{short}; is the NVIDIA driver installed?"))
+        }
+    }
 }
 
 pub fn dtype(s: &str) -> Result<DType> {
