@@ -41,7 +41,7 @@ pub fn device(spec: Option<&str>) -> Result<Device> {
                 ))
                 .into());
             }
-            Device::new_cuda(n).map_err(|e| {
+            open_cuda(n).map_err(|e| {
                 Error::Config(format!("--device {s}: cannot open the GPU: {e}")).into()
             })
         }
