@@ -67,3 +67,25 @@ pub fn display(root: &Path, path: &Path) -> String {
         .display()
         .to_string()
 }
+
+/// The name a model goes by in checkpoint and result paths (`bwb train` and `bwb eval` agree):
+/// its config id, or the file or directory name of a local model.
+pub fn model_name(spec: &str) -> String {
+    let p = Path::new(spec);
+    if !p.exists() {
+        return spec.to_string();
+    }
+    let stem = p
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    stem.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}

@@ -2,7 +2,7 @@
 //! results/predictions/<model>/<task>/<condition>/seed-<k>.jsonl. Inputs (prepared data,
 //! adapters, API keys) are all checked before the first model loads or request goes out.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -20,28 +20,6 @@ use crate::model::adapter;
 use crate::paths::display;
 use crate::prompt::task::TaskPrompt;
 use crate::settings::Settings;
-
-/// The name a model goes by in result paths: its config id, or the file or directory name
-/// of a local model (as `bwb train` names its checkpoints).
-fn model_name(spec: &str) -> String {
-    let p = Path::new(spec);
-    if !p.exists() {
-        return spec.to_string();
-    }
-    let stem = p
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into());
-    stem.chars()
-        .map(|c| {
-            if c.is_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
 
 /// `KEY` from the environment / .env, parsed; errors name the variable and value.
 fn env_num<T: std::str::FromStr>(settings: &Settings, key: &str) -> Result<Option<T>> {
@@ -111,7 +89,7 @@ fn adapter_dir(
     let dir = settings
         .paths
         .checkpoints()
-        .join(model_name(&args.model))
+        .join(crate::paths::model_name(&args.model))
         .join(task)
         .join(cond.name())
         .join(crate::train::checkpoint::FINAL_DIR);
@@ -161,7 +139,7 @@ pub fn eval(settings: &Settings, args: &EvalArgs) -> Result<()> {
         .into());
     }
     let seeds = &all_seeds[..n_seeds];
-    let name = model_name(&args.model);
+    let name = crate::paths::model_name(&args.model);
 
     // 1. Check every input before loading a model or sending a request.
     let mut inputs = Vec::new();

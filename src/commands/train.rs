@@ -2,8 +2,6 @@
 //! (lora-500, lora-full); checkpoints resume on rerun; the record goes to
 //! results/training/<model>_<task>_<condition>.json.
 
-use std::path::Path;
-
 use anyhow::{Context, Result};
 
 use crate::cli::{EngineArgs, TrainArgs};
@@ -14,29 +12,6 @@ use crate::paths::display;
 use crate::prompt::task::TaskPrompt;
 use crate::settings::Settings;
 use crate::train::{self, Condition, Job, RunOptions, TrainingRecord};
-
-/// The name a model goes by in checkpoint and result paths: its config id, or the file or
-/// directory name of a local model.
-fn model_name(spec: &str) -> String {
-    let p = Path::new(spec);
-    if p.exists() {
-        let stem = p
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "model".into());
-        stem.chars()
-            .map(|c| {
-                if c.is_alphanumeric() || "-_.".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect()
-    } else {
-        spec.to_string()
-    }
-}
 
 /// Hyperparameters: the model config's training file, or for a model given as a path the
 /// training file named like it; then the task's overrides.
@@ -49,7 +24,7 @@ fn hyperparameters(
     if let Ok(mc) = c.model(spec) {
         return Ok(c.training_for(mc, task)?);
     }
-    let name = model_name(spec);
+    let name = crate::paths::model_name(spec);
     let base = c.training.get(&name).ok_or_else(|| {
         Error::Config(format!(
             "--model {spec}: no configs/training/{name}.yaml for a model given as a path; add one, or name a model config id"
@@ -62,7 +37,7 @@ pub fn train(settings: &Settings, args: &TrainArgs) -> Result<()> {
     let conditions = Condition::parse_list(&args.condition)?;
     let tasks = settings.configs.select_tasks(&args.task)?;
     let seed = settings.seed_or(args.seed);
-    let name = model_name(&args.model);
+    let name = crate::paths::model_name(&args.model);
     let engine = EngineArgs {
         model: args.model.clone(),
         // QLoRA: a 4-bit base unless asked otherwise.
