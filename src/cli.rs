@@ -213,21 +213,48 @@ pub struct EvalArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ClassifyArgs {
+    /// Task id, a comma-separated list, or `all`
     #[arg(long)]
     pub task: String,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+}
+
+/// Running model-written code (MBPP), shared by `classify` and `run`.
+#[derive(Debug, Clone, Args)]
+pub struct ExecArgs {
+    /// Run model-written Python (MBPP) to score it, each program in its own sandboxed process
+    /// (time, memory, file-size and process limits; no network where the OS allows)
+    #[arg(long)]
+    pub allow_code_execution: bool,
+    /// Wall-clock seconds each program may run
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub exec_timeout: f64,
+    /// Programs run at once [default: number of CPUs]
+    #[arg(long, value_name = "N")]
+    pub exec_jobs: Option<usize>,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// Comma-separated model ids [default: run_defaults.yaml `models`]
+    /// Comma-separated model ids [default: run_defaults.yaml `models`; smoke: `smoke.models`]
     #[arg(long)]
     pub models: Option<String>,
-    /// Comma-separated task ids or `all` [default: run_defaults.yaml `tasks`]
+    /// Comma-separated task ids or `all` [default: run_defaults.yaml `tasks`; smoke: `smoke.tasks`]
     #[arg(long)]
     pub tasks: Option<String>,
-    /// Comma-separated conditions [default: run_defaults.yaml `conditions`]
+    /// Comma-separated conditions [default: run_defaults.yaml `conditions`; smoke: `smoke.conditions`]
     #[arg(long)]
     pub conditions: Option<String>,
+    /// Number of seeded test resamples per evaluation [default: run_defaults.yaml
+    /// `n_eval_seeds`; smoke: `smoke.n_eval_seeds`]
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// Local models: cpu, cuda or cuda:N [default: cuda when built with it and a GPU is present]
+    #[arg(long)]
+    pub device: Option<String>,
+    #[command(flatten)]
+    pub exec: ExecArgs,
 }
 
 /// How to load a local model: shared by every command that runs one.

@@ -502,6 +502,22 @@ pub struct PricingConfig {
     pub default_gpu: String,
     /// Monthly query volumes for TCO curves.
     pub monthly_queries: Vec<u64>,
+    /// How local serving is billed in TCO.
+    #[serde(default)]
+    pub local_billing: LocalBilling,
+}
+
+/// How a local model's serving GPU is paid for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LocalBilling {
+    /// Whole GPUs rented around the clock (730 h a month each), as many as the volume needs
+    /// and at least one: what a latency-sensitive service pays.
+    #[default]
+    AlwaysOn,
+    /// Only the GPU-hours the volume needs at the measured throughput (batch jobs, or a
+    /// serverless GPU platform billing by the second).
+    PerHour,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -516,6 +532,30 @@ pub struct RunDefaults {
     pub models: Vec<String>,
     pub tasks: Vec<String>,
     pub conditions: Vec<String>,
+    /// What `bwb --smoke-test run` covers when not told otherwise.
+    #[serde(default)]
+    pub smoke: SmokeRun,
+}
+
+/// `run_defaults.yaml` `smoke:` — the defaults of `bwb --smoke-test run`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmokeRun {
+    pub models: Vec<String>,
+    pub tasks: Vec<String>,
+    pub conditions: Vec<String>,
+    pub n_eval_seeds: usize,
+}
+
+impl Default for SmokeRun {
+    fn default() -> Self {
+        Self {
+            models: vec!["smoke".into()],
+            tasks: vec!["fpb".into(), "medmcqa".into(), "mbpp".into()],
+            conditions: vec!["zero-shot".into(), "5-shot".into(), "lora-500".into()],
+            n_eval_seeds: 1,
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -529,6 +569,50 @@ pub struct Configs {
     pub training: BTreeMap<String, TrainingConfig>,
     pub pricing: PricingConfig,
     pub run_defaults: RunDefaults,
+}
+
+/// Prices must be finite and non-negative, and `default_gpu` must name a listed GPU.
+fn check_pricing(path: &Path, p: &PricingConfig) -> Result<()> {
+    let bad = |field: String, v: f64| {
+        Err(Error::Config(format!(
+            "{}: field `{field}` = {v} must be a finite number ≥ 0 (USD)",
+            path.display()
+        )))
+    };
+    for (name, a) in &p.api {
+        let mut fields = vec![
+            ("input_per_mtok", Some(a.input_per_mtok)),
+            ("cached_input_per_mtok", a.cached_input_per_mtok),
+            ("output_per_mtok", Some(a.output_per_mtok)),
+        ];
+        if let Some(t) = &a.long_context {
+            fields.push(("long_context.input_per_mtok", Some(t.input_per_mtok)));
+            fields.push((
+                "long_context.cached_input_per_mtok",
+                t.cached_input_per_mtok,
+            ));
+            fields.push(("long_context.output_per_mtok", Some(t.output_per_mtok)));
+        }
+        for (f, v) in fields {
+            if let Some(v) = v.filter(|v| !(v.is_finite() && *v >= 0.0)) {
+                return bad(format!("api.{name}.{f}"), v);
+            }
+        }
+    }
+    for (name, g) in &p.gpu {
+        if !(g.hourly_usd.is_finite() && g.hourly_usd >= 0.0) {
+            return bad(format!("gpu.{name}.hourly_usd"), g.hourly_usd);
+        }
+    }
+    if !p.gpu.contains_key(&p.default_gpu) {
+        return Err(Error::Config(format!(
+            "{}: field `default_gpu` = `{}` is not under `gpu`; valid: {}",
+            path.display(),
+            p.default_gpu,
+            p.gpu.keys().cloned().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// `<dir>/*.yaml` parsed into a map keyed by file stem; the `id` inside must equal the stem.
@@ -620,6 +704,7 @@ impl Configs {
         }
         let pricing_path = dir.join("pricing.yaml");
         let pricing: PricingConfig = load_yaml(&pricing_path)?;
+        check_pricing(&pricing_path, &pricing)?;
         let defaults_path = dir.join("run_defaults.yaml");
         let run_defaults: RunDefaults = load_yaml(&defaults_path)?;
         if run_defaults.n_eval_seeds == 0
@@ -632,17 +717,23 @@ impl Configs {
                 run_defaults.eval_seeds.len()
             )));
         }
+        let model_ids = models.keys().cloned().collect::<Vec<_>>();
+        let task_ids = tasks.keys().cloned().collect::<Vec<_>>();
+        if run_defaults.smoke.n_eval_seeds == 0
+            || run_defaults.smoke.n_eval_seeds > run_defaults.eval_seeds.len()
+        {
+            return Err(Error::Config(format!(
+                "{}: field `smoke.n_eval_seeds` = {} must be between 1 and the number of `eval_seeds` ({})",
+                defaults_path.display(),
+                run_defaults.smoke.n_eval_seeds,
+                run_defaults.eval_seeds.len()
+            )));
+        }
         for (field, names, valid) in [
-            (
-                "models",
-                &run_defaults.models,
-                models.keys().cloned().collect::<Vec<_>>(),
-            ),
-            (
-                "tasks",
-                &run_defaults.tasks,
-                tasks.keys().cloned().collect::<Vec<_>>(),
-            ),
+            ("models", &run_defaults.models, &model_ids),
+            ("tasks", &run_defaults.tasks, &task_ids),
+            ("smoke.models", &run_defaults.smoke.models, &model_ids),
+            ("smoke.tasks", &run_defaults.smoke.tasks, &task_ids),
         ] {
             if let Some(bad) = names.iter().find(|n| !valid.contains(n)) {
                 return Err(Error::Config(format!(

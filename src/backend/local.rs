@@ -73,6 +73,7 @@ impl Backend for LocalBackend {
                         ..Usage::default()
                     },
                     latency_ms,
+                    compute_ms: Some(latency_ms / n as f64),
                     cost_usd: None,
                     error: None,
                     finish_reason: Some(

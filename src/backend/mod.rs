@@ -56,6 +56,9 @@ pub struct Completion {
     pub usage: Usage,
     /// Wall time of the request (local: of its batch), retries and backoff included.
     pub latency_ms: f64,
+    /// This request's share of the compute: a local batch's wall time divided by its rows;
+    /// None for API requests (the provider's compute is not ours to count).
+    pub compute_ms: Option<f64>,
     /// What the request cost (API, from configs/pricing.yaml); None when unknown or local.
     pub cost_usd: Option<f64>,
     /// Why the request produced no completion (after retries); None on success.

@@ -5,12 +5,12 @@ mod data;
 mod eval;
 mod export;
 pub mod generate;
+mod report;
 mod train;
 
 use anyhow::Result;
 
 use crate::cli::{Cli, Command};
-use crate::error::Error;
 use crate::settings::Settings;
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -29,12 +29,9 @@ pub fn run(cli: Cli) -> Result<()> {
             check_model_and_task(&settings, &args.model, &args.task)?;
             eval::eval(&settings, &args)
         }
-        Command::Classify(args) => {
-            settings.configs.select_tasks(&args.task)?;
-            Err(Error::NotImplemented("classify").into())
-        }
-        Command::Dashboard => Err(Error::NotImplemented("dashboard").into()),
-        Command::Run(_) => Err(Error::NotImplemented("run").into()),
+        Command::Classify(args) => report::classify(&settings, &args.task, &args.exec),
+        Command::Dashboard => report::dashboard(&settings),
+        Command::Run(args) => report::run(&settings, &args),
         Command::Generate(args) => generate::generate(&settings, &args),
         Command::Export(args) => export::export(&settings, &args),
         Command::Bench(cmd) => bench::run(&settings, &cmd),

@@ -58,7 +58,25 @@ impl Condition {
 
     /// Parse `--condition`. API models have no LoRA conditions: `all` means zero-shot and
     /// 5-shot for them, and asking for lora is an error naming the model.
+    /// A comma-separated list is the union of its parts, in order, without repeats.
     pub fn parse(s: &str, api_model: Option<&str>) -> Result<Vec<Condition>> {
+        if s.contains(',') {
+            let mut out = Vec::new();
+            for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                for c in Self::parse(part, api_model)? {
+                    if !out.contains(&c) {
+                        out.push(c);
+                    }
+                }
+            }
+            if out.is_empty() {
+                return Err(Error::Config(format!(
+                    "--condition {s}: expected {}",
+                    Self::NAMES
+                )));
+            }
+            return Ok(out);
+        }
         let all = match api_model {
             Some(_) => vec![Self::ZeroShot, Self::FiveShot],
             None => vec![
@@ -202,6 +220,9 @@ struct Unit<'a> {
     done: Vec<Option<Completion>>,
 }
 
+/// The fewest contract tokens a window may hold.
+pub const MIN_WINDOW_TOKENS: usize = 64;
+
 /// Window messages for a spans task whose prompt does not fit `max_seq_length` (one entry,
 /// the full prompt, when it fits or the backend cannot count tokens).
 fn window_messages(job: &Job<'_>, ex: &Example, full: &[Message]) -> Result<Vec<Vec<Message>>> {
@@ -224,30 +245,53 @@ fn window_messages(job: &Job<'_>, ex: &Example, full: &[Message]) -> Result<Vec<
     }
     let mut empty = ex.clone();
     empty.inputs.insert("context".into(), String::new());
-    let overhead = job
-        .backend
-        .count_tokens(&messages(job.prompt, &job.shots, &empty)?)?
-        .unwrap_or(0);
-    let room = budget.saturating_sub(overhead);
-    if room < 32 {
+    // Demonstrations must leave room for a useful window of the contract: drop shots from the
+    // end until a quarter of the budget (at least MIN_WINDOW_TOKENS) is left for it.
+    let want_room = (budget / 4).max(MIN_WINDOW_TOKENS).min(budget);
+    let mut shots: Vec<&Example> = job.shots.clone();
+    let mut overhead;
+    loop {
+        overhead = job
+            .backend
+            .count_tokens(&messages(job.prompt, &shots, &empty)?)?
+            .unwrap_or(0);
+        if budget.saturating_sub(overhead) >= want_room || shots.is_empty() {
+            break;
+        }
+        shots.pop();
+    }
+    if shots.len() < job.shots.len() {
         tracing::warn!(
-            "task `{}` example `{}`: only {room} tokens of max_seq_length {} are left for the contract after the prompt; windows will not fit",
+            "task `{}` example `{}`: {} demonstrations leave no room for the contract in max_seq_length {}; using {}",
             job.task.id,
             ex.id,
-            job.task.max_seq_length
+            job.shots.len(),
+            job.task.max_seq_length,
+            shots.len()
         );
+    }
+    let room = budget.saturating_sub(overhead);
+    if room < MIN_WINDOW_TOKENS.min(budget) {
+        return Err(Error::Config(format!(
+            "task `{}` example `{}`: the prompt without the contract takes {overhead} tokens, leaving {room} of max_seq_length {} − max_new_tokens {} for it; raise max_seq_length in configs/tasks/{}.yaml",
+            job.task.id,
+            ex.id,
+            job.task.max_seq_length,
+            job.task.max_new_tokens,
+            job.task.id
+        )));
     }
     let chars = windows::window_chars(
         context.chars().count(),
         total.saturating_sub(overhead),
-        room.max(32),
+        room,
     );
     windows::split(context, chars)
         .into_iter()
         .map(|w| {
             let mut e = ex.clone();
             e.inputs.insert("context".into(), w);
-            messages(job.prompt, &job.shots, &e)
+            messages(job.prompt, &shots, &e)
         })
         .collect()
 }
@@ -357,10 +401,12 @@ fn prediction(
 ) -> Prediction {
     let mut usage = Usage::default();
     let mut latency_ms = 0.0;
+    let mut compute_ms: Option<f64> = Some(0.0);
     let mut cost: Option<f64> = Some(0.0);
     for c in done {
         usage.add(&c.usage);
         latency_ms += c.latency_ms;
+        compute_ms = compute_ms.zip(c.compute_ms).map(|(a, b)| a + b);
         cost = match (cost, c.cost_usd) {
             (Some(a), Some(b)) => Some(a + b),
             _ => None,
@@ -405,6 +451,7 @@ fn prediction(
         cached_input_tokens: usage.cached_input_tokens,
         reasoning_tokens: usage.reasoning_tokens,
         latency_ms,
+        compute_ms,
         cost_usd: cost,
         error,
         finish_reason: done.last().and_then(|c| c.finish_reason.clone()),

@@ -41,6 +41,10 @@ pub struct Prediction {
     #[serde(default)]
     pub reasoning_tokens: u64,
     pub latency_ms: f64,
+    /// Compute time attributable to this example (local models: its share of each batch's
+    /// wall time); None for API models. TCO turns it into GPU-hours.
+    #[serde(default)]
+    pub compute_ms: Option<f64>,
     /// None: unknown (local models, or an API model without a price).
     pub cost_usd: Option<f64>,
     pub error: Option<String>,
@@ -205,6 +209,7 @@ mod tests {
             cached_input_tokens: 0,
             reasoning_tokens: 0,
             latency_ms: 1.0,
+            compute_ms: None,
             cost_usd: None,
             error: error.map(str::to_owned),
             finish_reason: None,

@@ -32,13 +32,12 @@ fn download_and_prepare_refuse_without_task() {
 }
 
 #[test]
-fn stages_not_landed_exit_2() {
+fn reporting_stages_explain_what_to_run_first() {
     let p = Project::new();
-    let cases: [&[&str]; 3] = [&["classify", "--task", "fpb"], &["dashboard"], &["run"]];
-    for args in cases {
-        let err = p.bwb(args).fails(2);
-        assert!(err.contains("not implemented yet"), "{args:?}: {err}");
-    }
+    let err = p.bwb(&["classify", "--task", "fpb"]).fails(1);
+    assert!(err.contains("bwb eval"), "{err}");
+    let err = p.bwb(&["dashboard"]).fails(1);
+    assert!(err.contains("bwb classify --task all"), "{err}");
 }
 
 #[test]

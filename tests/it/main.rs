@@ -4,6 +4,7 @@
 mod chat_template;
 mod cli;
 mod common;
+mod dashboard;
 mod download;
 mod eval;
 mod export;
@@ -11,7 +12,10 @@ mod generate;
 mod gguf_tokenizer;
 mod hub_server;
 mod linear;
+mod metrics;
 mod model_reference;
 mod peft;
 mod prepare;
+mod report;
+mod sandbox;
 mod train;

@@ -262,6 +262,7 @@ impl ApiBackend {
             text: reply.text,
             usage: reply.usage,
             latency_ms,
+            compute_ms: None,
             error: None,
             finish_reason: reply.finish_reason,
             from_cache: cached,

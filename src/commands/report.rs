@@ -1,0 +1,414 @@
+//! `bwb classify`, `bwb dashboard` and `bwb run` (every stage in order, skipping what is done).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::cli::{EvalArgs, ExecArgs, PrepareArgs, RunArgs, TaskArgs, TrainArgs};
+use crate::config::{AnswerKind, ModelKind, TaskConfig};
+use crate::error::Error;
+use crate::eval::{sample, Condition};
+use crate::paths::display;
+use crate::report::{self, summary::Summary};
+use crate::settings::Settings;
+
+fn exec_options(args: &ExecArgs) -> Result<report::Options> {
+    if !(args.exec_timeout.is_finite() && args.exec_timeout > 0.0) {
+        return Err(Error::Config(format!(
+            "--exec-timeout {}: must be a positive number of seconds",
+            args.exec_timeout
+        ))
+        .into());
+    }
+    if args.exec_jobs == Some(0) {
+        return Err(Error::Config("--exec-jobs 0: must be at least 1".into()).into());
+    }
+    let mut opts = report::Options {
+        allow_code_execution: args.allow_code_execution,
+        ..report::Options::default()
+    };
+    opts.limits.timeout = Duration::from_secs_f64(args.exec_timeout);
+    opts.limits.cpu_seconds = args.exec_timeout.ceil() as u64;
+    if let Some(j) = args.exec_jobs {
+        opts.jobs = j;
+    }
+    Ok(opts)
+}
+
+/// One line per summary: headline metric with spread and CI, errors, where it went.
+fn summary_line(settings: &Settings, path: &std::path::Path, s: &Summary) -> String {
+    let m = s.metrics.get(&s.primary_metric);
+    let metric = match m {
+        Some(m) => format!(
+            "{} {:.4}{} [95% CI {:.4}–{:.4}]",
+            s.primary_metric,
+            m.mean,
+            m.std.map(|d| format!(" ± {d:.4}")).unwrap_or_default(),
+            m.ci_low,
+            m.ci_high
+        ),
+        None => format!("{} n/a", s.primary_metric),
+    };
+    let wrong: Vec<String> = s
+        .error_classes
+        .iter()
+        .filter(|(k, _)| k.as_str() != report::classify::CORRECT)
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    let cost = match s.cost.per_query_usd {
+        Some(c) => format!("${c:.6}/query"),
+        None => "no price".into(),
+    };
+    format!(
+        "{}/{}/{}: {metric}; {} predictions over {} seed(s); p50 {:.0} ms; {cost}; errors: {} → {}",
+        s.model,
+        s.task,
+        s.condition,
+        s.n_predictions,
+        s.seeds.len(),
+        s.latency_ms.p50,
+        if wrong.is_empty() {
+            "none".into()
+        } else {
+            wrong.join(", ")
+        },
+        display(&settings.paths.root, path)
+    )
+}
+
+/// Whether any predictions exist for a task.
+fn has_predictions(settings: &Settings, task: &str) -> bool {
+    let root = settings.paths.results().join("predictions");
+    std::fs::read_dir(&root)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .any(|e| e.path().join(task).is_dir())
+        })
+        .unwrap_or(false)
+}
+
+pub fn classify(settings: &Settings, task_sel: &str, exec: &ExecArgs) -> Result<()> {
+    let tasks = settings.configs.select_tasks(task_sel)?;
+    let opts = exec_options(exec)?;
+    let explicit = task_sel.trim() != "all";
+    let mut done = 0;
+    let mut missing = Vec::new();
+    let mut skipped = Vec::new();
+    for task in tasks {
+        if task.answer.kind == AnswerKind::Code
+            && !opts.allow_code_execution
+            && !explicit
+            && has_predictions(settings, &task.id)
+        {
+            println!(
+                "{}: skipped — scoring runs model-written code; pass --allow-code-execution",
+                task.id
+            );
+            skipped.push(task.id.clone());
+            continue;
+        }
+        let report = report::classify_task(&settings.paths, &settings.configs, task, &opts)
+            .with_context(|| format!("bwb classify --task {}", task.id))?;
+        let Some(r) = report else {
+            missing.push(task.id.clone());
+            continue;
+        };
+        if r.executed > 0 {
+            println!(
+                "{}: ran {} distinct programs in the sandbox",
+                r.task, r.executed
+            );
+        }
+        for (path, s) in &r.summaries {
+            println!("{}", summary_line(settings, path, s));
+            done += 1;
+        }
+    }
+    if done == 0 && !skipped.is_empty() && missing.is_empty() {
+        return Err(report::code_execution_refused(&skipped.join(", ")).into());
+    }
+    if done == 0 {
+        let skipped_note = if skipped.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({} skipped: pass --allow-code-execution to score it)",
+                skipped.join(", ")
+            )
+        };
+        let smoke = if settings.paths.smoke {
+            " --smoke-test"
+        } else {
+            ""
+        };
+        return Err(Error::MissingInput(format!(
+            "no predictions for {}{skipped_note} under {}; run `bwb eval --model <model> --task {}{smoke}` first",
+            missing.join(", "),
+            display(
+                &settings.paths.root,
+                &settings.paths.results().join("predictions")
+            ),
+            task_sel.trim()
+        ))
+        .into());
+    }
+    if explicit && !missing.is_empty() {
+        println!("no predictions yet for: {}", missing.join(", "));
+    }
+    if let Some(p) = report::write_overview(&settings.paths)? {
+        println!("overview → {}", display(&settings.paths.root, &p));
+    }
+    Ok(())
+}
+
+pub fn dashboard(settings: &Settings) -> Result<()> {
+    let built = crate::dashboard::build(&settings.paths)?;
+    println!(
+        "dashboard: {} summaries over {} task(s); data → {}; site → {} (open index.html)",
+        built.summaries,
+        built.tasks,
+        display(&settings.paths.root, &built.data_dir),
+        display(&settings.paths.root, &built.site_dir.join("index.html"))
+    );
+    Ok(())
+}
+
+/// Comma-separated list, or the default.
+fn list(arg: &Option<String>, default: &[String]) -> Vec<String> {
+    match arg {
+        Some(s) => s
+            .split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect(),
+        None => default.to_vec(),
+    }
+}
+
+/// Every draw of every seed already has a prediction.
+fn eval_done(
+    settings: &Settings,
+    model: &str,
+    task: &TaskConfig,
+    cond: Condition,
+    seeds: &[u64],
+) -> Result<bool> {
+    let test = crate::data::prepare::read_split(&settings.paths, &task.id, "test")?;
+    for &seed in seeds {
+        let path = settings
+            .paths
+            .results()
+            .join("predictions")
+            .join(model)
+            .join(&task.id)
+            .join(cond.name())
+            .join(format!("seed-{seed}.jsonl"));
+        if !path.is_file() {
+            return Ok(false);
+        }
+        let file = crate::eval::predictions::PredictionFile::open(&path)?;
+        let draws = sample::resample(&test, &task.id, seed);
+        if draws.iter().any(|d| !file.is_done(&d.id)) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+pub fn run(settings: &Settings, args: &RunArgs) -> Result<()> {
+    let configs = &settings.configs;
+    let smoke = settings.paths.smoke;
+    // A smoke run has its own defaults: the random smoke model, nothing downloaded or paid for.
+    let d = &configs.run_defaults;
+    let (default_models, default_tasks, default_conditions, default_seeds) = if smoke {
+        let s = &d.smoke;
+        (&s.models, &s.tasks, &s.conditions, s.n_eval_seeds)
+    } else {
+        (&d.models, &d.tasks, &d.conditions, settings.n_eval_seeds)
+    };
+    let models = list(&args.models, default_models);
+    let task_sel = args
+        .tasks
+        .clone()
+        .unwrap_or_else(|| default_tasks.join(","));
+    let tasks = configs.select_tasks(&task_sel)?;
+    let cond_names = list(&args.conditions, default_conditions);
+    let opts = exec_options(&args.exec)?;
+    // Check everything before the first stage runs.
+    let mut plan = Vec::new();
+    for m in &models {
+        let mc = configs.model(m)?;
+        let api = (mc.kind == ModelKind::Api).then_some(m.as_str());
+        let mut conds = Vec::new();
+        for c in &cond_names {
+            for cond in Condition::parse(c, None)? {
+                if api.is_some() && cond.is_lora() {
+                    continue; // API models have no adapters.
+                }
+                if !conds.contains(&cond) {
+                    conds.push(cond);
+                }
+            }
+        }
+        plan.push((m.clone(), mc.kind, conds));
+    }
+    let n_seeds = args.seeds.unwrap_or(default_seeds);
+    let all_seeds = &configs.run_defaults.eval_seeds;
+    if n_seeds == 0 || n_seeds > all_seeds.len() {
+        return Err(Error::Config(format!(
+            "--seeds {n_seeds}: must be between 1 and the {} seeds listed in configs/run_defaults.yaml `eval_seeds`",
+            all_seeds.len()
+        ))
+        .into());
+    }
+    let seeds = &all_seeds[..n_seeds];
+    let root = &settings.paths.root;
+    let stage = |name: &str| println!("==> {name}");
+
+    stage("download");
+    for task in &tasks {
+        let manifest = settings
+            .paths
+            .raw(&task.id)
+            .join(crate::data::download::MANIFEST);
+        if manifest.is_file() {
+            println!("{}: raw data present; skipped", task.id);
+            continue;
+        }
+        super::data::download(
+            settings,
+            &TaskArgs {
+                task: task.id.clone(),
+            },
+        )?;
+    }
+
+    stage("prepare");
+    for task in &tasks {
+        if settings
+            .paths
+            .prepared(&task.id)
+            .join("manifest.json")
+            .is_file()
+            && settings
+                .paths
+                .prepared(&task.id)
+                .join("test.jsonl")
+                .is_file()
+        {
+            println!("{}: prepared; skipped", task.id);
+            continue;
+        }
+        super::data::prepare(
+            settings,
+            &PrepareArgs {
+                task: TaskArgs {
+                    task: task.id.clone(),
+                },
+                seed: None,
+            },
+        )?;
+    }
+
+    stage("train");
+    for (model, kind, conds) in &plan {
+        if *kind == ModelKind::Api {
+            continue;
+        }
+        for task in &tasks {
+            for cond in conds.iter().filter(|c| c.is_lora()) {
+                let record = settings.paths.results().join("training").join(format!(
+                    "{model}_{}_{}.json",
+                    task.id,
+                    cond.name()
+                ));
+                let adapter = settings
+                    .paths
+                    .checkpoints()
+                    .join(model)
+                    .join(&task.id)
+                    .join(cond.name())
+                    .join(crate::train::checkpoint::FINAL_DIR);
+                if record.is_file() && adapter.is_dir() {
+                    println!("{model}/{}/{}: trained; skipped", task.id, cond.name());
+                    continue;
+                }
+                super::train::train(
+                    settings,
+                    &TrainArgs {
+                        model: model.clone(),
+                        task: task.id.clone(),
+                        condition: cond.name().to_string(),
+                        seed: None,
+                        quant: None,
+                        dtype: "f32".into(),
+                        device: args.device.clone(),
+                        save_every: 100,
+                        stop_at_step: None,
+                    },
+                )?;
+            }
+        }
+    }
+
+    stage("eval");
+    for (model, _, conds) in &plan {
+        for task in &tasks {
+            let mut todo = Vec::new();
+            for &cond in conds {
+                if eval_done(settings, model, task, cond, seeds)? {
+                    println!("{model}/{}/{}: evaluated; skipped", task.id, cond.name());
+                } else {
+                    todo.push(cond.name());
+                }
+            }
+            if todo.is_empty() {
+                continue;
+            }
+            super::eval::eval(
+                settings,
+                &EvalArgs {
+                    model: model.clone(),
+                    task: task.id.clone(),
+                    condition: todo.join(","),
+                    seeds: Some(n_seeds),
+                    batch_size: 8,
+                    quant: None,
+                    dtype: "f32".into(),
+                    device: args.device.clone(),
+                    concurrency: None,
+                    max_cost_usd: None,
+                    request_timeout: None,
+                    no_cache: false,
+                },
+            )?;
+        }
+    }
+
+    stage("classify");
+    let mut code_skipped = Vec::new();
+    for task in &tasks {
+        if task.answer.kind == AnswerKind::Code && !opts.allow_code_execution {
+            code_skipped.push(task.id.clone());
+            println!(
+                "{}: not scored — it runs model-written code; rerun with --allow-code-execution",
+                task.id
+            );
+            continue;
+        }
+        let r = report::classify_task(&settings.paths, configs, task, &opts)
+            .with_context(|| format!("bwb classify --task {}", task.id))?;
+        if let Some(r) = r {
+            for (path, s) in &r.summaries {
+                println!("{}", summary_line(settings, path, s));
+            }
+        }
+    }
+    if let Some(p) = report::write_overview(&settings.paths)? {
+        println!("overview → {}", display(root, &p));
+    }
+
+    stage("dashboard");
+    dashboard(settings)?;
+    Ok(())
+}
