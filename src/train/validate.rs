@@ -1,16 +1,15 @@
 //! Validation during training: the mean answer-token loss, and the task metric on greedy
-//! generated answers. The scoring here is deliberately small (label and choice tasks);
-//! `src/metrics/` will own the full metric families once it lands.
-
-use std::collections::BTreeMap;
+//! generated answers, extracted and scored with the same code as `bwb eval` / `classify`.
 
 use candle_core::{Tensor, D};
 use serde::{Deserialize, Serialize};
 
 use super::batch::{make_batch, Batch, Tokenized};
 use crate::config::{AnswerKind, TaskConfig};
-use crate::data::Example;
+use crate::data::{Answer, Example};
 use crate::error::Result;
+use crate::eval::extract::{self, Parsed};
+use crate::metrics::{classification, cuad, stats};
 use crate::model::generate::GenParams;
 use crate::model::load::LoadedModel;
 use crate::model::ForwardCtx;
@@ -89,12 +88,15 @@ impl ValScores {
     }
 }
 
-/// The metric validation reports for a task: its own metric for label and choice tasks,
-/// normalised exact match for the rest (until src/metrics lands).
+/// The metric validation reports for a task, computed exactly as `bwb classify` does from the
+/// same answer extraction: the task's own metric for label and choice tasks, CUAD token F1 for
+/// clause extraction, and normalised exact match against the reference solution for code
+/// (selecting an epoch must not run model-written code).
 pub fn metric_name(task: &TaskConfig) -> &str {
     match task.answer.kind {
         AnswerKind::Label | AnswerKind::Choice => &task.metric_id,
-        AnswerKind::Spans | AnswerKind::Code => "exact_match",
+        AnswerKind::Spans => "cuad_f1",
+        AnswerKind::Code => "exact_match",
     }
 }
 
@@ -107,92 +109,99 @@ pub fn normalize(s: &str) -> String {
         .to_lowercase()
 }
 
-/// Score predictions against the examples' targets with the task's metric.
+/// Score raw completions against the examples' answers with the task's validation metric.
 pub fn score(task: &TaskConfig, examples: &[Example], preds: &[String]) -> f64 {
-    let gold: Vec<String> = examples.iter().map(|e| normalize(&e.target)).collect();
-    let pred: Vec<String> = match task.answer.kind {
-        // The first word-ish token is the option letter.
-        AnswerKind::Choice => preds
-            .iter()
-            .map(|p| {
-                normalize(p)
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric())
-                    .collect()
-            })
-            .collect(),
-        _ => preds.iter().map(|p| normalize(p)).collect(),
-    };
-    match metric_name(task) {
-        "macro_f1" => f1(&gold, &pred, false),
-        "weighted_f1" => f1(&gold, &pred, true),
-        _ => accuracy(&gold, &pred),
-    }
-}
-
-pub fn accuracy(gold: &[String], pred: &[String]) -> f64 {
-    if gold.is_empty() {
-        return 0.0;
-    }
-    let hits = gold.iter().zip(pred).filter(|(g, p)| g == p).count();
-    hits as f64 / gold.len() as f64
-}
-
-/// Macro (or support-weighted) F1 over the gold classes; a prediction outside them counts
-/// as a miss for its gold class.
-pub fn f1(gold: &[String], pred: &[String], weighted: bool) -> f64 {
-    let mut tp: BTreeMap<&str, f64> = BTreeMap::new();
-    let mut fp: BTreeMap<&str, f64> = BTreeMap::new();
-    let mut support: BTreeMap<&str, f64> = BTreeMap::new();
-    for (g, p) in gold.iter().zip(pred) {
-        *support.entry(g).or_default() += 1.0;
-        if g == p {
-            *tp.entry(g).or_default() += 1.0;
-        } else {
-            *fp.entry(p).or_default() += 1.0;
+    let parsed: Vec<Parsed> = preds.iter().map(|p| extract::extract(task, p)).collect();
+    match task.answer.kind {
+        AnswerKind::Label => {
+            let labels: Vec<&str> = task.answer.labels.iter().map(String::as_str).collect();
+            let mut y_true = Vec::with_capacity(examples.len());
+            let mut y_pred = Vec::with_capacity(examples.len());
+            for (ex, p) in examples.iter().zip(&parsed) {
+                if let (Answer::Label { label: gold }, Parsed::Label { label }) = (&ex.answer, p) {
+                    y_true.push(gold.as_str());
+                    y_pred.push(label.as_deref());
+                }
+            }
+            match task.metric_id.as_str() {
+                "macro_f1" => classification::macro_f1(&labels, &y_true, &y_pred),
+                "weighted_f1" => classification::weighted_f1(&labels, &y_true, &y_pred),
+                _ => classification::accuracy(&y_true, &y_pred),
+            }
         }
-    }
-    if support.is_empty() {
-        return 0.0;
-    }
-    let n: f64 = support.values().sum();
-    let mut sum = 0.0;
-    for (class, s) in &support {
-        let t = tp.get(class).copied().unwrap_or(0.0);
-        let f = fp.get(class).copied().unwrap_or(0.0);
-        let fn_ = s - t;
-        let f1 = if t == 0.0 {
-            0.0
-        } else {
-            2.0 * t / (2.0 * t + f + fn_)
-        };
-        sum += if weighted { f1 * s / n } else { f1 };
-    }
-    if weighted {
-        sum
-    } else {
-        sum / support.len() as f64
+        _ => {
+            let per: Vec<f64> = examples
+                .iter()
+                .zip(&parsed)
+                .map(|(ex, p)| match (&ex.answer, p) {
+                    (Answer::Choice { option: gold, .. }, Parsed::Choice { option }) => {
+                        f64::from(u8::from(
+                            option
+                                .as_deref()
+                                .is_some_and(|o| o.eq_ignore_ascii_case(gold)),
+                        ))
+                    }
+                    (Answer::Spans { spans: gold }, Parsed::Spans { spans }) => {
+                        let gold: Vec<String> = gold.iter().map(|s| s.text.clone()).collect();
+                        cuad::token_f1(spans, &gold)
+                    }
+                    (Answer::Code { reference, .. }, Parsed::Code { code }) => {
+                        f64::from(u8::from(normalize(code) == normalize(reference)))
+                    }
+                    _ => 0.0,
+                })
+                .collect();
+            stats::mean(&per).unwrap_or(0.0)
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Configs;
+    use std::collections::BTreeMap;
 
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
+    fn fpb() -> TaskConfig {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        Configs::load(&dir).unwrap().task("fpb").unwrap().clone()
+    }
+
+    fn ex(label: &str) -> Example {
+        Example {
+            id: label.into(),
+            task: "fpb".into(),
+            inputs: BTreeMap::new(),
+            answer: Answer::Label {
+                label: label.into(),
+            },
+            target: label.into(),
+            stratum: Some(label.into()),
+        }
     }
 
     #[test]
-    fn f1_matches_sklearn() {
-        // sklearn f1_score(average="macro") over the gold labels: a 0.8, b 0.5, c 0.0.
-        let gold = s(&["a", "a", "b", "b", "c"]);
-        let pred = s(&["a", "a", "b", "a", "b"]);
-        let macro_ = f1(&gold, &pred, false);
-        assert!((macro_ - (0.8 + 0.5 + 0.0) / 3.0).abs() < 1e-12, "{macro_}");
-        let w = f1(&gold, &pred, true);
-        assert!((w - (0.8 * 2.0 + 0.5 * 2.0) / 5.0).abs() < 1e-12, "{w}");
-        assert_eq!(accuracy(&gold, &pred), 0.6);
+    fn label_tasks_score_extracted_answers_like_sklearn() {
+        // sklearn f1_score(labels=[negative, neutral, positive], average="macro"):
+        // negative 0.8, neutral 0.5, positive 0.0.
+        let gold: Vec<Example> = ["negative", "negative", "neutral", "neutral", "positive"]
+            .into_iter()
+            .map(ex)
+            .collect();
+        let preds: Vec<String> = [
+            "negative",
+            "Negative.",
+            "Sentiment: neutral",
+            "negative",
+            "neutral",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        let task = fpb();
+        assert_eq!(metric_name(&task), "macro_f1");
+        let m = score(&task, &gold, &preds);
+        assert!((m - (0.8 + 0.5 + 0.0) / 3.0).abs() < 1e-12, "{m}");
     }
 
     #[test]
