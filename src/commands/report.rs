@@ -262,6 +262,26 @@ pub fn run(settings: &Settings, args: &RunArgs) -> Result<()> {
         .into());
     }
     let seeds = &all_seeds[..n_seeds];
+    // An API model with evaluations left to run needs its key now, not after hours of training.
+    for (model, kind, conds) in &plan {
+        if *kind != ModelKind::Api {
+            continue;
+        }
+        let all_done = tasks.iter().all(|t| {
+            conds
+                .iter()
+                .all(|&c| eval_done(settings, model, t, c, seeds).unwrap_or(false))
+        });
+        if !all_done {
+            crate::backend::api::ApiBackend::new(
+                configs.model(model)?,
+                &settings.env,
+                &configs.pricing,
+                crate::backend::api::ApiOptions::default(),
+            )
+            .with_context(|| format!("bwb run: model `{model}`"))?;
+        }
+    }
     let root = &settings.paths.root;
     let stage = |name: &str| println!("==> {name}");
 

@@ -510,3 +510,32 @@ fn smoke_run_chains_every_stage_and_skips_what_is_done() {
         "{out}"
     );
 }
+
+#[test]
+fn run_checks_api_keys_and_names_before_any_stage() {
+    let p = Project::new();
+    let err = p
+        .bwb(&[
+            "--smoke-test",
+            "run",
+            "--models",
+            "gpt-5.4-mini",
+            "--tasks",
+            "fpb",
+        ])
+        .fails(1);
+    assert!(err.contains("OPENAI_API_KEY is not set"), "{err}");
+    assert!(
+        !p.path("data/smoke").exists(),
+        "a stage ran before the check"
+    );
+    let err = p.bwb(&["--smoke-test", "run", "--models", "nope"]).fails(1);
+    assert!(err.contains("unknown model `nope`"), "{err}");
+    let err = p
+        .bwb(&["--smoke-test", "run", "--conditions", "zero-shot,ten-shot"])
+        .fails(1);
+    assert!(err.contains("--condition ten-shot"), "{err}");
+    let err = p.bwb(&["--smoke-test", "run", "--seeds", "9"]).fails(1);
+    assert!(err.contains("--seeds 9"), "{err}");
+    assert!(!p.path("data/smoke").exists());
+}
