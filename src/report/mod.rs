@@ -151,11 +151,47 @@ pub fn classify_task(
         write_flat_csv(&dir.join(format!("{stem}.csv")), &s)?;
         summaries.push((json, s));
     }
+    remove_stale(paths, &task.id, &summaries)?;
     Ok(Some(TaskReport {
         task: task.id.clone(),
         summaries,
         executed,
     }))
+}
+
+/// Summaries of `task` from an earlier classify whose predictions are gone: removed (with
+/// their CSV), so the overview and the dashboard show only what the predictions support.
+fn remove_stale(paths: &Paths, task: &str, written: &[(PathBuf, Summary)]) -> Result<()> {
+    let dir = paths.results().join("summaries");
+    for f in list(&dir)? {
+        if f.extension().is_none_or(|e| e != "json") || written.iter().any(|(p, _)| *p == f) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        let Ok(old) = serde_json::from_str::<Summary>(&text) else {
+            continue; // not ours to judge; write_overview names it
+        };
+        if old.task != task {
+            continue;
+        }
+        let shown = display(&paths.root, &f);
+        tracing::info!(
+            "{shown}: no predictions for {}/{}/{} any more; removed",
+            old.model,
+            old.task,
+            old.condition
+        );
+        for p in [f.clone(), f.with_extension("csv")] {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(Error::Write { path: p, source }),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// results/predictions/<model>/<task>/<condition>/seed-*.jsonl, grouped.

@@ -206,6 +206,16 @@ fn classify_labels_classes_metrics_comparisons_and_tco() {
     let all = p.read("results/summaries/all.csv");
     assert_eq!(all.lines().count(), 3, "{all}");
     assert!(all.contains("fpb,smoke,lora-500,macro_f1,1,"), "{all}");
+
+    // Predictions removed → their summary goes at the next classify.
+    std::fs::remove_dir_all(p.path("results/predictions/smoke/fpb/lora-500")).unwrap();
+    p.bwb(&["classify", "--task", "fpb"]).ok();
+    assert!(!p.path("results/summaries/smoke_fpb_lora-500.json").exists());
+    assert!(!p.path("results/summaries/smoke_fpb_lora-500.csv").exists());
+    assert!(p
+        .path("results/summaries/smoke_fpb_zero-shot.json")
+        .exists());
+    assert_eq!(p.read("results/summaries/all.csv").lines().count(), 2);
 }
 
 #[test]
