@@ -52,11 +52,16 @@ impl Cache {
 
     /// Keep only the given batch rows (finished rows leave the batch).
     pub fn select_rows(&mut self, rows: &Tensor) -> Result<()> {
+        // index_select needs contiguous input; a cache rebuilt from views (Phi-3's fused qkv
+        // after a rope switch) may not be.
         for kv in self.kv.iter_mut().flatten() {
-            *kv = (kv.0.index_select(rows, 0)?, kv.1.index_select(rows, 0)?);
+            *kv = (
+                kv.0.contiguous()?.index_select(rows, 0)?,
+                kv.1.contiguous()?.index_select(rows, 0)?,
+            );
         }
         if let Some(p) = &self.positions {
-            self.positions = Some(p.index_select(rows, 0)?);
+            self.positions = Some(p.contiguous()?.index_select(rows, 0)?);
         }
         Ok(())
     }

@@ -177,6 +177,42 @@ fn batched_greedy_equals_one_prompt_at_a_time() {
 }
 
 #[test]
+fn rows_that_stop_early_leave_the_batch_without_disturbing_the_rest() {
+    // An eos that row 0 emits early: the finished row leaves the batch (the cache drops its
+    // row) while the others go on, as each would alone. Phi-3's cache holds views of the
+    // fused qkv projection, which once made the row selection fail.
+    for arch in ARCHS {
+        let r = reference(arch);
+        let model = load_model(&fixture(arch), &LoadOptions::default());
+        let prompts = prompts_of(&r);
+        let full = greedy(&model, &prompts[..1], 16);
+        let eos = full[0][2];
+        let params = GenParams {
+            max_new_tokens: 16,
+            ..Default::default()
+        };
+        let run = |ps: &[Vec<u32>]| -> Vec<Vec<u32>> {
+            generate(&model, &Device::Cpu, ps, &[eos], 0, &params, &|_| {
+                Ok(String::new())
+            })
+            .unwrap()
+            .into_iter()
+            .map(|c| c.token_ids)
+            .collect()
+        };
+        let batch = run(&prompts);
+        assert!(batch[0].len() <= 3, "{arch}: row 0 did not stop at eos");
+        assert!(
+            batch.iter().any(|b| b.len() > batch[0].len()),
+            "{arch}: no row outlived row 0; the test needs one"
+        );
+        for (i, p) in prompts.iter().enumerate() {
+            assert_eq!(batch[i], run(std::slice::from_ref(p))[0], "{arch}: row {i}");
+        }
+    }
+}
+
+#[test]
 fn right_padded_rows_give_the_same_logits_as_unpadded() {
     // Training batches pad on the right: padded slots (position -1) must not leak.
     let r = reference("qwen3");
