@@ -184,6 +184,9 @@ pub struct SmokeSizes {
     pub val_size: usize,
     pub test_sample_size: usize,
     pub training_cap: usize,
+    /// Completion cap for smoke runs (the random smoke model never stops by itself).
+    #[serde(default)]
+    pub max_new_tokens: Option<usize>,
 }
 
 /// Split sizes in force for one run.
@@ -262,6 +265,10 @@ pub struct ModelConfig {
     /// Local: built in-process with random weights instead of loaded (the `smoke` model).
     #[serde(default)]
     pub random_init: Option<RandomInit>,
+    /// Local: the checkpoint's HF `config.json` fields (the text model's for Gemma 3) as
+    /// published, so `bwb bench … --random-weights` builds the real shape without downloading.
+    #[serde(default)]
+    pub shape: Option<serde_json::Map<String, serde_json::Value>>,
     /// API: which provider's wire format.
     #[serde(default)]
     pub provider: Option<Provider>,
@@ -297,6 +304,12 @@ impl ModelConfig {
                 }
             }
             ModelKind::Api => {
+                if self.shape.is_some() {
+                    return Err(Error::Config(format!(
+                        "{}: `shape` only applies to `kind: local` models",
+                        path.display()
+                    )));
+                }
                 if self.provider.is_none() {
                     return missing("provider", "API models (openai, anthropic or gemini)");
                 }
@@ -871,6 +884,7 @@ fn validate_task(path: &Path, t: &TaskConfig) -> Result<()> {
         ("smoke.val_size", t.smoke.val_size),
         ("smoke.test_sample_size", t.smoke.test_sample_size),
         ("smoke.training_cap", t.smoke.training_cap),
+        ("smoke.max_new_tokens", t.smoke.max_new_tokens.unwrap_or(1)),
     ] {
         if v == 0 {
             return err(format!("field `{field}` must be at least 1"));

@@ -171,7 +171,7 @@ impl Settings {
                 root.display()
             )));
         }
-        let configs = Configs::load(&configs_dir)?;
+        let mut configs = Configs::load(&configs_dir)?;
         check_prompts(&root, &configs)?;
         let (smoke, _) = layered(
             global.smoke_test.then_some(true),
@@ -179,6 +179,13 @@ impl Settings {
             None,
             false,
         );
+        if smoke {
+            for t in configs.tasks.values_mut() {
+                if let Some(n) = t.smoke.max_new_tokens {
+                    t.max_new_tokens = n;
+                }
+            }
+        }
         let (seed, _) = layered(
             None,
             env.parse::<u64>("BWB_SEED")?,
