@@ -67,13 +67,30 @@ pub enum BenchCommand {
     Train(BenchTrainArgs),
 }
 
+/// `--random-weights` and its scale-down overrides, shared by the bench commands.
+#[derive(Debug, Clone, Args)]
+pub struct RandomWeightArgs {
+    /// Build the config id's published shape (`shape:` in configs/models/<id>.yaml) with
+    /// seeded random weights instead of loading a checkpoint: nothing is downloaded
+    #[arg(long)]
+    pub random_weights: bool,
+    /// With --random-weights: build only N decoder layers (quick CPU runs)
+    #[arg(long, value_name = "N", requires = "random_weights")]
+    pub layers: Option<usize>,
+    /// With --random-weights: vocabulary size N instead of the real one (at least 259)
+    #[arg(long, value_name = "N", requires = "random_weights")]
+    pub vocab: Option<usize>,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct BenchTrainArgs {
     #[command(flatten)]
     pub engine: EngineArgs,
-    /// Rows per optimizer step
-    #[arg(long, default_value_t = 4)]
-    pub batch_size: usize,
+    #[command(flatten)]
+    pub random: RandomWeightArgs,
+    /// Rows per optimizer step; a comma-separated list runs each on the one loaded model
+    #[arg(long, value_delimiter = ',', default_value = "4")]
+    pub batch_size: Vec<usize>,
     /// Tokens per row (random ids, no padding; every position carries loss)
     #[arg(long, default_value_t = 256)]
     pub seq_len: usize,
@@ -83,7 +100,7 @@ pub struct BenchTrainArgs {
     /// LoRA rank (alpha = 2 r) on every attention and MLP projection
     #[arg(long, default_value_t = 16)]
     pub rank: usize,
-    /// Print the result as one JSON object
+    /// Print each result as one JSON object per line
     #[arg(long)]
     pub json: bool,
 }
@@ -92,9 +109,11 @@ pub struct BenchTrainArgs {
 pub struct BenchInferArgs {
     #[command(flatten)]
     pub engine: EngineArgs,
-    /// Rows per batch
-    #[arg(long, default_value_t = 1)]
-    pub batch_size: usize,
+    #[command(flatten)]
+    pub random: RandomWeightArgs,
+    /// Rows per batch; a comma-separated list runs each on the one loaded model
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub batch_size: Vec<usize>,
     /// Prompt tokens per row
     #[arg(long, default_value_t = 128)]
     pub prompt_len: usize,
@@ -104,7 +123,7 @@ pub struct BenchInferArgs {
     /// Timed repetitions (after one warm-up); the median is reported
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
-    /// Print the result as one JSON object
+    /// Print each result as one JSON object per line
     #[arg(long)]
     pub json: bool,
 }

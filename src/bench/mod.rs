@@ -9,15 +9,19 @@ use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::cli::BenchInferArgs;
+use crate::cli::{BenchInferArgs, EngineArgs, RandomWeightArgs};
 use crate::error::Error;
-use crate::model::{ForwardCtx, Model};
+use crate::model::load::{self, LoadOptions, LoadedModel, ShapeOverrides};
+use crate::model::weights::LoraPlan;
+use crate::model::{ForwardCtx, Model, QuantFormat};
 use crate::settings::Settings;
 
-/// Result of `bwb bench infer`.
+/// Result of `bwb bench infer`, one per batch size.
 #[derive(Debug, Clone, Serialize)]
 pub struct InferReport {
     pub model: String,
+    /// Built from the config's `shape:` with random weights (`--random-weights`).
+    pub random_weights: bool,
     pub device: String,
     pub dtype: String,
     pub quant: String,
@@ -32,6 +36,172 @@ pub struct InferReport {
     /// Milliseconds per decode step (one token for every row).
     pub decode_ms_per_step: f64,
     pub peak_rss_mib: Option<f64>,
+    pub dims: Dims,
+    /// Bytes of frozen weights a decode step reads (see [`weight_bytes`]); known for
+    /// `--random-weights` models, whose storage is exactly what the flags ask.
+    pub weight_bytes: Option<f64>,
+    /// Unix seconds around this batch size's warm-up and timed runs, to line up external
+    /// samplers (GPU memory) with the row.
+    pub t_start: f64,
+    pub t_end: f64,
+    /// What differs from the real checkpoint, when anything does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The matmul shape of a decoder, for FLOP and byte counts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Dims {
+    pub layers: usize,
+    pub hidden: usize,
+    pub intermediate: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub vocab: usize,
+    /// Frozen matmul weights of the decoder layers (q, k, v, o, gate, up, down).
+    pub layer_params: usize,
+    /// The LM head, V × H: multiplied whether tied to the embedding or not.
+    pub head_params: usize,
+}
+
+impl Dims {
+    pub fn of(model: &Model) -> Self {
+        let (layers, hidden, intermediate, heads, kv_heads, head_dim, vocab) = match model {
+            Model::Qwen3(m) | Model::Llama(m) => {
+                let c = &m.cfg;
+                let (l, h, i) = (c.num_hidden_layers, c.hidden_size, c.intermediate_size);
+                let (nh, kv) = (c.num_attention_heads, c.num_key_value_heads);
+                (l, h, i, nh, kv, c.head_dim(), c.vocab_size)
+            }
+            Model::Gemma3(m) => {
+                let c = &m.cfg;
+                let (l, h, i) = (c.num_hidden_layers, c.hidden_size, c.intermediate_size);
+                let (nh, kv) = (c.num_attention_heads, c.num_key_value_heads);
+                (l, h, i, nh, kv, c.head_dim, c.vocab_size)
+            }
+            Model::Phi3(m) => {
+                let c = &m.cfg;
+                let (l, h, i) = (c.num_hidden_layers, c.hidden_size, c.intermediate_size);
+                let nh = c.num_attention_heads;
+                let kv = c.num_key_value_heads.unwrap_or(nh);
+                (l, h, i, nh, kv, c.head_dim(), c.vocab_size)
+            }
+        };
+        // q and o: H × heads·D; k and v: H × kv·D; gate, up, down: H × I.
+        let per_layer = 2 * hidden * heads * head_dim
+            + 2 * hidden * kv_heads * head_dim
+            + 3 * hidden * intermediate;
+        Self {
+            layers,
+            hidden,
+            intermediate,
+            heads,
+            kv_heads,
+            head_dim,
+            vocab,
+            layer_params: layers * per_layer,
+            head_params: vocab * hidden,
+        }
+    }
+
+    /// Every matmul weight a token passes through: the N of the FLOP formulas.
+    pub fn matmul_params(&self) -> usize {
+        self.layer_params + self.head_params
+    }
+}
+
+/// Bytes of frozen weights one decode step reads: the layers' matrices in their storage
+/// (ggml blocks: 4.5 bits per weight for q4k and q4_0, 5 for q4_1) and the LM head in the
+/// compute dtype. The embedding gather (a few rows) is left out.
+pub fn weight_bytes(dims: &Dims, quant: Option<QuantFormat>, dtype: candle_core::DType) -> f64 {
+    let per_weight = match quant {
+        Some(f) => {
+            let g = f.ggml_dtype(dims.hidden);
+            g.type_size() as f64 / g.block_size() as f64
+        }
+        None => dtype.size_in_bytes() as f64,
+    };
+    dims.layer_params as f64 * per_weight + dims.head_params as f64 * dtype.size_in_bytes() as f64
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Load the bench's model: the checkpoint `--model` names, or with `--random-weights` its
+/// config's published shape with random weights (nothing downloaded). Returns the model and
+/// a note on what differs from the real checkpoint.
+fn load_bench_model(
+    settings: &Settings,
+    engine: &EngineArgs,
+    random: &RandomWeightArgs,
+    lora: Option<LoraPlan>,
+) -> Result<(LoadedModel, Option<String>)> {
+    if !random.random_weights {
+        let m = crate::commands::generate::load_model(settings, engine, lora)?;
+        return Ok((m, None));
+    }
+    use crate::commands::generate::{device, dtype};
+    let quant = match engine.quant.as_deref() {
+        None => None,
+        Some(q) => QuantFormat::parse(q).map_err(|m| Error::Config(format!("--quant: {m}")))?,
+    };
+    let opts = LoadOptions {
+        device: device(engine.device.as_deref())?,
+        dtype: dtype(&engine.dtype)?,
+        quant,
+        dense_gguf: false,
+        lora,
+        quant_cache: None,
+    };
+    let (arch, cfg) = random_shape(settings, engine, random)?;
+    let m = load::load_random_shape(arch, &cfg, 0, &opts)?;
+    let tied = cfg
+        .get("tie_word_embeddings")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    let mut notes = vec!["random weights in the shape of the model config's `shape:`".to_string()];
+    if tied && arch != crate::config::Arch::Gemma3 {
+        notes.push(
+            "the tied LM head is held as a separate V×H matrix (the random source has every \
+             tensor name): more memory, the same FLOPs and bytes read per token"
+                .into(),
+        );
+    }
+    if random.layers.is_some() || random.vocab.is_some() {
+        notes.push("scaled down with --layers/--vocab".into());
+    }
+    Ok((m, Some(notes.join("; "))))
+}
+
+fn random_shape(
+    settings: &Settings,
+    engine: &EngineArgs,
+    random: &RandomWeightArgs,
+) -> Result<(crate::config::Arch, serde_json::Value)> {
+    let ov = ShapeOverrides {
+        layers: random.layers,
+        vocab: random.vocab,
+    };
+    Ok(load::random_shape(&engine.model, &settings.configs, ov)?)
+}
+
+/// Token ids for random prompts: the model's embedding rows (random weights), else the
+/// tokenizer's vocabulary.
+fn id_range(m: &LoadedModel, random: bool, dims: &Dims) -> u32 {
+    let v = if random { dims.vocab } else { m.vocab_size() };
+    v.max(2) as u32
+}
+
+fn check_batch_sizes(sizes: &[usize]) -> Result<()> {
+    if sizes.is_empty() || sizes.contains(&0) {
+        return Err(Error::Config("--batch-size: every size must be at least 1".into()).into());
+    }
+    Ok(())
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -74,81 +244,105 @@ fn run_once(model: &Model, dev: &Device, ids: &Tensor, new: usize) -> Result<(f6
 }
 
 pub fn infer(settings: &Settings, args: &BenchInferArgs) -> Result<()> {
-    if args.batch_size == 0 || args.prompt_len == 0 || args.repeat == 0 {
-        return Err(Error::Config(
-            "--batch-size, --prompt-len and --repeat must be at least 1".into(),
-        )
-        .into());
+    check_batch_sizes(&args.batch_size)?;
+    if args.prompt_len == 0 || args.repeat == 0 {
+        return Err(Error::Config("--prompt-len and --repeat must be at least 1".into()).into());
     }
-    let m = crate::commands::generate::load_model(settings, &args.engine, None)?;
-    let vocab = m.vocab_size().max(2);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let ids: Vec<u32> = (0..args.batch_size * args.prompt_len)
-        .map(|_| rng.random_range(0..vocab as u32))
-        .collect();
-    let ids = Tensor::from_vec(ids, (args.batch_size, args.prompt_len), &m.device)?;
-    run_once(&m.model, &m.device, &ids, args.new_tokens.min(2))?; // warm-up
-    let mut pre = Vec::new();
-    let mut dec = Vec::new();
-    for _ in 0..args.repeat {
-        let (p, d) = run_once(&m.model, &m.device, &ids, args.new_tokens)?;
-        pre.push(p);
-        dec.push(d);
-    }
-    let (p, d) = (median(pre), median(dec));
-    let r = InferReport {
-        model: args.engine.model.clone(),
-        device: format!("{:?}", m.device),
-        dtype: args.engine.dtype.clone(),
-        quant: args
-            .engine
-            .quant
-            .clone()
-            .unwrap_or_else(|| "default".into()),
-        batch_size: args.batch_size,
-        prompt_len: args.prompt_len,
-        new_tokens: args.new_tokens,
-        prefill_s: p,
-        decode_s: d,
-        prefill_tok_s: (args.batch_size * args.prompt_len) as f64 / p,
-        decode_tok_s: if d > 0.0 {
-            (args.batch_size * args.new_tokens) as f64 / d
-        } else {
-            0.0
-        },
-        decode_ms_per_step: if args.new_tokens > 0 {
-            1000.0 * d / args.new_tokens as f64
-        } else {
-            0.0
-        },
-        peak_rss_mib: peak_rss_mib(),
-    };
-    if args.json {
-        println!("{}", serde_json::to_string(&r)?);
+    let (m, note) = load_bench_model(settings, &args.engine, &args.random, None)?;
+    let dims = Dims::of(&m.model);
+    let wbytes = if args.random.random_weights {
+        let quant = match args.engine.quant.as_deref() {
+            Some(q) => QuantFormat::parse(q).unwrap_or(None),
+            None => None,
+        };
+        Some(weight_bytes(&dims, quant, m.dtype))
     } else {
-        println!(
-            "bench infer: {} {} {} quant={} B={} L={} new={}: prefill {:.0} tok/s ({:.3} s), decode {:.1} tok/s ({:.1} ms/step), peak RSS {} MiB",
-            r.model,
-            r.device,
-            r.dtype,
-            r.quant,
-            r.batch_size,
-            r.prompt_len,
-            r.new_tokens,
-            r.prefill_tok_s,
-            r.prefill_s,
-            r.decode_tok_s,
-            r.decode_ms_per_step,
-            r.peak_rss_mib.map(|x| format!("{x:.0}")).unwrap_or_else(|| "?".into())
-        );
+        None
+    };
+    let vocab = id_range(&m, args.random.random_weights, &dims);
+    for &batch in &args.batch_size {
+        let t_start = unix_now();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let ids: Vec<u32> = (0..batch * args.prompt_len)
+            .map(|_| rng.random_range(0..vocab))
+            .collect();
+        let ids = Tensor::from_vec(ids, (batch, args.prompt_len), &m.device)?;
+        run_once(&m.model, &m.device, &ids, args.new_tokens.min(2))?; // warm-up
+        let mut pre = Vec::new();
+        let mut dec = Vec::new();
+        for _ in 0..args.repeat {
+            let (p, d) = run_once(&m.model, &m.device, &ids, args.new_tokens)?;
+            pre.push(p);
+            dec.push(d);
+        }
+        let (p, d) = (median(pre), median(dec));
+        let r = InferReport {
+            model: args.engine.model.clone(),
+            random_weights: args.random.random_weights,
+            device: format!("{:?}", m.device),
+            dtype: args.engine.dtype.clone(),
+            // A random-weight model is dense unless --quant says otherwise.
+            quant: args.engine.quant.clone().unwrap_or_else(|| {
+                if args.random.random_weights {
+                    "none"
+                } else {
+                    "default"
+                }
+                .into()
+            }),
+            batch_size: batch,
+            prompt_len: args.prompt_len,
+            new_tokens: args.new_tokens,
+            prefill_s: p,
+            decode_s: d,
+            prefill_tok_s: (batch * args.prompt_len) as f64 / p,
+            decode_tok_s: if d > 0.0 {
+                (batch * args.new_tokens) as f64 / d
+            } else {
+                0.0
+            },
+            decode_ms_per_step: if args.new_tokens > 0 {
+                1000.0 * d / args.new_tokens as f64
+            } else {
+                0.0
+            },
+            peak_rss_mib: peak_rss_mib(),
+            dims: dims.clone(),
+            weight_bytes: wbytes,
+            t_start,
+            t_end: unix_now(),
+            note: note.clone(),
+        };
+        if args.json {
+            println!("{}", serde_json::to_string(&r)?);
+        } else {
+            println!(
+                "bench infer: {} {} {} quant={} B={} L={} new={}: prefill {:.0} tok/s ({:.3} s), decode {:.1} tok/s ({:.1} ms/step), peak RSS {} MiB{}",
+                r.model,
+                r.device,
+                r.dtype,
+                r.quant,
+                r.batch_size,
+                r.prompt_len,
+                r.new_tokens,
+                r.prefill_tok_s,
+                r.prefill_s,
+                r.decode_tok_s,
+                r.decode_ms_per_step,
+                r.peak_rss_mib.map(|x| format!("{x:.0}")).unwrap_or_else(|| "?".into()),
+                r.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+            );
+        }
     }
     Ok(())
 }
 
-/// Result of `bwb bench train`.
+/// Result of `bwb bench train`, one per batch size.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainReport {
     pub model: String,
+    /// Built from the config's `shape:` with random weights (`--random-weights`).
+    pub random_weights: bool,
     pub device: String,
     pub dtype: String,
     pub quant: String,
@@ -161,52 +355,60 @@ pub struct TrainReport {
     pub step_s: f64,
     /// Tokens per second; every token is a real (non-padding) token.
     pub tokens_per_s: f64,
-    /// Approximate FLOPs of one step (see [`train_flops`]), when the model's shape is known.
-    pub step_gflop: Option<f64>,
-    pub gflop_per_s: Option<f64>,
+    /// Approximate FLOPs of one step (see [`train_flops`]).
+    pub step_gflop: f64,
+    pub gflop_per_s: f64,
     pub peak_rss_mib: Option<f64>,
+    pub dims: Dims,
+    /// Unix seconds around this batch size's warm-up and timed steps.
+    pub t_start: f64,
+    pub t_end: f64,
+    /// What differs from the real checkpoint, when anything does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
-/// FLOPs of one LoRA training step over `b` rows of `l` tokens, for the Qwen3/Llama
-/// decoder: `4·N·T` for the frozen matmul weights N (2 forward + 2 for the input gradient;
-/// no weight gradient, so not the dense-training `6·N·T`), `6·N_lora·T` for the adapters,
-/// and attention `3 × 4·L·heads·head_dim` per token and layer (QKᵀ and AV forward, twice
-/// that backward; the full L×L product, as the engine computes it). Embedding lookups,
-/// norms and element-wise ops are left out.
-pub fn train_flops(cfg: &crate::model::qwen3::Config, lora: usize, b: usize, l: usize) -> f64 {
-    let (h, i, d) = (
-        cfg.hidden_size as f64,
-        cfg.intermediate_size as f64,
-        cfg.head_dim() as f64,
-    );
-    let (nh, kv) = (
-        cfg.num_attention_heads as f64,
-        cfg.num_key_value_heads as f64,
-    );
-    let per_layer = h * nh * d * 2.0 + h * kv * d * 2.0 + 3.0 * h * i;
-    let n = cfg.num_hidden_layers as f64 * per_layer + cfg.vocab_size as f64 * h;
+/// FLOPs of one LoRA training step over `b` rows of `l` tokens: `4·N·T` for the frozen
+/// matmul weights N incl. the LM head (2 forward + 2 for the input gradient; no weight
+/// gradient, so not the dense-training `6·N·T`), `6·N_lora·T` for the adapters, and
+/// attention `3 × 4·L·heads·head_dim` per token and layer (QKᵀ and AV forward, twice that
+/// backward; the full L×L product, as the engine computes it). Embedding lookups, norms and
+/// element-wise ops are left out.
+pub fn train_flops(dims: &Dims, lora: usize, b: usize, l: usize) -> f64 {
+    let n = dims.matmul_params() as f64;
     let t = (b * l) as f64;
-    let attn = 3.0 * 4.0 * l as f64 * nh * d * cfg.num_hidden_layers as f64;
+    let attn = 3.0 * 4.0 * l as f64 * (dims.heads * dims.head_dim * dims.layers) as f64;
     4.0 * n * t + 6.0 * lora as f64 * t + attn * t
 }
 
-/// LoRA target modules for the model's architecture.
-fn targets_for(settings: &Settings, spec: &str) -> Result<Vec<String>> {
-    use crate::model::load::{self, ModelSource};
-    let (src, _) = load::resolve(spec, &settings.configs, &settings.hub)?;
-    let arch = match &src {
-        ModelSource::Dir(d) => {
-            let p = d.join("config.json");
-            let text = std::fs::read_to_string(&p)
-                .map_err(|e| Error::MissingInput(format!("cannot read {}: {e}", p.display())))?;
-            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::BadFile {
-                path: p.clone(),
-                message: format!("not valid JSON: {e}"),
-            })?;
-            load::arch_of(&v, &p)?
+/// LoRA target modules for the model's architecture (with `--random-weights`, the config's;
+/// otherwise the checkpoint's, which is resolved, i.e. downloaded if needed).
+fn targets_for(
+    settings: &Settings,
+    engine: &EngineArgs,
+    random: &RandomWeightArgs,
+) -> Result<Vec<String>> {
+    use crate::model::load::ModelSource;
+    let arch = if random.random_weights {
+        random_shape(settings, engine, random)?.0
+    } else {
+        let (src, _) = load::resolve(&engine.model, &settings.configs, &settings.hub)?;
+        match &src {
+            ModelSource::Dir(d) => {
+                let p = d.join("config.json");
+                let text = std::fs::read_to_string(&p).map_err(|e| {
+                    Error::MissingInput(format!("cannot read {}: {e}", p.display()))
+                })?;
+                let v: serde_json::Value =
+                    serde_json::from_str(&text).map_err(|e| Error::BadFile {
+                        path: p.clone(),
+                        message: format!("not valid JSON: {e}"),
+                    })?;
+                load::arch_of(&v, &p)?
+            }
+            ModelSource::Gguf(_) => crate::config::Arch::Llama,
+            ModelSource::Random { arch, .. } => *arch,
         }
-        ModelSource::Gguf(_) => crate::config::Arch::Llama,
-        ModelSource::Random { arch, .. } => *arch,
     };
     let names: &[&str] = match arch {
         crate::config::Arch::Phi3 => &["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
@@ -224,113 +426,120 @@ fn targets_for(settings: &Settings, spec: &str) -> Result<Vec<String>> {
 }
 
 /// A few LoRA optimizer steps on random tokens of exactly `seq_len` (loss on every
-/// position), timed step by step.
+/// position), timed step by step, for each batch size on the one loaded model.
 pub fn train(settings: &Settings, args: &crate::cli::BenchTrainArgs) -> Result<()> {
     use crate::train::batch::{make_batch, Tokenized};
     use crate::train::{optim, validate};
-    if args.batch_size == 0 || args.seq_len < 2 || args.steps == 0 || args.rank == 0 {
+    check_batch_sizes(&args.batch_size)?;
+    if args.seq_len < 2 || args.steps == 0 || args.rank == 0 {
         return Err(Error::Config(
-            "--batch-size, --steps and --rank must be at least 1, --seq-len at least 2".into(),
+            "--steps and --rank must be at least 1, --seq-len at least 2".into(),
         )
         .into());
     }
-    let plan = crate::model::weights::LoraPlan {
+    let plan = LoraPlan {
         r: args.rank,
         alpha: 2.0 * args.rank as f64,
         dropout: 0.0,
         use_rslora: false,
-        target_modules: targets_for(settings, &args.engine.model)?,
+        target_modules: targets_for(settings, &args.engine, &args.random)?,
         init_seed: 0,
         adapter: None,
     };
     // QLoRA, as `bwb train`: a 4-bit base unless asked otherwise.
     let mut engine = args.engine.clone();
     engine.quant = Some(engine.quant.unwrap_or_else(|| "q4k".into()));
-    let m = crate::commands::generate::load_model(settings, &engine, Some(plan))?;
+    let (m, note) = load_bench_model(settings, &engine, &args.random, Some(plan))?;
+    let dims = Dims::of(&m.model);
     let params: Vec<candle_core::Var> = m
         .lora_vars
         .iter()
         .flat_map(|(_, a, b)| [a.clone(), b.clone()])
         .collect();
     let trainable: usize = params.iter().map(|p| p.elem_count()).sum();
-    let mut opt = optim::AdamW::new(params.clone(), 0.0)?;
-    let vocab = m.vocab_size().max(2);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let rows: Vec<Tokenized> = (0..args.batch_size)
-        .map(|_| Tokenized {
-            ids: (0..args.seq_len)
-                .map(|_| rng.random_range(0..vocab as u32))
-                .collect(),
-            n_prompt: 0,
-        })
-        .collect();
-    let refs: Vec<&Tokenized> = rows.iter().collect();
-    let batch = make_batch(&refs, m.pad_id, &m.device)?;
+    let vocab = id_range(&m, args.random.random_weights, &dims);
     let ctx = ForwardCtx {
         train: true,
         seed: 0,
     };
-    let mut times = Vec::new();
-    for step in 0..=args.steps {
-        let t0 = Instant::now();
-        let loss = validate::batch_loss(&m, &batch, &ctx, batch.n_targets as f64)?;
-        let grads = loss.backward()?;
-        let mut g: Vec<Tensor> = params
-            .iter()
-            .map(|p| match grads.get(p.as_tensor()) {
-                Some(g) => Ok(g.clone()),
-                None => p.as_tensor().zeros_like(),
+    for &batch_size in &args.batch_size {
+        let t_start = unix_now();
+        let mut opt = optim::AdamW::new(params.clone(), 0.0)?;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let rows: Vec<Tokenized> = (0..batch_size)
+            .map(|_| Tokenized {
+                ids: (0..args.seq_len)
+                    .map(|_| rng.random_range(0..vocab))
+                    .collect(),
+                n_prompt: 0,
             })
-            .collect::<candle_core::Result<_>>()?;
-        optim::clip(&mut g, 1.0)?;
-        opt.step(&g, 1e-4)?;
-        let _ = loss.to_scalar::<f32>()?; // synchronises the device
-        if step > 0 {
-            times.push(t0.elapsed().as_secs_f64());
+            .collect();
+        let refs: Vec<&Tokenized> = rows.iter().collect();
+        let batch = make_batch(&refs, m.pad_id, &m.device)?;
+        let mut times = Vec::new();
+        for step in 0..=args.steps {
+            let t0 = Instant::now();
+            let loss = validate::batch_loss(&m, &batch, &ctx, batch.n_targets as f64)?;
+            let grads = loss.backward()?;
+            let mut g: Vec<Tensor> = params
+                .iter()
+                .map(|p| match grads.get(p.as_tensor()) {
+                    Some(g) => Ok(g.clone()),
+                    None => p.as_tensor().zeros_like(),
+                })
+                .collect::<candle_core::Result<_>>()?;
+            optim::clip(&mut g, 1.0)?;
+            opt.step(&g, 1e-4)?;
+            let _ = loss.to_scalar::<f32>()?; // synchronises the device
+            if step > 0 {
+                times.push(t0.elapsed().as_secs_f64());
+            }
         }
-    }
-    let step_s = median(times);
-    let tokens = (args.batch_size * args.seq_len) as f64;
-    let cfg = match &m.model {
-        Model::Qwen3(x) | Model::Llama(x) => Some(&x.cfg),
-        _ => None,
-    };
-    let flops = cfg.map(|c| train_flops(c, trainable, args.batch_size, args.seq_len));
-    let r = TrainReport {
-        model: args.engine.model.clone(),
-        device: format!("{:?}", m.device),
-        dtype: args.engine.dtype.clone(),
-        quant: engine.quant.clone().unwrap_or_default(),
-        batch_size: args.batch_size,
-        seq_len: args.seq_len,
-        rank: args.rank,
-        steps: args.steps,
-        trainable_params: trainable,
-        step_s,
-        tokens_per_s: tokens / step_s,
-        step_gflop: flops.map(|f| f / 1e9),
-        gflop_per_s: flops.map(|f| f / 1e9 / step_s),
-        peak_rss_mib: peak_rss_mib(),
-    };
-    if args.json {
-        println!("{}", serde_json::to_string(&r)?);
-    } else {
-        println!(
-            "bench train: {} {} {} quant={} B={} L={} r={} ({} trainable): {:.3} s/step, {:.0} tok/s, {} GFLOP/step, {} GFLOP/s, peak RSS {} MiB",
-            r.model,
-            r.device,
-            r.dtype,
-            r.quant,
-            r.batch_size,
-            r.seq_len,
-            r.rank,
-            r.trainable_params,
-            r.step_s,
-            r.tokens_per_s,
-            r.step_gflop.map(|x| format!("{x:.1}")).unwrap_or_else(|| "?".into()),
-            r.gflop_per_s.map(|x| format!("{x:.1}")).unwrap_or_else(|| "?".into()),
-            r.peak_rss_mib.map(|x| format!("{x:.0}")).unwrap_or_else(|| "?".into())
-        );
+        let step_s = median(times);
+        let tokens = (batch_size * args.seq_len) as f64;
+        let flops = train_flops(&dims, trainable, batch_size, args.seq_len);
+        let r = TrainReport {
+            model: args.engine.model.clone(),
+            random_weights: args.random.random_weights,
+            device: format!("{:?}", m.device),
+            dtype: args.engine.dtype.clone(),
+            quant: engine.quant.clone().unwrap_or_default(),
+            batch_size,
+            seq_len: args.seq_len,
+            rank: args.rank,
+            steps: args.steps,
+            trainable_params: trainable,
+            step_s,
+            tokens_per_s: tokens / step_s,
+            step_gflop: flops / 1e9,
+            gflop_per_s: flops / 1e9 / step_s,
+            peak_rss_mib: peak_rss_mib(),
+            dims: dims.clone(),
+            t_start,
+            t_end: unix_now(),
+            note: note.clone(),
+        };
+        if args.json {
+            println!("{}", serde_json::to_string(&r)?);
+        } else {
+            println!(
+                "bench train: {} {} {} quant={} B={} L={} r={} ({} trainable): {:.3} s/step, {:.0} tok/s, {:.1} GFLOP/step, {:.1} GFLOP/s, peak RSS {} MiB{}",
+                r.model,
+                r.device,
+                r.dtype,
+                r.quant,
+                r.batch_size,
+                r.seq_len,
+                r.rank,
+                r.trainable_params,
+                r.step_s,
+                r.tokens_per_s,
+                r.step_gflop,
+                r.gflop_per_s,
+                r.peak_rss_mib.map(|x| format!("{x:.0}")).unwrap_or_else(|| "?".into()),
+                r.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+            );
+        }
     }
     Ok(())
 }

@@ -424,6 +424,92 @@ fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
 /// ChatML, as Qwen renders it without a reasoning block: the smoke model's template.
 const CHATML: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
+/// Overrides that scale a model config's `shape:` down, for quick CPU runs of the
+/// benchmark path.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ShapeOverrides {
+    /// `num_hidden_layers`.
+    pub layers: Option<usize>,
+    /// `vocab_size`; at least 259, the byte tokenizer's ids.
+    pub vocab: Option<usize>,
+}
+
+/// The architecture and HF config of config id `spec`'s published shape (`shape:` in
+/// configs/models/<id>.yaml), with `ov` applied. Nothing is read but the config.
+pub fn random_shape(
+    spec: &str,
+    configs: &crate::config::Configs,
+    ov: ShapeOverrides,
+) -> Result<(Arch, Value)> {
+    let mc = configs.model(spec)?;
+    let file = format!("configs/models/{spec}.yaml");
+    let arch = mc
+        .arch
+        .ok_or_else(|| Error::Config(format!("{file}: field `arch` is required")))?;
+    let mut shape = mc.shape.clone().ok_or_else(|| {
+        Error::Config(format!(
+            "{file} has no `shape:` block (the checkpoint's config.json fields); \
+             --random-weights needs one"
+        ))
+    })?;
+    if let Some(n) = ov.layers {
+        if n == 0 {
+            return Err(Error::Config("--layers must be at least 1".into()));
+        }
+        shape.insert("num_hidden_layers".into(), n.into());
+        // A per-layer list must cover exactly the layers built.
+        if let Some(Value::Array(t)) = shape.get_mut("layer_types") {
+            t.truncate(n);
+        }
+    }
+    if let Some(v) = ov.vocab {
+        let min = 256 + 3;
+        if v < min {
+            return Err(Error::Config(format!(
+                "--vocab {v}: must be at least {min} (the byte tokenizer's ids)"
+            )));
+        }
+        shape.insert("vocab_size".into(), v.into());
+    }
+    Ok((arch, Value::Object(shape)))
+}
+
+/// A model of `arch` in the shape of the HF config `cfg` with seeded random weights (as the
+/// smoke model: N(0, 0.02) matrices), the smoke model's byte tokenizer and ChatML template:
+/// benchmarks of a real shape without downloading its checkpoint. Every tensor name exists
+/// in the random source, so a tied config still gets its own `lm_head.weight` where the
+/// architecture asks the source (Phi-3): the same FLOPs and bytes read per token, V × H more
+/// parameters held.
+pub fn load_random_shape(
+    arch: Arch,
+    cfg: &Value,
+    seed: u64,
+    opts: &LoadOptions,
+) -> Result<LoadedModel> {
+    let vocab = cfg
+        .get("vocab_size")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| Error::Config("random shape: `vocab_size` is missing".into()))?;
+    let tokenizer = byte_tokenizer(vocab as usize)?;
+    let vb = Builder::new(
+        Source::Random { seed },
+        &opts.device,
+        opts.dtype,
+        opts.quant,
+        opts.lora.clone(),
+    );
+    let model = build(arch, cfg, Path::new("<shape: in the model config>"), &vb)?;
+    let lora_vars = vb.finish()?;
+    random_loaded(
+        arch,
+        model,
+        tokenizer,
+        lora_vars,
+        format!("random-weight {arch:?} shape (seed {seed})"),
+        opts,
+    )
+}
+
 fn load_random(arch: Arch, init: &RandomInit, opts: &LoadOptions) -> Result<LoadedModel> {
     if arch != Arch::Qwen3 {
         return Err(Error::Config(format!(
@@ -457,6 +543,25 @@ fn load_random(arch: Arch, init: &RandomInit, opts: &LoadOptions) -> Result<Load
     );
     let model = Model::Qwen3(qwen3::Model::new(&cfg, &vb)?);
     let lora_vars = vb.finish()?;
+    random_loaded(
+        arch,
+        model,
+        tokenizer,
+        lora_vars,
+        format!("random {arch:?} (seed {})", init.seed),
+        opts,
+    )
+}
+
+/// A random-weight model with the byte tokenizer, ChatML and its special tokens as stops.
+fn random_loaded(
+    arch: Arch,
+    model: Model,
+    tokenizer: Tokenizer,
+    lora_vars: LoraVars,
+    origin: String,
+    opts: &LoadOptions,
+) -> Result<LoadedModel> {
     let im_end = tokenizer.token_to_id("<|im_end|>").unwrap_or(0);
     let eot = tokenizer.token_to_id("<|endoftext|>").unwrap_or(0);
     Ok(LoadedModel {
@@ -467,7 +572,7 @@ fn load_random(arch: Arch, init: &RandomInit, opts: &LoadOptions) -> Result<Load
         eos_ids: vec![im_end, eot],
         pad_id: eot,
         lora_vars,
-        origin: format!("random {arch:?} (seed {})", init.seed),
+        origin,
         device: opts.device.clone(),
         dtype: opts.dtype,
         chat_kwargs: BTreeMap::new(),
