@@ -682,14 +682,51 @@ fn random(seed: u64, name: &str, shape: &[usize], init: Init, dev: &Device) -> R
         Init::Ones => vec![1.0; n],
         Init::Zeros => vec![0.0; n],
         Init::Normal(std) => {
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ hash(name));
             let d = Normal::new(0.0f32, std as f32)
                 .map_err(|e| Error::Config(format!("random init: {e}")))?;
-            (0..n).map(|_| d.sample(&mut rng)).collect()
+            let base = seed ^ hash(name);
+            if n < RANDOM_CHUNK {
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(base);
+                (0..n).map(|_| d.sample(&mut rng)).collect()
+            } else {
+                // Real-shape benchmark models (billions of weights): fixed-size chunks, each
+                // from its own seeded stream, filled in parallel — the same values whatever
+                // the thread count.
+                let mut vals = vec![0f32; n];
+                let chunks: Vec<(usize, &mut [f32])> =
+                    vals.chunks_mut(RANDOM_CHUNK).enumerate().collect();
+                let threads = std::thread::available_parallelism()
+                    .map(|t| t.get())
+                    .unwrap_or(1);
+                let per = chunks.len().div_ceil(threads);
+                let mut groups: Vec<Vec<(usize, &mut [f32])>> = Vec::new();
+                let mut it = chunks.into_iter().peekable();
+                while it.peek().is_some() {
+                    groups.push(it.by_ref().take(per).collect());
+                }
+                std::thread::scope(|s| {
+                    for g in groups {
+                        s.spawn(move || {
+                            for (i, chunk) in g {
+                                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
+                                    base ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                                );
+                                for v in chunk.iter_mut() {
+                                    *v = d.sample(&mut rng);
+                                }
+                            }
+                        });
+                    }
+                });
+                vals
+            }
         }
     };
     Tensor::from_vec(vals, shape, dev).map_err(ce)
 }
+
+/// Random tensors this large are filled in parallel chunks of this many values.
+const RANDOM_CHUNK: usize = 1 << 20;
 
 #[cfg(test)]
 mod tests {
@@ -705,6 +742,22 @@ mod tests {
             init_seed: 0,
             adapter: None,
         }
+    }
+
+    #[test]
+    fn large_random_tensors_are_deterministic_and_normal() {
+        let shape = [3 * RANDOM_CHUNK + 5];
+        let a = random(7, "w", &shape, Init::Normal(0.02), &Device::Cpu).unwrap();
+        let b = random(7, "w", &shape, Init::Normal(0.02), &Device::Cpu).unwrap();
+        let (a, b) = (a.to_vec1::<f32>().unwrap(), b.to_vec1::<f32>().unwrap());
+        assert_eq!(a, b);
+        // Chunks draw from different streams.
+        assert_ne!(a[..16], a[RANDOM_CHUNK..RANDOM_CHUNK + 16]);
+        let n = a.len() as f64;
+        let mean = a.iter().map(|&x| x as f64).sum::<f64>() / n;
+        let std = (a.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+        assert!(mean.abs() < 1e-4, "{mean}");
+        assert!((std - 0.02).abs() < 1e-4, "{std}");
     }
 
     #[test]
