@@ -55,6 +55,16 @@
     return String(x);
   }
   // Log-axis ticks only at powers of ten, formatted by `fmt`.
+  // Bounds of a log axis at whole decades around the values, at least one decade apart, so
+  // a flat series (e.g. always-on GPU cost) still gets labelled ticks at both ends.
+  function decadeBounds(values) {
+    const v = values.filter((x) => isNum(x) && x > 0);
+    if (!v.length) return {};
+    let lo = Math.floor(Math.log10(Math.min(...v)));
+    let hi = Math.ceil(Math.log10(Math.max(...v)));
+    if (hi <= lo) hi = lo + 1;
+    return { min: Math.pow(10, lo), max: Math.pow(10, hi) };
+  }
   function decadeTicks(fmt) {
     return function (value) {
       const e = Math.log10(value);
@@ -232,8 +242,8 @@
         },
         options: {
           scales: {
-            x: { type: "logarithmic", title: { display: true, text: "USD per query (log)" },
-              ticks: { callback: decadeTicks(usd), maxRotation: 0 } },
+            x: Object.assign({ type: "logarithmic", title: { display: true, text: "USD per query (log)" },
+              ticks: { callback: decadeTicks(usd), maxRotation: 0 } }, decadeBounds(priced.map(costOf))),
             y: { suggestedMin: 0, suggestedMax: 1, title: { display: true, text: metric } },
           },
           plugins: {
@@ -292,8 +302,9 @@
           scales: {
             x: { type: "logarithmic", title: { display: true, text: "queries per month (log)" },
               ticks: { callback: decadeTicks(count), maxRotation: 0 } },
-            y: { type: "logarithmic", title: { display: true, text: "USD over 12 months (log)" },
+            y: Object.assign({ type: "logarithmic", title: { display: true, text: "USD over 12 months (log)" },
               ticks: { callback: decadeTicks(usd) } },
+              decadeBounds(withTco.flatMap((s) => s.tco.points.map((p) => p.twelve_month_usd)))),
           },
           plugins: {
             // Markers, not boxes, so each entry shows its condition's marker.
