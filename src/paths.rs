@@ -54,6 +54,27 @@ impl Paths {
     pub fn prepared(&self, task: &str) -> PathBuf {
         self.data().join("prepared").join(task)
     }
+    /// results/predictions/<model>/<task>/<condition>/seed-<k>.jsonl (eval writes,
+    /// classify reads).
+    pub fn predictions(&self, model: &str, task: &str, condition: &str, seed: u64) -> PathBuf {
+        self.results()
+            .join("predictions")
+            .join(model)
+            .join(task)
+            .join(condition)
+            .join(format!("seed-{seed}.jsonl"))
+    }
+    /// checkpoints/<model>/<task>/<condition>/ — a training run's checkpoints and, once
+    /// finished, its adapter.
+    pub fn run_dir(&self, model: &str, task: &str, condition: &str) -> PathBuf {
+        self.checkpoints().join(model).join(task).join(condition)
+    }
+    /// results/training/<model>_<task>_<condition>.json — the record of a finished training.
+    pub fn training_record(&self, model: &str, task: &str, condition: &str) -> PathBuf {
+        self.results()
+            .join("training")
+            .join(format!("{model}_{task}_{condition}.json"))
+    }
     /// The hub-cache-layout fixtures that smoke runs download from.
     pub fn smoke_hub_cache(&self) -> PathBuf {
         self.root.join("tests").join("fixtures").join("hub")

@@ -88,10 +88,7 @@ fn adapter_dir(
 ) -> Result<PathBuf> {
     let dir = settings
         .paths
-        .checkpoints()
-        .join(crate::paths::model_name(&args.model))
-        .join(task)
-        .join(cond.name())
+        .run_dir(&crate::paths::model_name(&args.model), task, cond.name())
         .join(crate::train::checkpoint::FINAL_DIR);
     if !dir.join(adapter::CONFIG_FILE).is_file() || !dir.join(adapter::WEIGHTS_FILE).is_file() {
         let smoke = if settings.paths.smoke {
@@ -236,12 +233,7 @@ pub fn eval(settings: &Settings, args: &EvalArgs) -> Result<()> {
                 };
                 let path = settings
                     .paths
-                    .results()
-                    .join("predictions")
-                    .join(&name)
-                    .join(&inp.task.id)
-                    .join(cond.name())
-                    .join(format!("seed-{seed}.jsonl"));
+                    .predictions(&name, &inp.task.id, cond.name(), seed);
                 let job = Job {
                     backend,
                     model: &name,

@@ -197,12 +197,7 @@ fn eval_done(
     for &seed in seeds {
         let path = settings
             .paths
-            .results()
-            .join("predictions")
-            .join(model)
-            .join(&task.id)
-            .join(cond.name())
-            .join(format!("seed-{seed}.jsonl"));
+            .predictions(model, &task.id, cond.name(), seed);
         if !path.is_file() {
             return Ok(false);
         }
@@ -337,17 +332,10 @@ pub fn run(settings: &Settings, args: &RunArgs) -> Result<()> {
         }
         for task in &tasks {
             for cond in conds.iter().filter(|c| c.is_lora()) {
-                let record = settings.paths.results().join("training").join(format!(
-                    "{model}_{}_{}.json",
-                    task.id,
-                    cond.name()
-                ));
+                let record = settings.paths.training_record(model, &task.id, cond.name());
                 let adapter = settings
                     .paths
-                    .checkpoints()
-                    .join(model)
-                    .join(&task.id)
-                    .join(cond.name())
+                    .run_dir(model, &task.id, cond.name())
                     .join(crate::train::checkpoint::FINAL_DIR);
                 if record.is_file() && adapter.is_dir() {
                     println!("{model}/{}/{}: trained; skipped", task.id, cond.name());

@@ -54,12 +54,7 @@ pub fn train(settings: &Settings, args: &TrainArgs) -> Result<()> {
             let examples = cond.select(all_train.clone());
             let m =
                 super::generate::load_model(settings, &engine, Some(train::lora_plan(&hp, seed)))?;
-            let dir = settings
-                .paths
-                .checkpoints()
-                .join(&name)
-                .join(&task.id)
-                .join(cond.name());
+            let dir = settings.paths.run_dir(&name, &task.id, cond.name());
             let job = Job {
                 model: &m,
                 base_model: args.model.clone(),
@@ -98,11 +93,7 @@ pub fn train(settings: &Settings, args: &TrainArgs) -> Result<()> {
                 return Ok(());
             }
             let record = TrainingRecord::new(&job, &out, &name, cond.name());
-            let path = settings.paths.results().join("training").join(format!(
-                "{name}_{}_{}.json",
-                task.id,
-                cond.name()
-            ));
+            let path = settings.paths.training_record(&name, &task.id, cond.name());
             crate::fsutil::write_json_atomic(&path, &record)?;
             let best = out
                 .state

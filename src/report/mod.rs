@@ -728,10 +728,7 @@ fn bootstrap(task: &TaskConfig, rows: &[(&Prediction, &Classified)], n: usize) -
 
 /// Training wall hours from results/training/<model>_<task>_<condition>.json.
 fn training_hours(paths: &Paths, model: &str, task: &str, condition: &str) -> Option<f64> {
-    let path = paths
-        .results()
-        .join("training")
-        .join(format!("{model}_{task}_{condition}.json"));
+    let path = paths.training_record(model, task, condition);
     let text = std::fs::read_to_string(&path).ok()?;
     let v: serde_json::Value = match serde_json::from_str(&text) {
         Ok(v) => v,
