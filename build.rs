@@ -14,9 +14,12 @@ fn main() {
     for v in ["CUDA_HOME", "BWB_CUDART", "BWB_CUDA_RPATH"] {
         println!("cargo:rerun-if-env-changed={v}");
     }
+    println!("cargo:rerun-if-changed=kernels");
+    println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");
     if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {
         return;
     }
+    compile_kernels();
     let Some(home) = std::env::var_os("CUDA_HOME").map(PathBuf::from) else {
         // A system toolkit (RunPod images) links the usual way.
         return;
@@ -45,5 +48,41 @@ fn main() {
     });
     if !rpath.is_empty() {
         println!("cargo:rustc-link-arg-bins=-Wl,-rpath,{rpath}");
+    }
+}
+
+/// kernels/*.cu → $OUT_DIR/kernels/*.ptx with nvcc (virtual architecture `compute_<cap>`, so
+/// the driver JIT-compiles for the GPU it finds at that capability or newer).
+fn compile_kernels() {
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
+    let dir = out.join("kernels");
+    std::fs::create_dir_all(&dir).expect("create OUT_DIR/kernels");
+    let nvcc = std::env::var_os("CUDA_HOME")
+        .map(|h| PathBuf::from(h).join("bin").join("nvcc"))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("nvcc"));
+    let cap = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "90".into());
+    let mut sources: Vec<PathBuf> = std::fs::read_dir("kernels")
+        .expect("read kernels/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "cu"))
+        .collect();
+    sources.sort();
+    for src in sources {
+        let stem = src
+            .file_stem()
+            .expect("file name")
+            .to_string_lossy()
+            .into_owned();
+        let ptx = dir.join(format!("{stem}.ptx"));
+        let status = std::process::Command::new(&nvcc)
+            .args(["--ptx", "-O3", "-std=c++17", "-lineinfo", "-I", "kernels"])
+            .arg(format!("-arch=compute_{cap}"))
+            .arg("-o")
+            .arg(&ptx)
+            .arg(&src)
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", nvcc.display()));
+        assert!(status.success(), "nvcc failed on {}", src.display());
     }
 }

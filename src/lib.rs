@@ -15,6 +15,7 @@ pub mod error;
 pub mod eval;
 pub mod exec;
 pub mod fsutil;
+pub mod kernels;
 pub mod logging;
 pub mod metrics;
 pub mod model;

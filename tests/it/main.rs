@@ -12,6 +12,7 @@ mod export;
 mod generate;
 mod gguf_tokenizer;
 mod hub_server;
+mod kernels;
 mod linear;
 mod metrics;
 mod model_reference;

@@ -1,0 +1,123 @@
+//! Fused ops for the hot paths of QLoRA training and batched inference, each with a CPU
+//! implementation (the reference, and what CPU runs use) and a CUDA kernel from `kernels/`
+//! (compiled to PTX by build.rs with nvcc when the `cuda` feature is on, loaded once per
+//! device). `tests/it/kernels.rs` checks every CPU implementation against the composed
+//! candle ops it replaces (values and gradients) and, where a GPU is present, every CUDA
+//! kernel against its CPU implementation.
+//!
+//! - [`rmsnorm`]: RMSNorm forward + input-gradient backward in one pass each.
+//! - [`rope`]: rotary embedding (rotate-half layout, partial rotary) forward + backward.
+//! - [`attention`]: attention over positions (causal, padding, sliding window, soft-cap,
+//!   grouped KV heads) that never materialises the `L × T` score matrix, forward + backward.
+//! - [`cross_entropy`]: answer-token cross-entropy over the full vocabulary in row chunks, with
+//!   the gradient to the hidden states computed in the same pass (no `(N, V)` graph).
+//! - [`dequant`]: ggml 4-bit blocks (Q4_0, Q4_1, Q4_K) straight to bf16/f16/f32.
+
+pub mod attention;
+pub mod check;
+pub mod cross_entropy;
+pub mod dequant;
+pub mod rmsnorm;
+pub mod rope;
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
+
+/// The contiguous element range of `layout`, or an error naming the op.
+pub(crate) fn contiguous(layout: &Layout, op: &str) -> Result<(usize, usize)> {
+    layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{op}: input must be contiguous")))
+}
+
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda {
+    //! PTX modules and launch helpers (CUDA builds only).
+    use candle_core::cuda_backend::cudarc::driver::{
+        CudaFunction, CudaSlice, DeviceRepr, LaunchConfig,
+    };
+    use candle_core::cuda_backend::{CudaDevice, CudaStorage};
+    use candle_core::op::BackpropOp;
+    use candle_core::{DType, Result, Shape, Storage, Tensor};
+
+    macro_rules! ptx {
+        ($name:literal) => {
+            include_str!(concat!(env!("OUT_DIR"), "/kernels/", $name, ".ptx"))
+        };
+    }
+    pub const RMSNORM: (&str, &str) = ("bwb_rmsnorm", ptx!("rmsnorm"));
+    pub const ROPE: (&str, &str) = ("bwb_rope", ptx!("rope"));
+    pub const ATTENTION: (&str, &str) = ("bwb_attention", ptx!("attention"));
+    pub const CROSS_ENTROPY: (&str, &str) = ("bwb_cross_entropy", ptx!("cross_entropy"));
+    pub const DEQUANT: (&str, &str) = ("bwb_dequant", ptx!("dequant"));
+
+    /// `base_<dtype>` from `module`, loaded into `dev` on first use. Launch it with
+    /// `dev.cuda_stream().launch_builder(&f)`.
+    pub fn func(
+        dev: &CudaDevice,
+        module: (&str, &str),
+        base: &str,
+        dtype: Option<DType>,
+    ) -> Result<CudaFunction> {
+        let name = match dtype {
+            None => base.to_string(),
+            Some(DType::F32) => format!("{base}_f32"),
+            Some(DType::BF16) => format!("{base}_bf16"),
+            Some(DType::F16) => format!("{base}_f16"),
+            Some(dt) => candle_core::bail!("{base}: no kernel for {dt:?}"),
+        };
+        Ok(dev
+            .get_or_load_custom_func(&name, module.0, module.1)?
+            .into_cuda_function())
+    }
+
+    /// A fresh (graph-less) tensor owning `slice`.
+    pub fn tensor<T: candle_core::cuda_backend::CudaDType + DeviceRepr>(
+        slice: CudaSlice<T>,
+        dev: &CudaDevice,
+        shape: impl Into<Shape>,
+    ) -> Tensor {
+        let storage = CudaStorage::wrap_cuda_slice(slice, dev.clone());
+        Tensor::from_storage(Storage::Cuda(storage), shape, BackpropOp::none(), false)
+    }
+
+    /// One block of `threads` per row.
+    pub fn rows(n_rows: usize, threads: u32) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (n_rows as u32, 1, 1),
+            block_dim: (threads, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    /// Threads per row-block for a row of `n` elements: a multiple of 32, at most 1024.
+    pub fn threads_for(n: usize) -> u32 {
+        (n.div_ceil(4)).next_multiple_of(32).clamp(32, 1024) as u32
+    }
+}
+
+/// An f32 copy of a contiguous CPU storage range (f32, bf16 or f16).
+pub(crate) fn cpu_f32(s: &CpuStorage, l: &Layout, op: &str) -> Result<Vec<f32>> {
+    let (a, b) = contiguous(l, op)?;
+    Ok(match s {
+        CpuStorage::F32(v) => v[a..b].to_vec(),
+        CpuStorage::BF16(v) => v[a..b].iter().map(|x| x.to_f32()).collect(),
+        CpuStorage::F16(v) => v[a..b].iter().map(|x| x.to_f32()).collect(),
+        other => candle_core::bail!("{op}: unsupported dtype {:?}", other.dtype()),
+    })
+}
+
+/// CPU storage of `dtype` holding `v` (rounded from f32 once).
+pub(crate) fn cpu_from_f32(v: Vec<f32>, dtype: DType) -> Result<CpuStorage> {
+    Ok(match dtype {
+        DType::F32 => CpuStorage::F32(v),
+        DType::BF16 => CpuStorage::BF16(v.into_iter().map(half::bf16::from_f32).collect()),
+        DType::F16 => CpuStorage::F16(v.into_iter().map(half::f16::from_f32).collect()),
+        dt => candle_core::bail!("unsupported dtype {dt:?}"),
+    })
+}
+
+/// A tensor's values as a flat f32 vector (CPU paths and tests).
+pub(crate) fn to_f32_vec(t: &Tensor) -> Result<Vec<f32>> {
+    t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
+}
