@@ -65,6 +65,31 @@ pub enum BenchCommand {
     /// LoRA training tokens/s, step time, FLOP rate and peak memory for a model, sequence
     /// length and batch size
     Train(BenchTrainArgs),
+    /// Check every fused kernel against the composed ops it replaces on a device (the GPU
+    /// test run), then time fused vs composed
+    Kernels(BenchKernelsArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchKernelsArgs {
+    /// cpu, cuda or cuda:N [default: cuda when built with it and a GPU is present, else cpu]
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Dtype of the timed inputs: f32, bf16 or f16 (the checks cover f32 and bf16 always)
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// Tokens in the timed shapes (Qwen3-8B widths)
+    #[arg(long, default_value_t = 1024)]
+    pub tokens: usize,
+    /// Timed repetitions (after one warm-up); the median is reported
+    #[arg(long, default_value_t = 5)]
+    pub repeat: usize,
+    /// Only the checks
+    #[arg(long)]
+    pub no_timing: bool,
+    /// Print each check and timing as one JSON object per line
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `--random-weights` and its scale-down overrides, shared by the bench commands.

@@ -9,5 +9,6 @@ pub fn run(settings: &Settings, cmd: &BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Infer(args) => crate::bench::infer(settings, args),
         BenchCommand::Train(args) => crate::bench::train(settings, args),
+        BenchCommand::Kernels(args) => crate::bench::kernels::run(args),
     }
 }

@@ -96,6 +96,76 @@ pub(crate) mod cuda {
     }
 }
 
+/// A float element the CPU implementations read and write, computing in f32.
+pub(crate) trait Elem: Copy + Send + Sync + 'static {
+    fn f(self) -> f32;
+    fn of(v: f32) -> Self;
+}
+
+impl Elem for f32 {
+    #[inline(always)]
+    fn f(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn of(v: f32) -> Self {
+        v
+    }
+}
+
+impl Elem for half::bf16 {
+    #[inline(always)]
+    fn f(self) -> f32 {
+        self.to_f32()
+    }
+    #[inline(always)]
+    fn of(v: f32) -> Self {
+        half::bf16::from_f32(v)
+    }
+}
+
+impl Elem for half::f16 {
+    #[inline(always)]
+    fn f(self) -> f32 {
+        self.to_f32()
+    }
+    #[inline(always)]
+    fn of(v: f32) -> Self {
+        half::f16::from_f32(v)
+    }
+}
+
+/// Run `$body` with `$x` bound to the contiguous `&[T]` of CPU storage `$s` (f32, bf16, f16)
+/// and `$wrap` to the `CpuStorage` constructor of the same dtype.
+macro_rules! with_cpu_slice {
+    ($s:expr, $l:expr, $op:expr, |$x:ident, $wrap:ident| $body:expr) => {{
+        let (a, b) = $crate::kernels::contiguous($l, $op)?;
+        match $s {
+            candle_core::CpuStorage::F32(v) => {
+                let $x = &v[a..b];
+                let $wrap = candle_core::CpuStorage::F32;
+                $body
+            }
+            candle_core::CpuStorage::BF16(v) => {
+                let $x = &v[a..b];
+                let $wrap = candle_core::CpuStorage::BF16;
+                $body
+            }
+            candle_core::CpuStorage::F16(v) => {
+                let $x = &v[a..b];
+                let $wrap = candle_core::CpuStorage::F16;
+                $body
+            }
+            other => candle_core::bail!(
+                "{}: unsupported dtype {:?}",
+                $op,
+                candle_core::backend::BackendStorage::dtype(other)
+            ),
+        }
+    }};
+}
+pub(crate) use with_cpu_slice;
+
 /// An f32 copy of a contiguous CPU storage range (f32, bf16 or f16).
 pub(crate) fn cpu_f32(s: &CpuStorage, l: &Layout, op: &str) -> Result<Vec<f32>> {
     let (a, b) = contiguous(l, op)?;

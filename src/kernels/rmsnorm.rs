@@ -6,10 +6,8 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, Var, D};
 use rayon::prelude::*;
 
-use candle_core::backend::BackendStorage;
-
 use super::check::{compare, randn, tol, Check};
-use super::{cpu_f32, cpu_from_f32, to_f32_vec};
+use super::{cpu_f32, to_f32_vec, with_cpu_slice, Elem};
 
 /// Fused RMSNorm over the last dimension of `x` (f32, bf16 or f16) with an f32 weight of
 /// that length. Differentiable in `x` (and in `w` when it is tracked).
@@ -45,16 +43,24 @@ pub fn rms_norm_backward(x: &Tensor, w: &Tensor, g: &Tensor, eps: f64) -> Result
 }
 
 /// `1/√(mean(x²) + eps)` of one row, accumulated in f32.
-fn inv_rms(x: &[f32], eps: f32) -> f32 {
-    let ss: f32 = x.iter().map(|v| v * v).sum();
+fn inv_rms<T: Elem>(x: &[T], eps: f32) -> f32 {
+    let ss: f32 = x.iter().map(|v| v.f() * v.f()).sum();
     1.0 / (ss / x.len() as f32 + eps).sqrt()
 }
 
-fn forward_row(x: &[f32], w: &[f32], y: &mut [f32], eps: f32) {
+fn forward_row<T: Elem>(x: &[T], w: &[f32], y: &mut [T], eps: f32) {
     let r = inv_rms(x, eps);
     for ((y, x), w) in y.iter_mut().zip(x).zip(w) {
-        *y = x * r * w;
+        *y = T::of(x.f() * r * w);
     }
+}
+
+fn forward<T: Elem>(x: &[T], w: &[f32], n: usize, eps: f32) -> Vec<T> {
+    let mut y = vec![T::of(0.0); x.len()];
+    y.par_chunks_mut(n)
+        .zip(x.par_chunks(n))
+        .for_each(|(y, x)| forward_row(x, w, y, eps));
+    y
 }
 
 fn backward_row(x: &[f32], w: &[f32], g: &[f32], dx: &mut [f32], eps: f32) {
@@ -83,13 +89,11 @@ impl CustomOp2 for RmsNormOp {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let n = l1.shape().dims().last().copied().unwrap_or(1).max(1);
-        let x = cpu_f32(s1, l1, "rms_norm")?;
         let w = cpu_f32(s2, l2, "rms_norm")?;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(n)
-            .zip(x.par_chunks(n))
-            .for_each(|(y, x)| forward_row(x, &w, y, self.eps));
-        Ok((cpu_from_f32(y, s1.dtype())?, l1.shape().clone()))
+        let y = with_cpu_slice!(s1, l1, "rms_norm", |x, wrap| wrap(forward(
+            x, &w, n, self.eps
+        )));
+        Ok((y, l1.shape().clone()))
     }
 
     #[cfg(feature = "cuda")]
@@ -130,7 +134,6 @@ impl CustomOp2 for RmsNormOp {
 
 #[cfg(feature = "cuda")]
 mod cuda {
-    use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg};
     use candle_core::cuda_backend::{CudaDType, CudaDevice, CudaStorage, WrapErr};
     use candle_core::{DType, Layout, Result, Storage, Tensor};

@@ -1,6 +1,7 @@
 //! Differentiable building blocks shared by the model files. candle's fused `rms_norm`,
-//! `rope` and `softmax_last_dim` record no backward, so everything here is composed of ops
-//! that do.
+//! `rope` and `softmax_last_dim` record no backward, so RMSNorm and RoPE run on bwb's own
+//! fused ops (src/kernels/, forward and backward, CPU and CUDA); the composed versions stay
+//! here as the references those are checked against.
 
 use candle_core::{DType, Device, Result, Tensor, D};
 
@@ -23,7 +24,13 @@ impl RmsNorm {
         Ok(Self { weight, eps })
     }
 
+    /// The fused op ([`crate::kernels::rmsnorm`]).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        crate::kernels::rmsnorm::rms_norm(x, &self.weight, self.eps)
+    }
+
+    /// The same from composed candle ops (the reference).
+    pub fn forward_composed(&self, x: &Tensor) -> Result<Tensor> {
         let dt = x.dtype();
         let x = x.to_dtype(DType::F32)?;
         let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
@@ -77,8 +84,14 @@ impl Rotary {
         Ok((cos, sin))
     }
 
-    /// Rotate the first `rot_dim` features of `x` `(B, H, L, D)`.
+    /// Rotate the first `rot_dim` features of `x` `(B, H, L, D)` with the fused op
+    /// ([`crate::kernels::rope`]).
     pub fn apply(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        crate::kernels::rope::rope(x, cos, sin, self.rot_dim)
+    }
+
+    /// The same from composed candle ops (the reference).
+    pub fn apply_composed(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         let dt = x.dtype();
         let d = x.dim(D::Minus1)?;
         let xr = x.narrow(D::Minus1, 0, self.rot_dim)?.to_dtype(DType::F32)?;

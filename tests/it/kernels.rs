@@ -51,3 +51,8 @@ kernel_tests!(
     rms_norm_cuda_matches_reference,
     "rms_norm"
 );
+kernel_tests!(
+    rope_cpu_matches_composed_ops,
+    rope_cuda_matches_reference,
+    "rope"
+);
