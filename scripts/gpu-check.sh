@@ -9,7 +9,8 @@
 #
 # Steps:
 #   a. nvidia-smi summary (GPU name, memory, driver); picks the peak figures for MFU.
-#   b. correctness: `bwb generate` (greedy, f32) on the tiny HF fixtures under
+#   b. correctness: `bwb bench kernels` (every fused kernel's outputs and gradients against the
+#      composed ops in f32 on the CPU, then fused vs composed timings); `bwb generate` (greedy, f32) on the tiny HF fixtures under
 #      tests/fixtures/models/<arch>/ (with and without their PEFT adapter) on CUDA and on the
 #      CPU, token ids compared per arch; then `bwb --smoke-test train` (smoke model, FPB
 #      fixtures, 8 steps) on both devices, epoch losses and the adapter compared.
@@ -168,6 +169,28 @@ def cmd_compare_gen(path, name, a, b, devs):
         detail = f"{sum(len(x or []) for x in ia)} tokens" if same else f"{devs}: {ia} vs {ib}"
     rec(path, dict(type="check", name=name, status=status, detail=detail))
     print(f"{name}: {status} ({detail})")
+
+def cmd_kernels(path, outfile, dev):
+    """`bwb bench kernels --json`: one check record for all kernel checks, one record per
+    timing line."""
+    rows = read_jsonl(outfile)
+    checks = [r for r in rows if "check" in r]
+    bad = [r["check"] for r in checks if not r.get("ok")]
+    if not checks:
+        status, detail = "FAIL", "no check output"
+    else:
+        status = "match" if not bad else "MISMATCH"
+        worst = max(checks, key=lambda r: (r["check"]["err"] or 0) / r["check"]["tol"])["check"]
+        detail = (f"{len(checks) - len(bad)}/{len(checks)} fused-kernel outputs and gradients on {dev} "
+                  f"within tolerance of the composed f32 CPU reference (worst: {worst['kernel']} "
+                  f"{worst['case']} err {worst['err']:.2e}, tol {worst['tol']:.0e})")
+        if bad:
+            detail += "; FAILED: " + "; ".join(f"{c['kernel']} {c['case']} err {c['err']}" for c in bad[:8])
+    rec(path, dict(type="check", name="kernels (bwb bench kernels)", status=status, detail=detail))
+    for r in rows:
+        if "op" in r:
+            rec(path, dict(type="kernel_time", data=r))
+    print(f"kernels: {status} ({detail})")
 
 def safetensors_f32(p):
     with open(p, "rb") as f:
@@ -374,6 +397,16 @@ def cmd_table(path, md_path, memlog, gpu_name, dry, dtype):
                "the row's runs, context included; RSS on the CPU. Rows from one process share "
                "its model, so a later row can show memory an earlier one left cached.")
     out.append("")
+    kt = [r["data"] for r in recs if r["type"] == "kernel_time"]
+    if kt:
+        out.append("## Fused kernels vs the composed candle ops (same device, forward + backward)")
+        out.append("")
+        out.append("| op | shape | dtype | fused fwd ms | composed fwd ms | fused fwd+bwd ms | composed fwd+bwd ms | speed-up |")
+        out.append("|---|---|---|---|---|---|---|---|")
+        for d in kt:
+            out.append(f"| {d['op']} | {d['shape']} | {d['dtype']} | {d['fused_fwd_ms']:.3f} | {d['composed_fwd_ms']:.3f} "
+                       f"| {d['fused_fwd_bwd_ms']:.3f} | {d['composed_fwd_bwd_ms']:.3f} | {d['speedup']:.2f}× |")
+        out.append("")
     out.append("## Steps")
     out.append("")
     out.append("| step | status | s | note |")
@@ -388,7 +421,7 @@ def cmd_table(path, md_path, memlog, gpu_name, dry, dtype):
 def main():
     c, a = sys.argv[1], sys.argv[2:]
     {"step": cmd_step, "bench": cmd_bench, "tokenizer": cmd_tokenizer, "compare-gen": cmd_compare_gen,
-     "compare-train": cmd_compare_train, "table": cmd_table}[c](*a)
+     "compare-train": cmd_compare_train, "kernels": cmd_kernels, "table": cmd_table}[c](*a)
 
 if __name__ == "__main__":
     main()
@@ -493,7 +526,13 @@ fi
 ((PEERS)) || say "peers skipped: $PYTHON cannot import torch, transformers, peft and yaml (with CUDA)"
 
 # ---------------------------------------------------------------------------------------
-# b. Correctness: the same greedy tokens and the same training on both devices.
+# b. Correctness: every fused kernel against the composed ops (the CUDA test run: values and
+# gradients, then fused vs composed timings at Qwen3-8B widths), the same greedy tokens and
+# the same training on both devices.
+KTOK=1024
+((DRY)) && KTOK=128
+step kernels 120 "" -- "$BIN" bench kernels --device "$DEV" --dtype "$DTYPE" --tokens "$KTOK" --json
+GC kernels "$JSONL" "$LOGS/kernels.out" "$DEV" >&2
 OTHER=$DEV
 ((DRY)) && OTHER=cpu
 P1="The quick brown fox jumps over the lazy dog, again and again." # > 32 bytes: phi3 longrope switches

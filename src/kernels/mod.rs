@@ -23,6 +23,22 @@ pub mod rope;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
 
+/// Whether the models use the fused ops (default) or the composed candle ops they replace:
+/// `BWB_KERNELS=off` (or `0`/`false`/`composed`) switches them off for A/B benchmarks and as
+/// an escape hatch; read once per process.
+pub fn enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        !matches!(
+            std::env::var("BWB_KERNELS")
+                .unwrap_or_default()
+                .to_ascii_lowercase()
+                .as_str(),
+            "off" | "0" | "false" | "no" | "composed"
+        )
+    })
+}
+
 /// The contiguous element range of `layout`, or an error naming the op.
 pub(crate) fn contiguous(layout: &Layout, op: &str) -> Result<(usize, usize)> {
     layout

@@ -16,7 +16,7 @@ use super::{cpu_f32, with_cpu_slice, Elem};
 pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, rot_dim: usize) -> Result<Tensor> {
     let (b, _h, l, d) = x.dims4()?;
     let want = [b, 1, l, rot_dim];
-    if rot_dim == 0 || rot_dim % 2 != 0 || rot_dim > d {
+    if rot_dim == 0 || !rot_dim.is_multiple_of(2) || rot_dim > d {
         candle_core::bail!("rope: rotary dimension {rot_dim} must be even and in 2..={d}");
     }
     for (name, t) in [("cos", cos), ("sin", sin)] {
@@ -139,6 +139,7 @@ impl CustomOp3 for RopeOp {
 
 #[cfg(feature = "cuda")]
 mod cuda {
+    use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::cudarc::driver::{
         CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg,
     };

@@ -105,7 +105,7 @@ impl FrozenWeight {
     pub fn dense(&self, dtype: DType) -> Result<Tensor> {
         match self {
             Self::Dense(w) => w.to_dtype(dtype),
-            Self::Quant { q, .. } => q.dequantize(&q.device())?.to_dtype(dtype),
+            Self::Quant { q, .. } => dequantize(q, dtype),
         }
     }
 
@@ -120,7 +120,7 @@ impl FrozenWeight {
             Self::Quant { q, .. }
                 if exact || x.elem_count() / x.dim(candle_core::D::Minus1)? >= DEQUANT_ROWS =>
             {
-                matmul_t(&x, &q.dequantize(&q.device())?.to_dtype(x.dtype())?)
+                matmul_t(&x, &dequantize(q, x.dtype())?)
             }
             Self::Dense(w) => {
                 let w = if w.dtype() == x.dtype() {
@@ -143,6 +143,17 @@ impl FrozenWeight {
             Self::Dense(w) => w.elem_count() * w.dtype().size_in_bytes(),
             Self::Quant { q, .. } => q.storage_size_in_bytes(),
         }
+    }
+}
+
+/// A 4-bit weight as a dense tensor of `dtype`: straight from the blocks with the fused
+/// kernel (no f32 copy on the GPU), or candle's f32 dequantisation + cast with
+/// `BWB_KERNELS=off`.
+fn dequantize(q: &QTensor, dtype: DType) -> Result<Tensor> {
+    if crate::kernels::enabled() {
+        crate::kernels::dequant::dequantize(q, dtype)
+    } else {
+        q.dequantize(&q.device())?.to_dtype(dtype)
     }
 }
 

@@ -51,20 +51,30 @@ impl Model {
         }
     }
 
-    /// Logits `(…, V)` in f32 for hidden states `(…, H)`.
-    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        let w = match self {
+    /// The LM head `(V, H)`.
+    pub fn lm_head(&self) -> &Tensor {
+        match self {
             Self::Qwen3(m) | Self::Llama(m) => m.lm_head(),
             Self::Gemma3(m) => m.lm_head(),
             Self::Phi3(m) => m.lm_head(),
-        };
-        let logits = linear::matmul_t(&hidden.to_dtype(w.dtype())?, w)?.to_dtype(DType::F32)?;
+        }
+    }
+
+    /// Gemma's `c · tanh(z / c)` on the logits, when the model has one.
+    pub fn final_softcap(&self) -> Option<f64> {
         match self {
-            Self::Gemma3(m) => match m.cfg.final_logit_softcapping {
-                Some(c) => (logits / c)?.tanh()? * c,
-                None => Ok(logits),
-            },
-            _ => Ok(logits),
+            Self::Gemma3(m) => m.cfg.final_logit_softcapping,
+            _ => None,
+        }
+    }
+
+    /// Logits `(…, V)` in f32 for hidden states `(…, H)`.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let w = self.lm_head();
+        let logits = linear::matmul_t(&hidden.to_dtype(w.dtype())?, w)?.to_dtype(DType::F32)?;
+        match self.final_softcap() {
+            Some(c) => (logits / c)?.tanh()? * c,
+            None => Ok(logits),
         }
     }
 

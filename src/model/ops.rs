@@ -26,6 +26,9 @@ impl RmsNorm {
 
     /// The fused op ([`crate::kernels::rmsnorm`]).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if !crate::kernels::enabled() {
+            return self.forward_composed(x);
+        }
         crate::kernels::rmsnorm::rms_norm(x, &self.weight, self.eps)
     }
 
@@ -87,6 +90,9 @@ impl Rotary {
     /// Rotate the first `rot_dim` features of `x` `(B, H, L, D)` with the fused op
     /// ([`crate::kernels::rope`]).
     pub fn apply(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        if !crate::kernels::enabled() {
+            return self.apply_composed(x, cos, sin);
+        }
         crate::kernels::rope::rope(x, cos, sin, self.rot_dim)
     }
 

@@ -16,13 +16,27 @@ use crate::model::ForwardCtx;
 use crate::prompt::task::TaskPrompt;
 
 /// Sum of answer-token cross-entropies of one batch, scaled by `1 / denom` (a scalar tensor
-/// that carries gradients). The LM head runs on answer positions only: never `(B, L, V)`.
+/// that carries gradients). The LM head runs on answer positions only: never `(B, L, V)`, and
+/// with the fused kernels (default) in row chunks whose logits are dropped as soon as their
+/// gradient to the hidden states is known (no `(N, V)` tensor kept for the backward).
 pub fn batch_loss(m: &LoadedModel, batch: &Batch, ctx: &ForwardCtx, denom: f64) -> Result<Tensor> {
     let hidden = m
         .model
         .forward_hidden(&batch.ids, &batch.positions, None, ctx)?;
     let (b, l, h) = hidden.dims3()?;
     let picked = hidden.reshape((b * l, h))?.index_select(&batch.at, 0)?;
+    if crate::kernels::enabled() {
+        let w = m.model.lm_head();
+        let chunk = crate::kernels::cross_entropy::default_chunk_rows(w.dim(0)?);
+        let nll = crate::kernels::cross_entropy::cross_entropy_sum(
+            &picked,
+            w,
+            &batch.targets,
+            m.model.final_softcap(),
+            chunk,
+        )?;
+        return Ok(nll.affine(1.0 / denom, 0.0)?);
+    }
     let logp = candle_nn::ops::log_softmax(&m.model.logits(&picked)?, D::Minus1)?;
     let nll = logp
         .gather(&batch.targets.unsqueeze(1)?, 1)?

@@ -56,3 +56,18 @@ kernel_tests!(
     rope_cuda_matches_reference,
     "rope"
 );
+kernel_tests!(
+    cross_entropy_cpu_matches_composed_ops,
+    cross_entropy_cuda_matches_reference,
+    "cross_entropy"
+);
+kernel_tests!(
+    dequant_cpu_matches_candle,
+    dequant_cuda_matches_reference,
+    "dequant"
+);
+kernel_tests!(
+    attention_cpu_matches_composed_ops,
+    attention_cuda_matches_reference,
+    "attention"
+);
