@@ -128,8 +128,8 @@ fn timing(op: &str, shape: String, dtype: DType, dev: &Device, t: [f64; 4]) -> K
     }
 }
 
-/// Fused vs composed at Qwen3-8B's widths (hidden 4096, 32 query heads of 128) for `tokens`
-/// tokens.
+/// Fused vs composed at Qwen3-8B's widths (hidden 4096, 32 query heads of 128 on 8 KV heads,
+/// vocabulary 151 936) for `tokens` tokens.
 pub fn timings(
     dev: &Device,
     dtype: DType,
@@ -166,6 +166,74 @@ pub fn timings(
         dtype,
         dev,
         t,
+    ));
+    // Causal attention, 32 query heads on 8 KV heads, one row of `tokens` (q is the tracked
+    // input; k and v are fixed).
+    let kv_heads = 8;
+    let k = randn(4, &[1, kv_heads, tokens, head_dim], 1.0, dtype, dev)?;
+    let v = randn(5, &[1, kv_heads, tokens, head_dim], 1.0, dtype, dev)?;
+    let mask = crate::model::ops::attention_mask(&pos, &pos, None)?;
+    let scale = 1.0 / (head_dim as f64).sqrt();
+    let t = pair(
+        dev,
+        repeat,
+        &q,
+        &|x| crate::kernels::attention::attention(x, &k, &v, &pos, &pos, None, scale, None),
+        &|x| crate::model::ops::attention(x, &k, &v, &mask, scale, None),
+    )?;
+    out.push(timing(
+        "attention",
+        format!("1x{heads}/{kv_heads}x{tokens}x{head_dim} causal"),
+        dtype,
+        dev,
+        t,
+    ));
+    // Answer-token cross-entropy: `tokens` rows over Qwen3's 151 936-token vocabulary.
+    let vocab = 151_936;
+    let head = randn(6, &[vocab, hidden], 0.02, dtype, dev)?;
+    let h = Var::from_tensor(&randn(7, &[tokens, hidden], 1.0, dtype, dev)?)?;
+    let ids: Vec<u32> = (0..tokens as u32)
+        .map(|i| (i * 7919) % vocab as u32)
+        .collect();
+    let targets = Tensor::from_vec(ids, tokens, dev)?;
+    let chunk = crate::kernels::cross_entropy::default_chunk_rows(vocab);
+    let t = pair(
+        dev,
+        repeat,
+        &h,
+        &|x| crate::kernels::cross_entropy::cross_entropy_sum(x, &head, &targets, None, chunk),
+        &|x| {
+            let z = crate::model::linear::matmul_t(x, &head)?.to_dtype(DType::F32)?;
+            let logp = candle_nn::ops::log_softmax(&z, candle_core::D::Minus1)?;
+            logp.gather(&targets.unsqueeze(1)?, 1)?.sum_all()?.neg()
+        },
+    )?;
+    out.push(timing(
+        "cross_entropy",
+        format!("{tokens}x{hidden}->{vocab}"),
+        dtype,
+        dev,
+        t,
+    ));
+    // Dequantising a Qwen3-8B MLP matrix (12 288 × 4096, Q4_K) to the compute dtype: timed as
+    // the forward; the composed column is candle's f32 dequantisation + cast.
+    let wq = candle_core::quantized::QTensor::quantize_onto(
+        &randn(8, &[12_288, hidden], 0.02, DType::F32, &Device::Cpu)?,
+        candle_core::quantized::GgmlDType::Q4K,
+        dev,
+    )?;
+    let fused = time_ms(dev, repeat, || {
+        crate::kernels::dequant::dequantize(&wq, dtype).map(|_| ())
+    })?;
+    let composed = time_ms(dev, repeat, || {
+        wq.dequantize(dev)?.to_dtype(dtype).map(|_| ())
+    })?;
+    out.push(timing(
+        "dequant q4k",
+        format!("12288x{hidden}"),
+        dtype,
+        dev,
+        [fused, composed, fused, composed],
     ));
     Ok(out)
 }

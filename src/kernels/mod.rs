@@ -39,6 +39,24 @@ pub fn enabled() -> bool {
     })
 }
 
+thread_local! {
+    static FORCE_FUSED_ATTENTION: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f` with every attention call on this thread taking the fused path, whatever the
+/// device and size (tests: the CPU normally keeps small attentions on the composed path).
+pub fn with_fused_attention<R>(f: impl FnOnce() -> R) -> R {
+    let before = FORCE_FUSED_ATTENTION.with(|c| c.replace(true));
+    let out = f();
+    FORCE_FUSED_ATTENTION.with(|c| c.set(before));
+    out
+}
+
+/// Whether [`with_fused_attention`] is in force on this thread.
+pub fn fused_attention_forced() -> bool {
+    FORCE_FUSED_ATTENTION.with(|c| c.get())
+}
+
 /// The contiguous element range of `layout`, or an error naming the op.
 pub(crate) fn contiguous(layout: &Layout, op: &str) -> Result<(usize, usize)> {
     layout

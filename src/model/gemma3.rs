@@ -12,7 +12,7 @@ use super::common::{
     embed, key_positions, keys_of, merge_heads, split_heads, Act, GatedMlp, RopeFields,
 };
 use super::linear::{ForwardCtx, QLinear};
-use super::ops::{attention, attention_mask, RmsNorm, Rotary};
+use super::ops::{attend, RmsNorm, Rotary, Visibility};
 use super::weights::{Builder, Init};
 use crate::error::{Error, Result as BwbResult};
 
@@ -135,7 +135,7 @@ impl Attention {
         x: &Tensor,
         rope: &(Tensor, Tensor),
         rot: &Rotary,
-        mask: &Tensor,
+        mask: &Visibility,
         layer: usize,
         cache: Option<&mut Cache>,
         ctx: &ForwardCtx,
@@ -148,7 +148,7 @@ impl Attention {
         let k = rot.apply(&self.k_norm.forward(&k)?, &rope.0, &rope.1)?;
         // 3. attend over cached + new keys, masked to the window on local layers
         let (k, v) = keys_of(cache, layer, k, v)?;
-        let y = attention(&q, &k, &v, mask, self.scale, self.softcap)?;
+        let y = attend(&q, &k, &v, mask, self.scale, self.softcap)?;
         self.o_proj.forward(&merge_heads(&y)?, ctx)
     }
 }
@@ -237,8 +237,8 @@ impl Model {
         ctx: &ForwardCtx,
     ) -> Result<Tensor> {
         let k_pos = key_positions(positions, cache.as_deref_mut())?;
-        let global_mask = attention_mask(positions, &k_pos, None)?;
-        let local_mask = attention_mask(positions, &k_pos, Some(self.cfg.sliding_window))?;
+        let global_mask = Visibility::new(positions, &k_pos, None);
+        let local_mask = Visibility::new(positions, &k_pos, Some(self.cfg.sliding_window));
         let pos = positions.clamp(0i64, i64::MAX)?;
         let global = self.global_rope.cos_sin(&pos)?;
         let local = self.local_rope.cos_sin(&pos)?;

@@ -133,6 +133,73 @@ pub fn attention_mask(q_pos: &Tensor, k_pos: &Tensor, window: Option<usize>) -> 
     visible.where_cond(&zeros, &masked)?.unsqueeze(1)
 }
 
+/// Which keys each query may see, for every layer of one forward: the query and key positions
+/// (and a sliding window). The dense additive mask of [`attention_mask`] is built only when a
+/// layer takes the composed path, once per forward.
+#[derive(Debug)]
+pub struct Visibility {
+    q_pos: Tensor,
+    k_pos: Tensor,
+    window: Option<usize>,
+    dense: std::sync::Mutex<Option<Tensor>>,
+}
+
+impl Visibility {
+    pub fn new(q_pos: &Tensor, k_pos: &Tensor, window: Option<usize>) -> Self {
+        Self {
+            q_pos: q_pos.clone(),
+            k_pos: k_pos.clone(),
+            window,
+            dense: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The dense `(B, 1, L, T)` additive mask.
+    pub fn mask(&self) -> Result<Tensor> {
+        let mut d = self
+            .dense
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("attention mask lock poisoned".into()))?;
+        if let Some(m) = d.as_ref() {
+            return Ok(m.clone());
+        }
+        let m = attention_mask(&self.q_pos, &self.k_pos, self.window)?;
+        *d = Some(m.clone());
+        Ok(m)
+    }
+}
+
+/// Above this many bytes of f32 scores per call (`B·Hq·L·T·4`), CPU attention takes the fused
+/// path, which never holds the score matrix; below it the composed path, whose GEMMs are
+/// faster on the CPU (`bwb bench kernels --device cpu`: 0.47× at 1×32×256², docs/BENCHMARKS.md).
+/// On a GPU the fused kernel is always used.
+pub const CPU_FUSED_ATTENTION_BYTES: usize = 256 << 20;
+
+/// Attention of q `(B, Hq, L, D)` over k/v `(B, Hkv, T, D)` with the visibility `vis`: the
+/// fused kernel ([`crate::kernels::attention`]) on a GPU or for large score matrices, else
+/// the composed [`attention`]. Rows of padding queries are unspecified (callers drop them).
+pub fn attend(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    vis: &Visibility,
+    scale: f64,
+    softcap: Option<f64>,
+) -> Result<Tensor> {
+    let (b, hq, l, _) = q.dims4()?;
+    let t = k.dim(2)?;
+    let fused = crate::kernels::fused_attention_forced()
+        || crate::kernels::enabled()
+            && (q.device().is_cuda() || b * hq * l * t * 4 > CPU_FUSED_ATTENTION_BYTES);
+    if fused {
+        crate::kernels::attention::attention(
+            q, k, v, &vis.q_pos, &vis.k_pos, vis.window, scale, softcap,
+        )
+    } else {
+        attention(q, k, v, &vis.mask()?, scale, softcap)
+    }
+}
+
 /// Differentiable softmax over the last dimension (candle's fused one has no backward).
 pub fn softmax(x: &Tensor) -> Result<Tensor> {
     let max = x.max_keepdim(D::Minus1)?.detach();

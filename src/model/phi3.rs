@@ -11,7 +11,7 @@ use super::common::{
     embed, key_positions, keys_of, merge_heads, split_heads, Act, GatedMlp, RopeFields,
 };
 use super::linear::{ForwardCtx, QLinear};
-use super::ops::{attention, attention_mask, RmsNorm, Rotary};
+use super::ops::{attend, RmsNorm, Rotary, Visibility};
 use super::weights::{Builder, Init};
 use crate::error::{Error, Result as BwbResult};
 
@@ -181,7 +181,7 @@ impl Attention {
         x: &Tensor,
         rope: &(Tensor, Tensor),
         rot: &Rotary,
-        mask: &Tensor,
+        mask: &Visibility,
         layer: usize,
         cache: Option<&mut Cache>,
         ctx: &ForwardCtx,
@@ -204,7 +204,7 @@ impl Attention {
         let q = rot.apply(&q, &rope.0, &rope.1)?;
         let k = rot.apply(&k, &rope.0, &rope.1)?;
         let (k, v) = keys_of(cache, layer, k, v)?;
-        let y = attention(&q, &k, &v, mask, 1.0 / (self.head_dim as f64).sqrt(), None)?;
+        let y = attend(&q, &k, &v, mask, 1.0 / (self.head_dim as f64).sqrt(), None)?;
         self.o_proj.forward(&merge_heads(&y)?, ctx)
     }
 }
@@ -286,7 +286,7 @@ impl Model {
         ctx: &ForwardCtx,
     ) -> Result<Tensor> {
         let k_pos = key_positions(positions, cache.as_deref_mut())?;
-        let mask = attention_mask(positions, &k_pos, None)?;
+        let mask = Visibility::new(positions, &k_pos, None);
         let pos = positions.clamp(0i64, i64::MAX)?;
         let rope = self.rope.cos_sin(&pos)?;
         let rot = &self.rope.short; // rot_dim only; cos/sin carry the table

@@ -10,7 +10,7 @@ use super::common::{
     embed, key_positions, keys_of, merge_heads, split_heads, Act, GatedMlp, RopeFields,
 };
 use super::linear::{ForwardCtx, QLinear};
-use super::ops::{attention, attention_mask, RmsNorm, Rotary};
+use super::ops::{attend, RmsNorm, Rotary, Visibility};
 use super::weights::{Builder, Init};
 use crate::error::Result as BwbResult;
 
@@ -91,7 +91,7 @@ impl Attention {
         x: &Tensor,
         rope: &(Tensor, Tensor),
         rot: &Rotary,
-        mask: &Tensor,
+        mask: &Visibility,
         layer: usize,
         cache: Option<&mut Cache>,
         ctx: &ForwardCtx,
@@ -109,7 +109,7 @@ impl Attention {
         let k = rot.apply(&k, &rope.0, &rope.1)?;
         // 3. attend over cached + new keys
         let (k, v) = keys_of(cache, layer, k, v)?;
-        let y = attention(&q, &k, &v, mask, 1.0 / (self.head_dim as f64).sqrt(), None)?;
+        let y = attend(&q, &k, &v, mask, 1.0 / (self.head_dim as f64).sqrt(), None)?;
         self.o_proj.forward(&merge_heads(&y)?, ctx)
     }
 }
@@ -189,7 +189,7 @@ impl Model {
         ctx: &ForwardCtx,
     ) -> Result<Tensor> {
         let k_pos = key_positions(positions, cache.as_deref_mut())?;
-        let mask = attention_mask(positions, &k_pos, None)?;
+        let mask = Visibility::new(positions, &k_pos, None);
         let rope = self.rotary.cos_sin(&positions.clamp(0i64, i64::MAX)?)?;
         let mut x = embed(&self.embed_tokens, ids)?;
         for (i, layer) in self.layers.iter().enumerate() {

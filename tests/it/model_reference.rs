@@ -285,6 +285,34 @@ fn lora_model(
 #[test]
 fn peft_adapters_give_peft_logits_and_gradients() {
     for arch in ARCHS {
+        check_peft(arch);
+    }
+}
+
+/// The model files with attention on the fused kernel (src/kernels/attention.rs), which the
+/// CPU otherwise uses only for large score matrices: HF logits and greedy tokens, ragged
+/// left-padded batches, and PEFT's LoRA gradients, for every architecture (Gemma's sliding
+/// window, Phi's partial rotary).
+#[test]
+fn fused_attention_path_matches_transformers_and_peft() {
+    bwb::kernels::with_fused_attention(|| {
+        for arch in ARCHS {
+            check_logits_and_greedy(&fixture(arch), &reference(arch));
+            let r = reference(arch);
+            let model = load_model(&fixture(arch), &LoadOptions::default());
+            let prompts = prompts_of(&r);
+            let batch = greedy(&model, &prompts, 16);
+            for (i, p) in prompts.iter().enumerate() {
+                let alone = greedy(&model, std::slice::from_ref(p), 16);
+                assert_eq!(batch[i], alone[0], "{arch}: row {i} batched vs alone");
+            }
+            check_peft(arch);
+        }
+    });
+}
+
+fn check_peft(arch: &str) {
+    {
         let r = reference(arch);
         let (model, vars) = lora_model(arch, None);
         assert_eq!(
