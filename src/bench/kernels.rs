@@ -49,16 +49,17 @@ pub fn run(args: &BenchKernelsArgs) -> Result<()> {
         }
     }
     if !args.no_timing {
-        for t in timings(&dev, dtype, args.tokens, args.repeat)? {
-            if args.json {
-                println!("{}", serde_json::to_string(&t)?);
+        let json = args.json;
+        timings(&dev, dtype, args.tokens, args.repeat, &mut |t| {
+            if json {
+                println!("{}", serde_json::to_string(t).unwrap_or_default());
             } else {
                 println!(
                     "time  {:<14} {:<26} {:>5} fwd {:>8.3} ms vs {:>8.3} ms composed; fwd+bwd {:>8.3} ms vs {:>8.3} ms ({:.2}x)",
                     t.op, t.shape, t.dtype, t.fused_fwd_ms, t.composed_fwd_ms, t.fused_fwd_bwd_ms, t.composed_fwd_bwd_ms, t.speedup
                 );
             }
-        }
+        })?;
     }
     if !failed.is_empty() {
         anyhow::bail!(
@@ -128,6 +129,15 @@ fn timing(op: &str, shape: String, dtype: DType, dev: &Device, t: [f64; 4]) -> K
     }
 }
 
+/// Hands each timing to the caller as soon as it is measured.
+struct Reporter<'a>(&'a mut dyn FnMut(&KernelTiming));
+
+impl Reporter<'_> {
+    fn push(&mut self, t: KernelTiming) {
+        (self.0)(&t);
+    }
+}
+
 /// Fused vs composed at Qwen3-8B's widths (hidden 4096, 32 query heads of 128 on 8 KV heads,
 /// vocabulary 151 936) for `tokens` tokens.
 pub fn timings(
@@ -135,8 +145,9 @@ pub fn timings(
     dtype: DType,
     tokens: usize,
     repeat: usize,
-) -> Result<Vec<KernelTiming>> {
-    let mut out = Vec::new();
+    report: &mut dyn FnMut(&KernelTiming),
+) -> Result<()> {
+    let mut out = Reporter(report);
     let (hidden, heads, head_dim) = (4096usize, 32usize, 128usize);
     // RMSNorm over the hidden size.
     let x = Var::from_tensor(&randn(1, &[tokens, hidden], 1.0, dtype, dev)?)?;
@@ -235,5 +246,5 @@ pub fn timings(
         dev,
         [fused, composed, fused, composed],
     ));
-    Ok(out)
+    Ok(())
 }
