@@ -530,7 +530,7 @@ fi
 # gradients, then fused vs composed timings at Qwen3-8B widths), the same greedy tokens and
 # the same training on both devices.
 KTOK=1024
-((DRY)) && KTOK=128
+((DRY)) && KTOK=16
 step kernels 120 "" -- "$BIN" bench kernels --device "$DEV" --dtype "$DTYPE" --tokens "$KTOK" --json
 GC kernels "$JSONL" "$LOGS/kernels.out" "$DEV" >&2
 OTHER=$DEV
