@@ -25,6 +25,7 @@ __device__ void ce_rows(const T* __restrict__ z, const uint32_t* __restrict__ ta
   float m = -INFINITY, s = 0.f;
   for (int i = threadIdx.x; i < v; i += blockDim.x) {
     const float x = ce_cap(to_f32(zr[i]), cap);
+    if (x == -INFINITY) continue;  // contributes exp(-inf) = 0; avoids exp(-inf - -inf)
     if (x > m) {
       s = s * expf(m - x) + 1.f;
       m = x;

@@ -20,7 +20,7 @@ use super::check::{compare, randn, tol, Check};
 use super::{cpu_f32, cpu_from_f32, to_f32_vec};
 
 /// Largest head dimension the CUDA kernels take (8 values per lane).
-const MAX_HEAD_DIM: usize = 256;
+pub const MAX_GPU_HEAD_DIM: usize = 256;
 
 /// Attention of q `(B, Hq, L, D)` over k, v `(B, Hkv, T, D)` (f32, bf16 or f16, all the same;
 /// `Hq` a multiple of `Hkv`, query head `h` reading KV head `h / (Hq / Hkv)`) at query
@@ -74,8 +74,13 @@ pub fn attention(
             candle_core::bail!("attention: softcap must be positive, got {c}");
         }
     }
-    if q.device().is_cuda() && d > MAX_HEAD_DIM {
-        candle_core::bail!("attention: head dim {d} > {MAX_HEAD_DIM} on the GPU");
+    if q.device().is_cuda() && d > MAX_GPU_HEAD_DIM {
+        candle_core::bail!("attention: head dim {d} > {MAX_GPU_HEAD_DIM} on the GPU");
+    }
+    if q.device().is_cuda() && (hkv > 65_535 || b > 65_535) {
+        candle_core::bail!(
+            "attention: {b} rows × {hkv} KV heads exceed the GPU grid (65 535 each)"
+        );
     }
     if b == 0 || l == 0 || t == 0 || d == 0 || hq == 0 {
         // No key anywhere: every row is a padding row.

@@ -50,6 +50,12 @@ pub fn cross_entropy_sum(
     } else {
         targets.to_dtype(DType::U32)?
     };
+    // Out-of-range ids are an error on every device (the GPU kernel would only yield NaN).
+    let vocab = lm_head.dim(0)?;
+    let max_t = targets.max(0)?.to_scalar::<u32>()? as usize;
+    if max_t >= vocab {
+        candle_core::bail!("cross_entropy: target id {max_t} is outside the vocabulary of {vocab}");
+    }
     let cap = match softcap {
         Some(c) if c > 0.0 => c as f32,
         _ => 0.0,

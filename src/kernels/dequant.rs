@@ -86,7 +86,15 @@ fn n_blocks(q: &QTensor, f: Format) -> Result<usize> {
             q.dtype()
         );
     }
-    Ok(n / f.block_elems())
+    let nb = n / f.block_elems();
+    let have = q.storage_size_in_bytes();
+    if have < nb * f.block_bytes() {
+        candle_core::bail!(
+            "dequantize: {have} bytes hold fewer than the {nb} {:?} blocks its shape needs",
+            q.dtype()
+        );
+    }
+    Ok(nb)
 }
 
 fn f16_at(b: &[u8], i: usize) -> f32 {
@@ -189,7 +197,7 @@ mod cuda {
         let nb = n_blocks(q, f)?;
         let n = nb * f.block_elems();
         let grid = (nb * f.threads_per_block()).div_ceil(THREADS);
-        if grid > u32::MAX as usize {
+        if grid > i32::MAX as usize {
             candle_core::bail!("dequantize: {n} values is too many for one launch");
         }
         let func = func(dev, DEQUANT, f.kernel(), Some(dtype))?;

@@ -13,6 +13,9 @@ use super::{cpu_f32, to_f32_vec, with_cpu_slice, Elem};
 /// that length. Differentiable in `x` (and in `w` when it is tracked).
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
     let n = x.dim(D::Minus1)?;
+    if x.elem_count() == 0 {
+        return Ok(x.clone());
+    }
     if w.dims() != [n] || w.dtype() != DType::F32 {
         candle_core::bail!(
             "rms_norm: weight must be f32 of shape [{n}], got {:?} {:?}",
@@ -26,6 +29,18 @@ pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
 
 /// The input gradient of [`rms_norm`] for upstream gradient `g` (same shape and dtype as `x`).
 pub fn rms_norm_backward(x: &Tensor, w: &Tensor, g: &Tensor, eps: f64) -> Result<Tensor> {
+    let n = x.dim(D::Minus1)?;
+    if w.dims() != [n] || g.dims() != x.dims() {
+        candle_core::bail!(
+            "rms_norm_backward: x {:?}, weight {:?}, gradient {:?}",
+            x.dims(),
+            w.dims(),
+            g.dims()
+        );
+    }
+    if x.elem_count() == 0 {
+        return Ok(x.clone());
+    }
     let x = x.contiguous()?;
     let g = g.to_dtype(x.dtype())?.contiguous()?;
     let w = w.contiguous()?;

@@ -28,6 +28,9 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, rot_dim: usize) -> Result<Te
             );
         }
     }
+    if x.elem_count() == 0 {
+        return Ok(x.clone());
+    }
     x.contiguous()?.apply_op3(
         &cos.contiguous()?,
         &sin.contiguous()?,

@@ -186,11 +186,12 @@ pub fn attend(
     scale: f64,
     softcap: Option<f64>,
 ) -> Result<Tensor> {
-    let (b, hq, l, _) = q.dims4()?;
+    let (b, hq, l, d) = q.dims4()?;
     let t = k.dim(2)?;
     let fused = crate::kernels::fused_attention_forced()
         || crate::kernels::enabled()
-            && (q.device().is_cuda() || b * hq * l * t * 4 > CPU_FUSED_ATTENTION_BYTES);
+            && ((q.device().is_cuda() && d <= crate::kernels::attention::MAX_GPU_HEAD_DIM)
+                || b * hq * l * t * 4 > CPU_FUSED_ATTENTION_BYTES);
     if fused {
         crate::kernels::attention::attention(
             q, k, v, &vis.q_pos, &vis.k_pos, vis.window, scale, softcap,

@@ -71,3 +71,54 @@ kernel_tests!(
     attention_cuda_matches_reference,
     "attention"
 );
+
+#[test]
+fn empty_inputs_and_bad_arguments_are_handled_without_panics() {
+    use candle_core::quantized::{GgmlDType, QStorage, QTensor};
+    use candle_core::{DType, Tensor};
+    let cpu = Device::Cpu;
+    // Empty tensors pass through (a GPU launch of zero blocks would be an error).
+    let x = Tensor::zeros((0, 8), DType::F32, &cpu).unwrap();
+    let w = Tensor::ones(8, DType::F32, &cpu).unwrap();
+    assert_eq!(
+        bwb::kernels::rmsnorm::rms_norm(&x, &w, 1e-6)
+            .unwrap()
+            .dims(),
+        [0, 8]
+    );
+    let q = Tensor::zeros((1, 2, 0, 8), DType::F32, &cpu).unwrap();
+    let cs = Tensor::zeros((1, 1, 0, 8), DType::F32, &cpu).unwrap();
+    assert_eq!(
+        bwb::kernels::rope::rope(&q, &cs, &cs, 8).unwrap().dims(),
+        [1, 2, 0, 8]
+    );
+    // A weight of the wrong length is an error, not an out-of-bounds read.
+    let x = Tensor::ones((2, 8), DType::F32, &cpu).unwrap();
+    let w4 = Tensor::ones(4, DType::F32, &cpu).unwrap();
+    assert!(bwb::kernels::rmsnorm::rms_norm(&x, &w4, 1e-6).is_err());
+    assert!(bwb::kernels::rmsnorm::rms_norm_backward(&x, &w4, &x, 1e-6).is_err());
+    // An odd or too-large rotary dimension.
+    let q = Tensor::zeros((1, 1, 3, 8), DType::F32, &cpu).unwrap();
+    let cs = Tensor::zeros((1, 1, 3, 7), DType::F32, &cpu).unwrap();
+    assert!(bwb::kernels::rope::rope(&q, &cs, &cs, 7).is_err());
+    // A target id outside the vocabulary.
+    let h = Tensor::ones((3, 4), DType::F32, &cpu).unwrap();
+    let head = Tensor::ones((10, 4), DType::F32, &cpu).unwrap();
+    let t = Tensor::new(&[1u32, 10, 2], &cpu).unwrap();
+    let e = bwb::kernels::cross_entropy::cross_entropy_sum(&h, &head, &t, None, 2).unwrap_err();
+    assert!(e.to_string().contains("target id 10"), "{e}");
+    // 4-bit storage shorter than its shape: an error, never a read past the buffer.
+    let one_block = vec![0u8; 18];
+    let storage =
+        QStorage::from_data(std::borrow::Cow::Owned(one_block), &cpu, GgmlDType::Q4_0).unwrap();
+    let qt = QTensor::new(storage, (2, 32)).unwrap();
+    let e = bwb::kernels::dequant::dequantize(&qt, DType::F32).unwrap_err();
+    assert!(e.to_string().contains("blocks"), "{e}");
+    // Attention with mismatched key and value shapes.
+    let q = Tensor::zeros((1, 2, 3, 8), DType::F32, &cpu).unwrap();
+    let k = Tensor::zeros((1, 1, 4, 8), DType::F32, &cpu).unwrap();
+    let v = Tensor::zeros((1, 1, 5, 8), DType::F32, &cpu).unwrap();
+    let qp = Tensor::new(&[[0i64, 1, 2]], &cpu).unwrap();
+    let kp = Tensor::new(&[[0i64, 1, 2, 3]], &cpu).unwrap();
+    assert!(bwb::kernels::attention::attention(&q, &k, &v, &qp, &kp, None, 1.0, None).is_err());
+}
