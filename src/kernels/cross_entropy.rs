@@ -344,17 +344,3 @@ fn composed(h: &Tensor, w: &Tensor, targets: &Tensor, cap: Option<f64>) -> Resul
     let logp = candle_nn::ops::log_softmax(&z, D::Minus1)?;
     logp.gather(&targets.unsqueeze(1)?, 1)?.sum_all()?.neg()
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn cpu() {
-        for c in super::checks(&candle_core::Device::Cpu).unwrap() {
-            eprintln!(
-                "{} {} err {:.2e} tol {:.0e}",
-                c.kernel, c.case, c.err, c.tol
-            );
-            assert!(c.ok(), "{c:?}");
-        }
-    }
-}

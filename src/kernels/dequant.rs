@@ -269,17 +269,3 @@ pub(crate) fn checks(dev: &Device) -> Result<Vec<Check>> {
     }
     Ok(out)
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn cpu() {
-        for c in super::checks(&candle_core::Device::Cpu).unwrap() {
-            eprintln!(
-                "{} {} err {:.2e} tol {:.0e}",
-                c.kernel, c.case, c.err, c.tol
-            );
-            assert!(c.ok(), "{c:?}");
-        }
-    }
-}

@@ -163,16 +163,20 @@ fn transformers5_rope_parameters_configs_load() {
 
 #[test]
 fn batched_greedy_equals_one_prompt_at_a_time() {
-    // Ragged, left-padded batch of all three prompts against each prompt alone, in f32.
     for arch in ARCHS {
-        let r = reference(arch);
-        let model = load_model(&fixture(arch), &LoadOptions::default());
-        let prompts = prompts_of(&r);
-        let batch = greedy(&model, &prompts, 16);
-        for (i, p) in prompts.iter().enumerate() {
-            let alone = greedy(&model, std::slice::from_ref(p), 16);
-            assert_eq!(batch[i], alone[0], "{arch}: row {i} batched vs alone");
-        }
+        check_batched_equals_alone(arch);
+    }
+}
+
+/// A ragged, left-padded batch of all three prompts against each prompt alone, in f32.
+fn check_batched_equals_alone(arch: &str) {
+    let r = reference(arch);
+    let model = load_model(&fixture(arch), &LoadOptions::default());
+    let prompts = prompts_of(&r);
+    let batch = greedy(&model, &prompts, 16);
+    for (i, p) in prompts.iter().enumerate() {
+        let alone = greedy(&model, std::slice::from_ref(p), 16);
+        assert_eq!(batch[i], alone[0], "{arch}: row {i} batched vs alone");
     }
 }
 
@@ -298,67 +302,58 @@ fn fused_attention_path_matches_transformers_and_peft() {
     bwb::kernels::with_fused_attention(|| {
         for arch in ARCHS {
             check_logits_and_greedy(&fixture(arch), &reference(arch));
-            let r = reference(arch);
-            let model = load_model(&fixture(arch), &LoadOptions::default());
-            let prompts = prompts_of(&r);
-            let batch = greedy(&model, &prompts, 16);
-            for (i, p) in prompts.iter().enumerate() {
-                let alone = greedy(&model, std::slice::from_ref(p), 16);
-                assert_eq!(batch[i], alone[0], "{arch}: row {i} batched vs alone");
-            }
+            check_batched_equals_alone(arch);
             check_peft(arch);
         }
     });
 }
 
 fn check_peft(arch: &str) {
-    {
-        let r = reference(arch);
-        let (model, vars) = lora_model(arch, None);
-        assert_eq!(
-            vars.len() * 2,
-            r["lora"]["num_lora_tensors"].as_u64().unwrap() as usize,
-            "{arch}: every targeted module gets an adapter"
-        );
-        let prompt = ids(&r["lora"]["input_ids"]);
-        let d = max_diff(&logits(&model, &prompt), &r["lora"]["logits"]);
-        assert!(d < TOL, "{arch}: LoRA logits differ by {d}");
+    let r = reference(arch);
+    let (model, vars) = lora_model(arch, None);
+    assert_eq!(
+        vars.len() * 2,
+        r["lora"]["num_lora_tensors"].as_u64().unwrap() as usize,
+        "{arch}: every targeted module gets an adapter"
+    );
+    let prompt = ids(&r["lora"]["input_ids"]);
+    let d = max_diff(&logits(&model, &prompt), &r["lora"]["logits"]);
+    assert!(d < TOL, "{arch}: LoRA logits differ by {d}");
 
-        let l = loss(&model, &prompt, &ForwardCtx::default());
-        let want_loss = r["lora"]["loss"].as_f64().unwrap() as f32;
-        let got_loss: f32 = l.to_scalar().unwrap();
-        assert!(
-            (got_loss - want_loss).abs() < 1e-4,
-            "{arch}: loss {got_loss} vs {want_loss}"
-        );
+    let l = loss(&model, &prompt, &ForwardCtx::default());
+    let want_loss = r["lora"]["loss"].as_f64().unwrap() as f32;
+    let got_loss: f32 = l.to_scalar().unwrap();
+    assert!(
+        (got_loss - want_loss).abs() < 1e-4,
+        "{arch}: loss {got_loss} vs {want_loss}"
+    );
 
-        let grads = l.backward().unwrap();
-        let want = candle_core::safetensors::load(
-            fixture(arch).join("adapter_grads.safetensors"),
-            &Device::Cpu,
-        )
-        .unwrap();
-        for (module, a, b) in &vars {
-            for (var, which) in [(a, "lora_A"), (b, "lora_B")] {
-                let key = format!("base_model.model.{module}.{which}.weight");
-                let g = grads
-                    .get(var)
-                    .unwrap_or_else(|| panic!("{arch}: no gradient for {key}"));
-                let w = &want[&key];
-                let scale: f32 = w.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
-                let d: f32 = (g - w)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar()
-                    .unwrap();
-                assert!(
-                    d <= 1e-4 * scale.max(1e-3) + 1e-6,
-                    "{arch}: gradient of {key} differs by {d} (scale {scale})"
-                );
-            }
+    let grads = l.backward().unwrap();
+    let want = candle_core::safetensors::load(
+        fixture(arch).join("adapter_grads.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    for (module, a, b) in &vars {
+        for (var, which) in [(a, "lora_A"), (b, "lora_B")] {
+            let key = format!("base_model.model.{module}.{which}.weight");
+            let g = grads
+                .get(var)
+                .unwrap_or_else(|| panic!("{arch}: no gradient for {key}"));
+            let w = &want[&key];
+            let scale: f32 = w.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+            let d: f32 = (g - w)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert!(
+                d <= 1e-4 * scale.max(1e-3) + 1e-6,
+                "{arch}: gradient of {key} differs by {d} (scale {scale})"
+            );
         }
     }
 }
