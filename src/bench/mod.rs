@@ -162,18 +162,7 @@ fn load_bench_model(
     };
     let (arch, cfg) = random_shape(settings, engine, random)?;
     let m = load::load_random_shape(arch, &cfg, 0, &opts)?;
-    let tied = cfg
-        .get("tie_word_embeddings")
-        .and_then(serde_json::Value::as_bool)
-        .unwrap_or(false);
     let mut notes = vec!["random weights in the shape of the model config's `shape:`".to_string()];
-    if tied && arch != crate::config::Arch::Gemma3 {
-        notes.push(
-            "the tied LM head is held as a separate V×H matrix (the random source has every \
-             tensor name): more memory, the same FLOPs and bytes read per token"
-                .into(),
-        );
-    }
     if random.layers.is_some() || random.vocab.is_some() {
         notes.push("scaled down with --layers/--vocab".into());
     }

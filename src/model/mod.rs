@@ -60,6 +60,15 @@ impl Model {
         }
     }
 
+    /// Whether the LM head is the embedding matrix itself (always for Gemma 3).
+    pub fn lm_head_is_tied(&self) -> bool {
+        match self {
+            Self::Qwen3(m) | Self::Llama(m) => m.lm_head_is_tied(),
+            Self::Gemma3(_) => true,
+            Self::Phi3(m) => m.lm_head_is_tied(),
+        }
+    }
+
     /// Gemma's `c · tanh(z / c)` on the logits, when the model has one.
     pub fn final_softcap(&self) -> Option<f64> {
         match self {

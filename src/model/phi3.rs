@@ -309,6 +309,11 @@ impl Model {
         &self.lm_head
     }
 
+    /// Whether the LM head is the embedding matrix itself.
+    pub fn lm_head_is_tied(&self) -> bool {
+        self.lm_head.id() == self.embed_tokens.id()
+    }
+
     /// With longrope, a row whose next position reaches this must be recomputed from scratch
     /// (HF resets its cache there), because its cached keys used the short table.
     pub fn rope_switch_at(&self) -> Option<usize> {

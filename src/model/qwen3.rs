@@ -216,6 +216,11 @@ impl Model {
         &self.lm_head
     }
 
+    /// Whether the LM head is the embedding matrix itself.
+    pub fn lm_head_is_tied(&self) -> bool {
+        self.lm_head.id() == self.embed_tokens.id()
+    }
+
     pub fn num_layers(&self) -> usize {
         self.layers.len()
     }

@@ -137,7 +137,9 @@ impl Source {
             Self::Gguf { content, .. } => gguf_name(name)
                 .map(|g| content.tensor_infos.contains_key(&g))
                 .unwrap_or(false),
-            Self::Random { .. } => true,
+            // Every tensor but a separate LM head: a config with tied embeddings ties it, as
+            // the real checkpoint does (and holds one V × H matrix, not two).
+            Self::Random { .. } => !name.ends_with("lm_head.weight"),
             Self::Tensors(m) => m.contains_key(name),
         }
     }

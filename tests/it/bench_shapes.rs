@@ -251,3 +251,17 @@ fn random_weight_flags_give_one_line_errors() {
         run.stderr()
     );
 }
+
+#[test]
+fn random_shapes_tie_the_lm_head_as_their_configs_say() {
+    // Phi-4-mini ties its LM head to the embedding (one V × H matrix); Qwen3-8B does not.
+    let small = ShapeOverrides {
+        layers: Some(1),
+        vocab: Some(300),
+    };
+    for (id, tied) in [("phi4-mini", true), ("qwen3-8b", false)] {
+        let (arch, v) = load::random_shape(id, &configs(), small.clone()).unwrap();
+        let m = load::load_random_shape(arch, &v, 0, &load::LoadOptions::default()).unwrap();
+        assert_eq!(m.model.lm_head_is_tied(), tied, "{id}");
+    }
+}
