@@ -260,7 +260,7 @@ fn random_shapes_tie_the_lm_head_as_their_configs_say() {
         vocab: Some(300),
     };
     for (id, tied) in [("phi4-mini", true), ("qwen3-8b", false)] {
-        let (arch, v) = load::random_shape(id, &configs(), small.clone()).unwrap();
+        let (arch, v) = load::random_shape(id, &configs(), small).unwrap();
         let m = load::load_random_shape(arch, &v, 0, &load::LoadOptions::default()).unwrap();
         assert_eq!(m.model.lm_head_is_tied(), tied, "{id}");
     }
