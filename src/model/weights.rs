@@ -162,7 +162,9 @@ fn map_key(map: &[(String, String)], name: &str) -> String {
     name.to_string()
 }
 
-/// A tensor as stored: dense, or ggml-quantised (GGUF).
+/// A tensor as stored: dense, or ggml-quantised (GGUF). Short-lived (one per tensor while
+/// loading), so the size of a CUDA `QTensor` does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Raw {
     Dense(Tensor),
     Quant(QTensor),
