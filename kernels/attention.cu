@@ -36,6 +36,25 @@ __device__ __forceinline__ float attn_cap(float s, float softcap) {
 
 // Stage rows [row0, row0 + TK) of `src` (each D long, `n` rows in all) into `dst` as f32 with
 // row stride D + 2; rows past the end are zero.
+// Smallest and largest non-padding query position among the `nw` rows (one per warp) of this
+// block, for skipping key tiles no row can see. Called by one thread.
+__device__ __forceinline__ void attn_qpos_range(const long long* qpos, int b, int L, int nrows,
+                                                int nw, long long* lo_out, long long* hi_out) {
+  long long lo = 0x7fffffffffffffffLL, hi = -1;
+  for (int w = 0; w < nw; ++w) {
+    const int rr = blockIdx.x * nw + w;
+    if (rr < nrows) {
+      const long long p = qpos[(size_t)b * L + rr % L];
+      if (p >= 0) {
+        lo = p < lo ? p : lo;
+        hi = p > hi ? p : hi;
+      }
+    }
+  }
+  *lo_out = lo;
+  *hi_out = hi;
+}
+
 template <typename T>
 __device__ __forceinline__ void attn_stage(float* dst, const T* __restrict__ src, int row0, int n,
                                            int D) {
@@ -73,21 +92,7 @@ __device__ void attn_fwd(const T* __restrict__ q, const T* __restrict__ k,
   const size_t kvoff = ((size_t)b * hkv + g) * (size_t)T_ * D;
   const long long* kpb = kpos + (size_t)b * T_;
 
-  if (threadIdx.x == 0) {
-    long long lo = 0x7fffffffffffffffLL, hi = -1;
-    for (int w = 0; w < nw; ++w) {
-      const int rr = blockIdx.x * nw + w;
-      if (rr < nrows) {
-        const long long p = qpos[(size_t)b * L + rr % L];
-        if (p >= 0) {
-          lo = p < lo ? p : lo;
-          hi = p > hi ? p : hi;
-        }
-      }
-    }
-    qlo_s = lo;
-    qhi_s = hi;
-  }
+  if (threadIdx.x == 0) attn_qpos_range(qpos, b, L, nrows, nw, &qlo_s, &qhi_s);
   if (active)
     for (int d = lane; d < D; d += 32) qs[d] = to_f32(q[row * D + d]) * scale;
   __syncthreads();
@@ -184,21 +189,7 @@ __device__ void attn_bwd_dq(const T* __restrict__ q, const T* __restrict__ k,
   const long long* kpb = kpos + (size_t)b * T_;
   const float lse_r = active ? lse[row] : 0.f;
 
-  if (threadIdx.x == 0) {
-    long long lo = 0x7fffffffffffffffLL, hi = -1;
-    for (int w = 0; w < nw; ++w) {
-      const int rr = blockIdx.x * nw + w;
-      if (rr < nrows) {
-        const long long p = qpos[(size_t)b * L + rr % L];
-        if (p >= 0) {
-          lo = p < lo ? p : lo;
-          hi = p > hi ? p : hi;
-        }
-      }
-    }
-    qlo_s = lo;
-    qhi_s = hi;
-  }
+  if (threadIdx.x == 0) attn_qpos_range(qpos, b, L, nrows, nw, &qlo_s, &qhi_s);
   if (active)
     for (int d = lane; d < D; d += 32) {
       qs[d] = to_f32(q[row * D + d]) * scale;

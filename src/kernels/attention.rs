@@ -121,6 +121,18 @@ struct Dims {
 }
 
 impl Dims {
+    /// `(hq, hkv, L, T, D)` as the kernels' `int` arguments.
+    #[cfg(feature = "cuda")]
+    fn kernel_args(&self) -> (i32, i32, i32, i32, i32) {
+        (
+            self.hq as i32,
+            self.hkv as i32,
+            self.l as i32,
+            self.t as i32,
+            self.d as i32,
+        )
+    }
+
     /// Query heads per KV head.
     fn rep(&self) -> usize {
         self.hq / self.hkv
@@ -469,11 +481,11 @@ mod cuda {
         CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg,
     };
     use candle_core::cuda_backend::{CudaDType, CudaDevice, CudaStorage, WrapErr};
-    use candle_core::{DType, Layout, Result, Storage, Tensor};
+    use candle_core::{Layout, Result, Storage, Tensor};
 
     use super::{Dims, Params};
     use crate::kernels::contiguous;
-    use crate::kernels::cuda::{func, tensor, ATTENTION};
+    use crate::kernels::cuda::{by_float_dtype, func, tensor, ATTENTION};
 
     /// Keys (or query rows) per shared-memory tile; `ATTN_TK` in kernels/attention.cu.
     const TK: usize = 16;
@@ -534,13 +546,7 @@ mod cuda {
         let f = func(dev, ATTENTION, "attn_fwd", Some(q.dtype()))?;
         let stream = dev.cuda_stream();
         let mut b = stream.launch_builder(&f);
-        let (hq, hkv, l, t, d) = (
-            dm.hq as i32,
-            dm.hkv as i32,
-            dm.l as i32,
-            dm.t as i32,
-            dm.d as i32,
-        );
+        let (hq, hkv, l, t, d) = dm.kernel_args();
         let softcap = softcap_arg(pr);
         b.arg(&qs)
             .arg(&ks)
@@ -569,23 +575,10 @@ mod cuda {
         let dev = q.0.device().clone();
         let lse_shape = (dm.b, dm.hq, dm.l);
         let args = [q, k, v];
-        Ok(match q.0.dtype() {
-            DType::F32 => {
-                let (o, lse) = launch_fwd::<f32>(args, q_pos, k_pos, dm, pr)?;
-                let lse = tensor(lse, &dev, lse_shape);
-                (CudaStorage::wrap_cuda_slice(o, dev), lse)
-            }
-            DType::BF16 => {
-                let (o, lse) = launch_fwd::<half::bf16>(args, q_pos, k_pos, dm, pr)?;
-                let lse = tensor(lse, &dev, lse_shape);
-                (CudaStorage::wrap_cuda_slice(o, dev), lse)
-            }
-            DType::F16 => {
-                let (o, lse) = launch_fwd::<half::f16>(args, q_pos, k_pos, dm, pr)?;
-                let lse = tensor(lse, &dev, lse_shape);
-                (CudaStorage::wrap_cuda_slice(o, dev), lse)
-            }
-            dt => candle_core::bail!("attention: unsupported dtype {dt:?}"),
+        by_float_dtype!(q.0.dtype(), "attention", |E| {
+            let (o, lse) = launch_fwd::<E>(args, q_pos, k_pos, dm, pr)?;
+            let lse = tensor(lse, &dev, lse_shape);
+            Ok((CudaStorage::wrap_cuda_slice(o, dev), lse))
         })
     }
 
@@ -616,13 +609,7 @@ mod cuda {
         let kv_el = dm.b * dm.hkv * dm.t * dm.d;
         let dt = q.dtype();
         let stream = dev.cuda_stream();
-        let (hq, hkv, l, t, d) = (
-            dm.hq as i32,
-            dm.hkv as i32,
-            dm.l as i32,
-            dm.t as i32,
-            dm.d as i32,
-        );
+        let (hq, hkv, l, t, d) = dm.kernel_args();
         let softcap = softcap_arg(pr);
 
         // SAFETY: attn_bwd_dq writes Δ of every query row before attn_bwd_dkdv reads it.
@@ -669,12 +656,9 @@ mod cuda {
         dm: &Dims,
         pr: &Params,
     ) -> Result<(Tensor, Tensor, Tensor)> {
-        match qkvg[0].dtype() {
-            DType::F32 => launch_bwd::<f32>(dev, qkvg, lse, q_pos, k_pos, dm, pr),
-            DType::BF16 => launch_bwd::<half::bf16>(dev, qkvg, lse, q_pos, k_pos, dm, pr),
-            DType::F16 => launch_bwd::<half::f16>(dev, qkvg, lse, q_pos, k_pos, dm, pr),
-            dt => candle_core::bail!("attention backward: unsupported dtype {dt:?}"),
-        }
+        by_float_dtype!(qkvg[0].dtype(), "attention backward", |E| {
+            launch_bwd::<E>(dev, qkvg, lse, q_pos, k_pos, dm, pr)
+        })
     }
 }
 

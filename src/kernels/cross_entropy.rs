@@ -196,10 +196,10 @@ impl CustomOp1 for CeGrad {
 mod cuda {
     use candle_core::cuda_backend::cudarc::driver::{DeviceRepr, PushKernelArg};
     use candle_core::cuda_backend::{CudaDType, CudaDevice, WrapErr};
-    use candle_core::{DType, Result, Storage, Tensor};
+    use candle_core::{Result, Storage, Tensor};
 
     use crate::kernels::contiguous;
-    use crate::kernels::cuda::{func, rows, tensor, threads_for, CROSS_ENTROPY};
+    use crate::kernels::cuda::{by_float_dtype, func, rows, tensor, threads_for, CROSS_ENTROPY};
 
     fn launch<T: CudaDType + DeviceRepr>(
         dev: &CudaDevice,
@@ -252,12 +252,9 @@ mod cuda {
         cap: f32,
         want_grad: bool,
     ) -> Result<(Tensor, Option<Tensor>)> {
-        match z.dtype() {
-            DType::F32 => launch::<f32>(dev, z, targets, cap, want_grad),
-            DType::BF16 => launch::<half::bf16>(dev, z, targets, cap, want_grad),
-            DType::F16 => launch::<half::f16>(dev, z, targets, cap, want_grad),
-            dt => candle_core::bail!("cross_entropy: unsupported dtype {dt:?}"),
-        }
+        by_float_dtype!(z.dtype(), "cross_entropy", |E| {
+            launch::<E>(dev, z, targets, cap, want_grad)
+        })
     }
 }
 

@@ -184,7 +184,7 @@ mod cuda {
     use candle_core::{DType, Result, Tensor};
 
     use super::{n_blocks, Format};
-    use crate::kernels::cuda::{func, tensor, DEQUANT};
+    use crate::kernels::cuda::{by_float_dtype, func, tensor, DEQUANT};
 
     const THREADS: usize = 256;
 
@@ -225,12 +225,7 @@ mod cuda {
     }
 
     pub fn dequantize(dev: &CudaDevice, q: &QTensor, f: Format, dtype: DType) -> Result<Tensor> {
-        match dtype {
-            DType::F32 => launch::<f32>(dev, q, f, dtype),
-            DType::BF16 => launch::<half::bf16>(dev, q, f, dtype),
-            DType::F16 => launch::<half::f16>(dev, q, f, dtype),
-            dt => candle_core::bail!("dequantize: unsupported dtype {dt:?}"),
-        }
+        by_float_dtype!(dtype, "dequantize", |E| launch::<E>(dev, q, f, dtype))
     }
 }
 

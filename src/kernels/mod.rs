@@ -85,6 +85,29 @@ pub(crate) mod cuda {
     pub const CROSS_ENTROPY: (&str, &str) = ("bwb_cross_entropy", ptx!("cross_entropy"));
     pub const DEQUANT: (&str, &str) = ("bwb_dequant", ptx!("dequant"));
 
+    /// `$body` with the type alias `$t` bound to the Rust element type of float dtype `$dt`
+    /// (f32, bf16, f16); other dtypes are an error naming `$op`.
+    macro_rules! by_float_dtype {
+        ($dt:expr, $op:expr, |$t:ident| $body:expr) => {
+            match $dt {
+                candle_core::DType::F32 => {
+                    type $t = f32;
+                    $body
+                }
+                candle_core::DType::BF16 => {
+                    type $t = half::bf16;
+                    $body
+                }
+                candle_core::DType::F16 => {
+                    type $t = half::f16;
+                    $body
+                }
+                dt => candle_core::bail!("{}: unsupported dtype {dt:?}", $op),
+            }
+        };
+    }
+    pub(crate) use by_float_dtype;
+
     /// `base_<dtype>` from `module`, loaded into `dev` on first use. Launch it with
     /// `dev.cuda_stream().launch_builder(&f)`.
     pub fn func(

@@ -152,10 +152,10 @@ mod cuda {
     use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg};
     use candle_core::cuda_backend::{CudaDType, CudaDevice, CudaStorage, WrapErr};
-    use candle_core::{DType, Layout, Result, Storage, Tensor};
+    use candle_core::{Layout, Result, Storage, Tensor};
 
     use crate::kernels::contiguous;
-    use crate::kernels::cuda::{func, rows, tensor, threads_for, RMSNORM};
+    use crate::kernels::cuda::{by_float_dtype, func, rows, tensor, threads_for, RMSNORM};
 
     fn launch_fwd<T: CudaDType + DeviceRepr>(
         dev: &CudaDevice,
@@ -191,18 +191,9 @@ mod cuda {
         eps: f32,
     ) -> Result<CudaStorage> {
         let dev = x.device().clone();
-        Ok(match x.dtype() {
-            DType::F32 => {
-                CudaStorage::wrap_cuda_slice(launch_fwd::<f32>(&dev, x, lx, w, lw, eps)?, dev)
-            }
-            DType::BF16 => CudaStorage::wrap_cuda_slice(
-                launch_fwd::<half::bf16>(&dev, x, lx, w, lw, eps)?,
-                dev,
-            ),
-            DType::F16 => {
-                CudaStorage::wrap_cuda_slice(launch_fwd::<half::f16>(&dev, x, lx, w, lw, eps)?, dev)
-            }
-            dt => candle_core::bail!("rms_norm: unsupported dtype {dt:?}"),
+        by_float_dtype!(x.dtype(), "rms_norm", |E| {
+            let y = launch_fwd::<E>(&dev, x, lx, w, lw, eps)?;
+            Ok(CudaStorage::wrap_cuda_slice(y, dev))
         })
     }
 
@@ -246,12 +237,9 @@ mod cuda {
         g: &Tensor,
         eps: f32,
     ) -> Result<Tensor> {
-        match x.dtype() {
-            DType::F32 => launch_bwd::<f32>(dev, x, w, g, eps),
-            DType::BF16 => launch_bwd::<half::bf16>(dev, x, w, g, eps),
-            DType::F16 => launch_bwd::<half::f16>(dev, x, w, g, eps),
-            dt => candle_core::bail!("rms_norm_backward: unsupported dtype {dt:?}"),
-        }
+        by_float_dtype!(x.dtype(), "rms_norm_backward", |E| {
+            launch_bwd::<E>(dev, x, w, g, eps)
+        })
     }
 }
 

@@ -147,10 +147,10 @@ mod cuda {
         CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg,
     };
     use candle_core::cuda_backend::{CudaDType, CudaDevice, CudaStorage, WrapErr};
-    use candle_core::{DType, Layout, Result};
+    use candle_core::{Layout, Result};
 
     use crate::kernels::contiguous;
-    use crate::kernels::cuda::{func, ROPE};
+    use crate::kernels::cuda::{by_float_dtype, func, ROPE};
 
     #[allow(clippy::too_many_arguments)]
     fn launch<T: CudaDType + DeviceRepr>(
@@ -214,20 +214,9 @@ mod cuda {
         inverse: bool,
     ) -> Result<CudaStorage> {
         let dev = x.device().clone();
-        Ok(match x.dtype() {
-            DType::F32 => {
-                let y = launch::<f32>(&dev, x, lx, c, lc, s, ls, rot, inverse)?;
-                CudaStorage::wrap_cuda_slice(y, dev)
-            }
-            DType::BF16 => {
-                let y = launch::<half::bf16>(&dev, x, lx, c, lc, s, ls, rot, inverse)?;
-                CudaStorage::wrap_cuda_slice(y, dev)
-            }
-            DType::F16 => {
-                let y = launch::<half::f16>(&dev, x, lx, c, lc, s, ls, rot, inverse)?;
-                CudaStorage::wrap_cuda_slice(y, dev)
-            }
-            dt => candle_core::bail!("rope: unsupported dtype {dt:?}"),
+        by_float_dtype!(x.dtype(), "rope", |E| {
+            let y = launch::<E>(&dev, x, lx, c, lc, s, ls, rot, inverse)?;
+            Ok(CudaStorage::wrap_cuda_slice(y, dev))
         })
     }
 }
