@@ -78,8 +78,8 @@ pub struct BenchKernelsArgs {
     /// Dtype of the timed inputs: f32, bf16 or f16 (the checks cover f32 and bf16 always)
     #[arg(long, default_value = "f32")]
     pub dtype: String,
-    /// Tokens in the timed shapes (Qwen3-8B widths)
-    #[arg(long, default_value_t = 1024)]
+    /// Tokens in the timed shapes (Qwen3-8B widths), at least 1
+    #[arg(long, default_value_t = 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub tokens: usize,
     /// Timed repetitions (after one warm-up); the median is reported
     #[arg(long, default_value_t = 5)]

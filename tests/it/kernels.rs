@@ -122,3 +122,20 @@ fn empty_inputs_and_bad_arguments_are_handled_without_panics() {
     let kp = Tensor::new(&[[0i64, 1, 2, 3]], &cpu).unwrap();
     assert!(bwb::kernels::attention::attention(&q, &k, &v, &qp, &kp, None, 1.0, None).is_err());
 }
+
+#[test]
+fn bench_kernels_rejects_zero_tokens_with_a_usage_error() {
+    let p = crate::common::Project::new();
+    let run = p.bwb(&["bench", "kernels", "--tokens", "0"]);
+    let err = run.stderr();
+    assert_eq!(run.code(), 2, "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+    let first = err.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("error:") && first.contains("--tokens"),
+        "{err}"
+    );
+}
