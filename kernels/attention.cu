@@ -73,7 +73,7 @@ __device__ void attn_fwd(const T* __restrict__ q, const T* __restrict__ k,
                          const long long* __restrict__ kpos, T* __restrict__ out,
                          float* __restrict__ lse, int hq, int hkv, int L, int T_, int D,
                          float scale, float softcap, long long window) {
-  extern __shared__ float smem[];
+  BWB_DYNAMIC_SMEM(float, smem);
   __shared__ long long kps[ATTN_TK];
   __shared__ long long qlo_s, qhi_s;
   const int DS = D + 2;
@@ -168,7 +168,7 @@ __device__ void attn_bwd_dq(const T* __restrict__ q, const T* __restrict__ k,
                             const long long* __restrict__ kpos, T* __restrict__ dq, int hq,
                             int hkv, int L, int T_, int D, float scale, float softcap,
                             long long window) {
-  extern __shared__ float smem[];
+  BWB_DYNAMIC_SMEM(float, smem);
   __shared__ long long kps[ATTN_TK];
   __shared__ long long qlo_s, qhi_s;
   const int DS = D + 2;
@@ -280,7 +280,7 @@ __device__ void attn_bwd_dkdv(const T* __restrict__ q, const T* __restrict__ k,
                               const long long* __restrict__ kpos, T* __restrict__ dk,
                               T* __restrict__ dv, int hq, int hkv, int L, int T_, int D,
                               float scale, float softcap, long long window) {
-  extern __shared__ float smem[];
+  BWB_DYNAMIC_SMEM(float, smem);
   __shared__ long long qps[ATTN_TK];
   __shared__ float lses[ATTN_TK], dels[ATTN_TK];
   __shared__ long long klo_s, khi_s;

@@ -1,9 +1,16 @@
 // Shared helpers for bwb's kernels: dtype conversion and block-wide reductions.
 // Every kernel file includes this; build.rs compiles each kernels/*.cu to PTX.
 #pragma once
+#ifdef BWB_EMU
+// The CPU emulation (tests/it/kernels_emu.rs runs these sources on machines without a GPU).
+#include "emu/cuda_emu.h"
+#else
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <stdint.h>
+// `extern __shared__ T name[]`: the launch's dynamic shared memory.
+#define BWB_DYNAMIC_SMEM(T, name) extern __shared__ T name[]
+#endif
 
 __device__ __forceinline__ float to_f32(float x) { return x; }
 __device__ __forceinline__ float to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }

@@ -474,6 +474,35 @@ fn cpu_backward(
     (dq, dk, dv)
 }
 
+/// Keys (or query rows) per shared-memory tile; `ATTN_TK` in kernels/attention.cu.
+const TK: usize = 16;
+/// Dynamic shared memory per block: under the 48 KiB available without opting in, leaving room
+/// for the kernels' small static arrays.
+const SMEM_LIMIT: usize = 46 * 1024;
+
+/// The CUDA launch for `n` rows (queries: `attn_fwd`, `attn_bwd_dq`; keys: `attn_bwd_dkdv`) of
+/// each of `hkv` KV heads and `b` batch rows, head dimension `d`: blocks of up to 8 warps, one
+/// row per warp, with two staged `TK × (d + 2)` f32 tiles plus `per_warp` f32 rows of `d` per
+/// warp (1 forward, 2 backward) in dynamic shared memory.
+pub fn launch_shape(
+    n: usize,
+    d: usize,
+    hkv: usize,
+    b: usize,
+    per_warp: usize,
+) -> crate::kernels::Launch {
+    let tiles = 2 * TK * (d + 2) * 4;
+    let mut nw = 8;
+    while nw > 1 && tiles + nw * per_warp * d * 4 > SMEM_LIMIT {
+        nw /= 2;
+    }
+    crate::kernels::Launch {
+        grid: [n.div_ceil(nw) as u32, hkv as u32, b as u32],
+        block: [32 * nw as u32, 1, 1],
+        smem: (tiles + nw * per_warp * d * 4) as u32,
+    }
+}
+
 #[cfg(feature = "cuda")]
 mod cuda {
     use candle_core::backend::BackendStorage;
@@ -487,26 +516,8 @@ mod cuda {
     use crate::kernels::contiguous;
     use crate::kernels::cuda::{by_float_dtype, func, tensor, ATTENTION};
 
-    /// Keys (or query rows) per shared-memory tile; `ATTN_TK` in kernels/attention.cu.
-    const TK: usize = 16;
-    /// Dynamic shared memory per block: under the 48 KiB available without opting in, leaving
-    /// room for the kernels' small static arrays.
-    const SMEM_LIMIT: usize = 46 * 1024;
-
-    /// Launch shape for `n` rows (queries or keys) of each (KV head, batch): blocks of up to 8
-    /// warps, one row per warp, with two staged `TK × (D + 2)` f32 tiles plus `per_warp` f32
-    /// rows of `D` per warp in dynamic shared memory.
     fn cfg(n: usize, dm: &Dims, per_warp: usize) -> LaunchConfig {
-        let tiles = 2 * TK * (dm.d + 2) * 4;
-        let mut nw = 8;
-        while nw > 1 && tiles + nw * per_warp * dm.d * 4 > SMEM_LIMIT {
-            nw /= 2;
-        }
-        LaunchConfig {
-            grid_dim: (n.div_ceil(nw) as u32, dm.hkv as u32, dm.b as u32),
-            block_dim: (32 * nw as u32, 1, 1),
-            shared_mem_bytes: (tiles + nw * per_warp * dm.d * 4) as u32,
-        }
+        crate::kernels::cuda::config(super::launch_shape(n, dm.d, dm.hkv, dm.b, per_warp))
     }
 
     fn view<'a, T: CudaDType>(s: &'a Storage, l: &Layout, what: &str) -> Result<CudaView<'a, T>> {

@@ -89,6 +89,11 @@ pub fn cross_entropy_sum(
     hidden.apply_op1(CeGrad { loss, grad })
 }
 
+/// The CUDA launch of the per-row kernel for `rows` rows of `vocab` logits: one block per row.
+pub fn launch_shape(rows: usize, vocab: usize) -> crate::kernels::Launch {
+    crate::kernels::Launch::rows(rows, crate::kernels::threads_for(vocab))
+}
+
 /// The fused per-row step on a logits chunk `z` `(c, V)` (any float dtype): per-row loss `(c,)`
 /// f32 and, when `want_grad`, `dL/dz` `(c, V)` in `z`'s dtype.
 fn ce_rows(
@@ -199,7 +204,7 @@ mod cuda {
     use candle_core::{Result, Storage, Tensor};
 
     use crate::kernels::contiguous;
-    use crate::kernels::cuda::{by_float_dtype, func, rows, tensor, threads_for, CROSS_ENTROPY};
+    use crate::kernels::cuda::{by_float_dtype, config, func, tensor, CROSS_ENTROPY};
 
     fn launch<T: CudaDType + DeviceRepr>(
         dev: &CudaDevice,
@@ -240,7 +245,7 @@ mod cuda {
         };
         b.arg(&loss).arg(&v_i).arg(&cap);
         // SAFETY: argument types match the kernel's signature (a null `grad` is a 0 pointer).
-        unsafe { b.launch(rows(c, threads_for(v))) }.w()?;
+        unsafe { b.launch(config(super::launch_shape(c, v))) }.w()?;
         let grad = grad.map(|g| tensor(g, dev, (c, v)));
         Ok((tensor(loss, dev, c), grad))
     }

@@ -71,10 +71,22 @@ impl Format {
     }
 
     /// CUDA threads per block (one per byte of packed nibbles).
-    #[cfg(feature = "cuda")]
     fn threads_per_block(self) -> usize {
         self.block_elems() / 2
     }
+}
+
+/// The CUDA launch that decodes `n_blocks` blocks of `dtype` (Q4_0, Q4_1 or Q4_K): one thread
+/// per byte of packed nibbles, blocks of 256 threads; `None` for other formats.
+pub fn launch_shape(dtype: GgmlDType, n_blocks: usize) -> Option<crate::kernels::Launch> {
+    Format::of(dtype).map(|f| shape(f, n_blocks))
+}
+
+/// Threads per CUDA block of the decoding kernels.
+const THREADS: usize = 256;
+
+fn shape(f: Format, n_blocks: usize) -> crate::kernels::Launch {
+    crate::kernels::Launch::linear(n_blocks * f.threads_per_block(), THREADS as u32)
 }
 
 /// Number of blocks of `q`, checked against the format.
@@ -178,15 +190,13 @@ fn cpu_dequantize(q: &QTensor, f: Format, dtype: DType) -> Result<Tensor> {
 
 #[cfg(feature = "cuda")]
 mod cuda {
-    use candle_core::cuda_backend::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
+    use candle_core::cuda_backend::cudarc::driver::{DeviceRepr, PushKernelArg};
     use candle_core::cuda_backend::{CudaDType, CudaDevice, WrapErr};
     use candle_core::quantized::QTensor;
     use candle_core::{DType, Result, Tensor};
 
     use super::{n_blocks, Format};
     use crate::kernels::cuda::{by_float_dtype, func, tensor, DEQUANT};
-
-    const THREADS: usize = 256;
 
     fn launch<T: CudaDType + DeviceRepr>(
         dev: &CudaDevice,
@@ -196,8 +206,7 @@ mod cuda {
     ) -> Result<Tensor> {
         let nb = n_blocks(q, f)?;
         let n = nb * f.block_elems();
-        let grid = (nb * f.threads_per_block()).div_ceil(THREADS);
-        if grid > i32::MAX as usize {
+        if (nb * f.threads_per_block()).div_ceil(super::THREADS) > i32::MAX as usize {
             candle_core::bail!("dequantize: {n} values is too many for one launch");
         }
         let func = func(dev, DEQUANT, f.kernel(), Some(dtype))?;
@@ -211,11 +220,7 @@ mod cuda {
         let (ptr, guard) = q.device_ptr_with_guard(&stream)?;
         let ptr = ptr as u64;
         let nb_u = nb as u64;
-        let cfg = LaunchConfig {
-            grid_dim: (grid as u32, 1, 1),
-            block_dim: (THREADS as u32, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = crate::kernels::cuda::config(super::shape(f, nb));
         let mut b = stream.launch_builder(&func);
         b.arg(&ptr).arg(&out).arg(&nb_u);
         // SAFETY: argument types match the kernel's signature (the blocks as a device pointer).

@@ -64,6 +64,37 @@ pub(crate) fn contiguous(layout: &Layout, op: &str) -> Result<(usize, usize)> {
         .ok_or_else(|| candle_core::Error::Msg(format!("{op}: input must be contiguous")))
 }
 
+/// A kernel launch shape: grid and block dimensions and bytes of dynamic shared memory. The
+/// CUDA code launches with these; `tests/it/kernels_emu.rs` launches the kernel sources under
+/// the CPU emulation (kernels/emu/) with the same shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Launch {
+    pub grid: [u32; 3],
+    pub block: [u32; 3],
+    pub smem: u32,
+}
+
+impl Launch {
+    /// One block of `threads` per row.
+    pub fn rows(n_rows: usize, threads: u32) -> Self {
+        Self {
+            grid: [n_rows as u32, 1, 1],
+            block: [threads, 1, 1],
+            smem: 0,
+        }
+    }
+
+    /// `n` threads in blocks of `threads`, one dimension.
+    pub fn linear(n: usize, threads: u32) -> Self {
+        Self::rows(n.div_ceil(threads as usize), threads)
+    }
+}
+
+/// Threads per row-block for a row of `n` elements: a multiple of 32, at most 1024.
+pub fn threads_for(n: usize) -> u32 {
+    (n.div_ceil(4)).next_multiple_of(32).clamp(32, 1024) as u32
+}
+
 #[cfg(feature = "cuda")]
 pub(crate) mod cuda {
     //! PTX modules and launch helpers (CUDA builds only).
@@ -138,18 +169,13 @@ pub(crate) mod cuda {
         Tensor::from_storage(Storage::Cuda(storage), shape, BackpropOp::none(), false)
     }
 
-    /// One block of `threads` per row.
-    pub fn rows(n_rows: usize, threads: u32) -> LaunchConfig {
+    /// cudarc's form of a [`Launch`](super::Launch).
+    pub fn config(l: super::Launch) -> LaunchConfig {
         LaunchConfig {
-            grid_dim: (n_rows as u32, 1, 1),
-            block_dim: (threads, 1, 1),
-            shared_mem_bytes: 0,
+            grid_dim: (l.grid[0], l.grid[1], l.grid[2]),
+            block_dim: (l.block[0], l.block[1], l.block[2]),
+            shared_mem_bytes: l.smem,
         }
-    }
-
-    /// Threads per row-block for a row of `n` elements: a multiple of 32, at most 1024.
-    pub fn threads_for(n: usize) -> u32 {
-        (n.div_ceil(4)).next_multiple_of(32).clamp(32, 1024) as u32
     }
 }
 

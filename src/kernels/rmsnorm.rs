@@ -27,6 +27,11 @@ pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
         .apply_op2(&w.contiguous()?, RmsNormOp { eps: eps as f32 })
 }
 
+/// The CUDA launch of the forward and backward kernels for `rows` rows of `n`: one block per row.
+pub fn launch_shape(rows: usize, n: usize) -> crate::kernels::Launch {
+    crate::kernels::Launch::rows(rows, crate::kernels::threads_for(n))
+}
+
 /// The input gradient of [`rms_norm`] for upstream gradient `g` (same shape and dtype as `x`).
 pub fn rms_norm_backward(x: &Tensor, w: &Tensor, g: &Tensor, eps: f64) -> Result<Tensor> {
     let n = x.dim(D::Minus1)?;
@@ -155,7 +160,7 @@ mod cuda {
     use candle_core::{Layout, Result, Storage, Tensor};
 
     use crate::kernels::contiguous;
-    use crate::kernels::cuda::{by_float_dtype, func, rows, tensor, threads_for, RMSNORM};
+    use crate::kernels::cuda::{by_float_dtype, config, func, tensor, RMSNORM};
 
     fn launch_fwd<T: CudaDType + DeviceRepr>(
         dev: &CudaDevice,
@@ -179,7 +184,7 @@ mod cuda {
         let n_i = n as i32;
         b.arg(&xs).arg(&ws).arg(&y).arg(&n_i).arg(&eps);
         // SAFETY: argument types match the kernel's signature.
-        unsafe { b.launch(rows(el / n.max(1), threads_for(n))) }.w()?;
+        unsafe { b.launch(config(super::launch_shape(el / n.max(1), n))) }.w()?;
         Ok(y)
     }
 
@@ -226,7 +231,7 @@ mod cuda {
         let n_i = n as i32;
         b.arg(&xs).arg(&ws).arg(&gs).arg(&dx).arg(&n_i).arg(&eps);
         // SAFETY: argument types match the kernel's signature.
-        unsafe { b.launch(rows(el / n.max(1), threads_for(n))) }.w()?;
+        unsafe { b.launch(config(super::launch_shape(el / n.max(1), n))) }.w()?;
         Ok(tensor(dx, dev, x.shape().clone()))
     }
 

@@ -10,6 +10,11 @@ use rayon::prelude::*;
 use super::check::{compare, randn, tol, Check};
 use super::{cpu_f32, with_cpu_slice, Elem};
 
+/// The CUDA launch for `n` elements: one thread each, blocks of 256.
+pub fn launch_shape(n: usize) -> crate::kernels::Launch {
+    crate::kernels::Launch::linear(n, 256)
+}
+
 /// Rotate the first `rot_dim` features of `x` `(B, H, L, D)` (f32, bf16 or f16) by the
 /// angles whose `cos`/`sin` are given as `(B, 1, L, rot_dim)` f32 tables (the first half of
 /// the last dimension is read; HF repeats it). Differentiable in `x`.
@@ -143,9 +148,7 @@ impl CustomOp3 for RopeOp {
 #[cfg(feature = "cuda")]
 mod cuda {
     use candle_core::backend::BackendStorage;
-    use candle_core::cuda_backend::cudarc::driver::{
-        CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg,
-    };
+    use candle_core::cuda_backend::cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg};
     use candle_core::cuda_backend::{CudaDType, CudaDevice, CudaStorage, WrapErr};
     use candle_core::{Layout, Result};
 
@@ -192,11 +195,7 @@ mod cuda {
             .arg(&d)
             .arg(&rot)
             .arg(&inv);
-        let cfg = LaunchConfig {
-            grid_dim: (n.div_ceil(256) as u32, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = crate::kernels::cuda::config(super::launch_shape(n));
         // SAFETY: argument types match the kernel's signature.
         unsafe { b.launch(cfg) }.w()?;
         Ok(y)

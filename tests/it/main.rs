@@ -13,6 +13,7 @@ mod generate;
 mod gguf_tokenizer;
 mod hub_server;
 mod kernels;
+mod kernels_emu;
 mod linear;
 mod metrics;
 mod model_reference;
