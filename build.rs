@@ -62,6 +62,8 @@ fn compile_kernels() {
         .filter(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from("nvcc"));
     let cap = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "90".into());
+    // The host launches the tensor-core kernels only for targets that have them (8.0+).
+    println!("cargo:rustc-env=BWB_CUDA_COMPUTE_CAP={cap}");
     let mut sources: Vec<PathBuf> = std::fs::read_dir("kernels")
         .expect("read kernels/")
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -9,7 +9,7 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 // `extern __shared__ T name[]`: the launch's dynamic shared memory.
-#define BWB_DYNAMIC_SMEM(T, name) extern __shared__ T name[]
+#define BWB_DYNAMIC_SMEM(T, name) extern __shared__ __align__(128) T name[]
 #endif
 
 __device__ __forceinline__ float to_f32(float x) { return x; }

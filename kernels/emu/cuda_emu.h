@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <type_traits>
+
 #define __device__
 #define __global__
 #define __host__
@@ -27,7 +29,10 @@ void sync_block(const char* site);
 int sync_block_or(int pred, const char* site);
 uint32_t warp_exchange(uint32_t bits, int src_lane, unsigned mask);
 int warp_any(int pred, unsigned mask);
+void sync_warp(unsigned mask);
+unsigned lane();
 void* dynamic_smem();
+[[noreturn]] void fail(const char* what);
 }  // namespace bwb_emu
 
 #define threadIdx bwb_emu::thread_idx
@@ -45,6 +50,7 @@ void* dynamic_smem();
 #define __syncthreads_or(pred) \
   bwb_emu::sync_block_or((pred) != 0, __FILE__ ":" BWB_EMU_STR(__LINE__))
 inline int __any_sync(unsigned mask, int pred) { return bwb_emu::warp_any(pred != 0, mask); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) { bwb_emu::sync_warp(mask); }
 
 template <typename V>
 inline V bwb_emu_shfl(V v, int src, unsigned mask) {
@@ -114,3 +120,102 @@ inline __half __float2half(float v) {
   memcpy(&h.x, &f, 2);
   return h;
 }
+
+inline float bwb_emu_to_f32(float x) { return x; }
+inline float bwb_emu_to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
+inline float bwb_emu_to_f32(__half x) { return __half2float(x); }
+
+// nvcuda::wmma (warp matrix multiply-accumulate). The element-to-lane mapping of a real fragment
+// is unspecified, so code that only loads, stores, fills and multiplies fragments cannot depend
+// on it: here every lane holds the whole tile (row-major), `mma_sync` computes it in f32 (the
+// products of bf16/f16 inputs are exact, as on tensor cores), and a store is done by lane 0 only,
+// so reading a stored tile from another lane without `__syncwarp()` shows up as a race. Loads and
+// stores check the documented requirements: 256-bit aligned pointers, `ldm` a multiple of
+// 16 bytes.
+namespace nvcuda {
+namespace wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+
+template <class Use, int M, int N, int K>
+struct tile_dims;
+template <int M, int N, int K>
+struct tile_dims<matrix_a, M, N, K> {
+  static const int R = M, C = K;
+};
+template <int M, int N, int K>
+struct tile_dims<matrix_b, M, N, K> {
+  static const int R = K, C = N;
+};
+template <int M, int N, int K>
+struct tile_dims<accumulator, M, N, K> {
+  static const int R = M, C = N;
+};
+
+template <class Use, int M, int N, int K, class T, class Layout = void>
+struct fragment {
+  static const int R = tile_dims<Use, M, N, K>::R, C = tile_dims<Use, M, N, K>::C;
+  enum { num_elements = R * C };
+  T x[R * C];
+};
+
+inline void check_mem(const void* p, unsigned ldm, unsigned elem_bytes) {
+  if ((uintptr_t)p % 32 != 0) bwb_emu::fail("wmma load/store: pointer not 256-bit aligned");
+  if ((ldm * elem_bytes) % 16 != 0) bwb_emu::fail("wmma load/store: ldm not a multiple of 16 bytes");
+}
+
+template <class Use, int M, int N, int K, class T, class V>
+inline void fill_fragment(fragment<Use, M, N, K, T, void>& f, V v) {
+  for (int i = 0; i < f.num_elements; ++i) f.x[i] = (T)v;
+}
+
+template <class Use, int M, int N, int K, class T, class L>
+inline void load_matrix_sync(fragment<Use, M, N, K, T, L>& f, const T* p, unsigned ldm) {
+  check_mem(p, ldm, sizeof(T));
+  const bool row = std::is_same<L, row_major>::value;
+  for (int i = 0; i < f.R; ++i)
+    for (int j = 0; j < f.C; ++j) f.x[i * f.C + j] = row ? p[i * ldm + j] : p[j * ldm + i];
+}
+
+template <int M, int N, int K>
+inline void load_matrix_sync(fragment<accumulator, M, N, K, float, void>& f, const float* p,
+                             unsigned ldm, layout_t l) {
+  check_mem(p, ldm, 4);
+  for (int i = 0; i < f.R; ++i)
+    for (int j = 0; j < f.C; ++j)
+      f.x[i * f.C + j] = l == mem_row_major ? p[i * ldm + j] : p[j * ldm + i];
+}
+
+template <int M, int N, int K>
+inline void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, float, void>& f,
+                              unsigned ldm, layout_t l) {
+  check_mem(p, ldm, 4);
+  if (bwb_emu::lane() != 0) return;
+  for (int i = 0; i < f.R; ++i)
+    for (int j = 0; j < f.C; ++j)
+      (l == mem_row_major ? p[i * ldm + j] : p[j * ldm + i]) = f.x[i * f.C + j];
+}
+
+template <int M, int N, int K, class T, class LA, class LB>
+inline void mma_sync(fragment<accumulator, M, N, K, float, void>& d,
+                     const fragment<matrix_a, M, N, K, T, LA>& a,
+                     const fragment<matrix_b, M, N, K, T, LB>& b,
+                     const fragment<accumulator, M, N, K, float, void>& c) {
+  float out[M * N];
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      float s = c.x[i * N + j];
+      for (int k = 0; k < K; ++k) s += bwb_emu_to_f32(a.x[i * K + k]) * bwb_emu_to_f32(b.x[k * N + j]);
+      out[i * N + j] = s;
+    }
+  for (int i = 0; i < M * N; ++i) d.x[i] = out[i];
+}
+}  // namespace wmma
+}  // namespace nvcuda
+
+#define __launch_bounds__(...)
+inline void __trap() { bwb_emu::fail("__trap()"); }

@@ -70,7 +70,7 @@ struct Warp {
 struct Launch {
   Barrier block;
   std::vector<std::unique_ptr<Warp>> warps;
-  std::vector<unsigned char> smem;
+  unsigned char* smem = nullptr;  // 128-byte aligned
   bwb_uint3 grid, dim;
   void (*thunk)(void*);
   void* ctx;
@@ -136,13 +136,27 @@ uint32_t warp_exchange(uint32_t bits, int src_lane, unsigned mask) {
   return w.slots[p][src_lane & 31];
 }
 
+void sync_warp(unsigned mask) {
+  check_mask(mask, "__syncwarp");
+  warp_ops++;
+  current->warps[linear_tid() / 32]->bar.wait(0, "__syncwarp");
+}
+
+unsigned lane() { return linear_tid() & 31; }
+
+void fail(const char* what) {
+  fprintf(stderr, "bwb-emu: %s (block (%u,%u,%u) thread %u)\n", what, block_idx.x, block_idx.y,
+          block_idx.z, thread_idx.x);
+  abort();
+}
+
 int warp_any(int pred, unsigned mask) {
   check_mask(mask, "__any_sync");
   warp_ops++;
   return current->warps[linear_tid() / 32]->bar.wait(pred, "__any_sync");
 }
 
-void* dynamic_smem() { return current->smem.data(); }
+void* dynamic_smem() { return current->smem; }
 }  // namespace bwb_emu
 
 // threadIdx.x of the calling emulated thread (for tests that drive the emulator itself).
@@ -174,7 +188,10 @@ extern "C" int bwb_emu_launch(const unsigned grid[3], const unsigned block[3], u
     l.warps.back()->bar.n = 32;
   }
   // Dynamic shared memory, then a guard zone that must come back untouched.
-  l.smem.assign(smem + kGuard, 0xff);
+  std::unique_ptr<unsigned char, void (*)(void*)> smem_buf(
+      (unsigned char*)aligned_alloc(128, (smem + kGuard + 127) / 128 * 128), free);
+  memset(smem_buf.get(), 0xff, smem + kGuard);
+  l.smem = smem_buf.get();
   l.grid = {grid[0], grid[1], grid[2]};
   l.dim = {block[0], block[1], block[2]};
   l.thunk = thunk;

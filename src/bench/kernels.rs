@@ -192,13 +192,33 @@ pub fn timings(
         &|x| crate::kernels::attention::attention(x, &k, &v, &pos, &pos, None, scale, None),
         &|x| crate::model::ops::attention(x, &k, &v, &mask, scale, None),
     )?;
-    out.push(timing(
-        "attention",
-        format!("1x{heads}/{kv_heads}x{tokens}x{head_dim} causal"),
-        dtype,
-        dev,
-        t,
-    ));
+    let attn_shape = format!("1x{heads}/{kv_heads}x{tokens}x{head_dim} causal");
+    let tc = dev.is_cuda() && crate::kernels::attention::tensor_core_forward(dtype, head_dim);
+    let name = if tc {
+        "attention (tensor-core forward)"
+    } else {
+        "attention"
+    };
+    out.push(timing(name, attn_shape.clone(), dtype, dev, t));
+    if tc {
+        // The same on the CUDA-core forward kernel, for the A/B.
+        let t = crate::kernels::attention::without_tensor_cores(|| {
+            pair(
+                dev,
+                repeat,
+                &q,
+                &|x| crate::kernels::attention::attention(x, &k, &v, &pos, &pos, None, scale, None),
+                &|x| crate::model::ops::attention(x, &k, &v, &mask, scale, None),
+            )
+        })?;
+        out.push(timing(
+            "attention (CUDA-core forward)",
+            attn_shape,
+            dtype,
+            dev,
+            t,
+        ));
+    }
     // Answer-token cross-entropy: `tokens` rows over Qwen3's 151 936-token vocabulary.
     let vocab = 151_936;
     // Generated on the device (curand on a GPU): 622 M values.

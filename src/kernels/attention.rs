@@ -9,6 +9,10 @@
 //!
 //! Query rows with no visible key (padding queries) give zeros here; the composed ops give a
 //! uniform average there. Callers discard those rows.
+//!
+//! On a GPU, bf16/f16 inputs with head dimension 64/128/256 run the forward on tensor cores
+//! (kernels/attention_tc.cu, WMMA; the backward too for 64/128), everything else the CUDA-core
+//! kernels of kernels/attention.cu; [`tensor_core_forward`] / [`tensor_core_backward`] decide.
 
 use std::sync::Mutex;
 
@@ -77,9 +81,9 @@ pub fn attention(
     if q.device().is_cuda() && d > MAX_GPU_HEAD_DIM {
         candle_core::bail!("attention: head dim {d} > {MAX_GPU_HEAD_DIM} on the GPU");
     }
-    if q.device().is_cuda() && (hkv > 65_535 || b > 65_535) {
+    if q.device().is_cuda() && (hq > 65_535 || b > 65_535) {
         candle_core::bail!(
-            "attention: {b} rows × {hkv} KV heads exceed the GPU grid (65 535 each)"
+            "attention: {b} rows × {hq} query heads exceed the GPU grid (65 535 each)"
         );
     }
     if b == 0 || l == 0 || t == 0 || d == 0 || hq == 0 {
@@ -237,7 +241,7 @@ impl CustomOp3 for AttentionOp {
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let lse = self
@@ -249,9 +253,7 @@ impl CustomOp3 for AttentionOp {
             candle_core::bail!("attention: backward before forward");
         };
         let (dq, dk, dv) = backward(
-            q,
-            k,
-            v,
+            [q, k, v, res],
             grad,
             &lse,
             &self.q_pos,
@@ -263,12 +265,11 @@ impl CustomOp3 for AttentionOp {
     }
 }
 
-/// `(dq, dk, dv)` for upstream gradient `g` of the output.
+/// `(dq, dk, dv)` for upstream gradient `g` of the output `o` (the tensor-core backward
+/// computes Δ from it).
 #[allow(clippy::too_many_arguments)]
 fn backward(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
+    [q, k, v, o]: [&Tensor; 4],
     g: &Tensor,
     lse: &Tensor,
     q_pos: &Tensor,
@@ -281,9 +282,10 @@ fn backward(
     let g = g.to_dtype(dt)?.contiguous()?;
     #[cfg(feature = "cuda")]
     if let Device::Cuda(dev) = q.device() {
+        let o = o.to_dtype(dt)?.contiguous()?;
         return cuda::backward(
             dev,
-            [&q, &k, &v, &g],
+            [&q, &k, &v, &o, &g],
             &lse.contiguous()?,
             q_pos,
             k_pos,
@@ -291,6 +293,8 @@ fn backward(
             pr,
         );
     }
+    #[cfg(not(feature = "cuda"))]
+    let _ = o;
     let (qs, ks, vs) = (to_f32_vec(&q)?, to_f32_vec(&k)?, to_f32_vec(&v)?);
     let (gs, ls) = (to_f32_vec(&g)?, to_f32_vec(lse)?);
     let (qp, kp) = (pos_vec(q_pos)?, pos_vec(k_pos)?);
@@ -503,6 +507,76 @@ pub fn launch_shape(
     }
 }
 
+/// Query rows per block of the tensor-core forward (`attn_fwd_tc_*`, 4 warps of 16 rows).
+const TC_ROWS: usize = 64;
+/// Keys per tile of the tensor-core forward; `TC_TK` in kernels/attention_tc.cu.
+const TC_TK: usize = 32;
+
+/// The CUDA launch of the tensor-core forward for `l` query rows of each of `hq` heads and `b`
+/// batch rows, head dimension `d` (64, 128 or 256): K and V tiles of `TC_TK × d` in the input
+/// dtype (2 bytes) plus 3328 bytes per warp (scores, probabilities, row statistics).
+pub fn launch_shape_tc(l: usize, d: usize, hq: usize, b: usize) -> crate::kernels::Launch {
+    crate::kernels::Launch {
+        grid: [l.div_ceil(TC_ROWS) as u32, hq as u32, b as u32],
+        block: [32 * (TC_ROWS / 16) as u32, 1, 1],
+        smem: (2 * TC_TK * d * 2 + (TC_ROWS / 16) * 3328) as u32,
+    }
+}
+
+thread_local! {
+    static NO_TENSOR_CORES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f` with the CUDA attention forward on this thread kept on the CUDA-core kernel
+/// (`bwb bench kernels` times both).
+pub fn without_tensor_cores<R>(f: impl FnOnce() -> R) -> R {
+    let before = NO_TENSOR_CORES.with(|c| c.replace(true));
+    let out = f();
+    NO_TENSOR_CORES.with(|c| c.set(before));
+    out
+}
+
+/// The CUDA launch of the tensor-core backward kernels for `n` rows (queries: `attn_bwd_dq_tc_*`
+/// over `heads` = Hq; keys: `attn_bwd_dkdv_tc_*` over `heads` = Hkv) of `b` batch rows, head
+/// dimension `d` (64 or 128): two `TC_TK × d` tiles in the input dtype plus 6272 bytes per warp.
+pub fn launch_shape_tc_bwd(n: usize, d: usize, heads: usize, b: usize) -> crate::kernels::Launch {
+    crate::kernels::Launch {
+        grid: [n.div_ceil(TC_ROWS) as u32, heads as u32, b as u32],
+        block: [32 * (TC_ROWS / 16) as u32, 1, 1],
+        smem: (2 * TC_TK * d * 2 + (TC_ROWS / 16) * 6272) as u32,
+    }
+}
+
+/// Whether the CUDA backward runs on tensor cores (`attn_bwd_*_tc_*`): as
+/// [`tensor_core_forward`], for head dimensions 64 and 128.
+pub fn tensor_core_backward(dtype: DType, d: usize) -> bool {
+    tensor_core_forward(dtype, d) && d <= 128
+}
+
+/// Whether the CUDA forward runs on tensor cores (`attn_fwd_tc_*`): bf16/f16 inputs, head
+/// dimension 64, 128 or 256, a build for compute capability 8.0 or newer, and
+/// `BWB_ATTENTION_TC` not `off` (then the CUDA-core kernel `attn_fwd` runs, e.g. for A/B runs).
+pub fn tensor_core_forward(dtype: DType, d: usize) -> bool {
+    if NO_TENSOR_CORES.with(|c| c.get()) {
+        return false;
+    }
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let on = *ON.get_or_init(|| {
+        let cap_ok = option_env!("BWB_CUDA_COMPUTE_CAP")
+            .and_then(|c| c.parse::<u32>().ok())
+            .is_some_and(|c| c >= 80);
+        let off = matches!(
+            std::env::var("BWB_ATTENTION_TC")
+                .unwrap_or_default()
+                .to_ascii_lowercase()
+                .as_str(),
+            "off" | "0" | "false" | "no"
+        );
+        cap_ok && !off
+    });
+    on && matches!(dtype, DType::BF16 | DType::F16) && matches!(d, 64 | 128 | 256)
+}
+
 #[cfg(feature = "cuda")]
 mod cuda {
     use candle_core::backend::BackendStorage;
@@ -514,7 +588,7 @@ mod cuda {
 
     use super::{Dims, Params};
     use crate::kernels::contiguous;
-    use crate::kernels::cuda::{by_float_dtype, func, tensor, ATTENTION};
+    use crate::kernels::cuda::{by_float_dtype, func, tensor, ATTENTION, ATTENTION_TC};
 
     fn cfg(n: usize, dm: &Dims, per_warp: usize) -> LaunchConfig {
         crate::kernels::cuda::config(super::launch_shape(n, dm.d, dm.hkv, dm.b, per_warp))
@@ -554,7 +628,13 @@ mod cuda {
         // SAFETY: the kernel writes every output row and every lse.
         let out = unsafe { dev.alloc::<T>(rows * dm.d)? };
         let lse = unsafe { dev.alloc::<f32>(rows)? };
-        let f = func(dev, ATTENTION, "attn_fwd", Some(q.dtype()))?;
+        let tc = super::tensor_core_forward(q.dtype(), dm.d);
+        let f = if tc {
+            let name = format!("attn_fwd_tc_d{}", dm.d);
+            func(dev, ATTENTION_TC, &name, Some(q.dtype()))?
+        } else {
+            func(dev, ATTENTION, "attn_fwd", Some(q.dtype()))?
+        };
         let stream = dev.cuda_stream();
         let mut b = stream.launch_builder(&f);
         let (hq, hkv, l, t, d) = dm.kernel_args();
@@ -566,10 +646,19 @@ mod cuda {
             .arg(&kpv)
             .arg(&out)
             .arg(&lse);
-        b.arg(&hq).arg(&hkv).arg(&l).arg(&t).arg(&d);
+        b.arg(&hq).arg(&hkv).arg(&l).arg(&t);
+        // The tensor-core kernels have the head dimension as a template parameter.
+        if !tc {
+            b.arg(&d);
+        }
         b.arg(&pr.scale).arg(&softcap).arg(&pr.window);
+        let shape = if tc {
+            crate::kernels::cuda::config(super::launch_shape_tc(dm.l, dm.d, dm.hq, dm.b))
+        } else {
+            cfg(dm.rep() * dm.l, dm, 1)
+        };
         // SAFETY: argument types match the kernel's signature.
-        unsafe { b.launch(cfg(dm.rep() * dm.l, dm, 1)) }.w()?;
+        unsafe { b.launch(shape) }.w()?;
         Ok((out, lse))
     }
 
@@ -595,7 +684,7 @@ mod cuda {
 
     fn launch_bwd<T: CudaDType + DeviceRepr>(
         dev: &CudaDevice,
-        [q, k, v, g]: [&Tensor; 4],
+        [q, k, v, o, g]: [&Tensor; 5],
         lse: &Tensor,
         q_pos: &Tensor,
         k_pos: &Tensor,
@@ -613,6 +702,8 @@ mod cuda {
         let ks = view::<T>(&sk, lk, "k")?;
         let vs = view::<T>(&sv, lv, "v")?;
         let gs = view::<T>(&sg, lg, "the output gradient")?;
+        let (so, lo) = o.storage_and_layout();
+        let os = view::<T>(&so, lo, "the output")?;
         let lses = view::<f32>(&sl, ll, "lse")?;
         let qpv = view::<i64>(&sqp, lqp, "q_pos")?;
         let kpv = view::<i64>(&skp, lkp, "k_pos")?;
@@ -625,6 +716,52 @@ mod cuda {
 
         // SAFETY: attn_bwd_dq writes Δ of every query row before attn_bwd_dkdv reads it.
         let delta = unsafe { dev.alloc::<f32>(rows)? };
+
+        if super::tensor_core_backward(dt, dm.d) {
+            // SAFETY: the kernels write every row of dq, dk and dv.
+            let dq = unsafe { dev.alloc::<T>(rows * dm.d)? };
+            let dk = unsafe { dev.alloc::<T>(kv_el)? };
+            let dv = unsafe { dev.alloc::<T>(kv_el)? };
+            let f = func(
+                dev,
+                ATTENTION_TC,
+                &format!("attn_bwd_dq_tc_d{}", dm.d),
+                Some(dt),
+            )?;
+            let mut b = stream.launch_builder(&f);
+            b.arg(&qs)
+                .arg(&ks)
+                .arg(&vs)
+                .arg(&os)
+                .arg(&gs)
+                .arg(&lses)
+                .arg(&delta);
+            b.arg(&qpv).arg(&kpv).arg(&dq);
+            b.arg(&hq).arg(&hkv).arg(&l).arg(&t);
+            b.arg(&pr.scale).arg(&softcap).arg(&pr.window);
+            let shape = super::launch_shape_tc_bwd(dm.l, dm.d, dm.hq, dm.b);
+            // SAFETY: argument types match the kernel's signature.
+            unsafe { b.launch(crate::kernels::cuda::config(shape)) }.w()?;
+            let f = func(
+                dev,
+                ATTENTION_TC,
+                &format!("attn_bwd_dkdv_tc_d{}", dm.d),
+                Some(dt),
+            )?;
+            let mut b = stream.launch_builder(&f);
+            b.arg(&qs).arg(&ks).arg(&vs).arg(&gs).arg(&lses).arg(&delta);
+            b.arg(&qpv).arg(&kpv).arg(&dk).arg(&dv);
+            b.arg(&hq).arg(&hkv).arg(&l).arg(&t);
+            b.arg(&pr.scale).arg(&softcap).arg(&pr.window);
+            let shape = super::launch_shape_tc_bwd(dm.t, dm.d, dm.hkv, dm.b);
+            // SAFETY: argument types match the kernel's signature.
+            unsafe { b.launch(crate::kernels::cuda::config(shape)) }.w()?;
+            return Ok((
+                tensor(dq, dev, q.shape().clone()),
+                tensor(dk, dev, k.shape().clone()),
+                tensor(dv, dev, v.shape().clone()),
+            ));
+        }
 
         // dQ (and Δ), one warp per query row.
         // SAFETY: the kernel writes every row.
@@ -660,7 +797,7 @@ mod cuda {
 
     pub fn backward(
         dev: &CudaDevice,
-        qkvg: [&Tensor; 4],
+        qkvg: [&Tensor; 5],
         lse: &Tensor,
         q_pos: &Tensor,
         k_pos: &Tensor,
@@ -709,6 +846,58 @@ fn case_positions(c: &Case) -> Result<(Tensor, Tensor)> {
 /// f32 (inputs rounded to the case's dtype first): output and dq/dk/dv of
 /// `Σ out ∘ c`, compared on the query rows with a position (padding rows zeroed in both, and
 /// zero in `c`).
+/// The yardstick for the tensor-core kernels, which round P and dS to the 16-bit input dtype for
+/// the MMAs (as FlashAttention does): the error of candle's composed attention computed in
+/// `dt` (bf16/f16 scores, probabilities and products) against the same ops in f32, for the
+/// output and `dq`, `dk`, `dv` of `Σ out ∘ w`, in [`compare`]'s metric. Inputs are f32 tensors
+/// already rounded to `dt`; `w` is zero on query rows without a position, and outputs are
+/// compared on the other rows only. A tensor-core result passes at twice this error (the
+/// criterion of FlashAttention's tests) or within the dtype's usual tolerance.
+#[allow(clippy::too_many_arguments)]
+pub fn composed_errors(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    q_pos: &Tensor,
+    k_pos: &Tensor,
+    window: Option<usize>,
+    scale: f64,
+    softcap: Option<f64>,
+    w: &Tensor,
+    dt: DType,
+) -> Result<[f64; 4]> {
+    use crate::model::ops;
+    let mask = ops::attention_mask(q_pos, k_pos, window)?;
+    let rows = q_pos
+        .ge(0i64)?
+        .to_dtype(DType::F32)?
+        .unsqueeze(1)?
+        .unsqueeze(3)?;
+    let run = |dtype: DType| -> Result<(Tensor, Tensor, Tensor, Tensor)> {
+        let vars = [q, k, v].map(|x| x.to_dtype(dtype).and_then(|x| Var::from_tensor(&x)));
+        let [qv, kv, vv] = vars;
+        let (qv, kv, vv) = (qv?, kv?, vv?);
+        let y = ops::attention(&qv, &kv, &vv, &mask, scale, softcap)?.to_dtype(DType::F32)?;
+        let g = (&y * w)?.sum_all()?.backward()?;
+        let grad = |x: &Var| -> Result<Tensor> {
+            g.get(x)
+                .ok_or_else(|| candle_core::Error::Msg("attention: no gradient".into()))?
+                .to_dtype(DType::F32)
+        };
+        Ok((y.broadcast_mul(&rows)?, grad(&qv)?, grad(&kv)?, grad(&vv)?))
+    };
+    let (r, l) = (run(DType::F32)?, run(dt)?);
+    let err = |a: &Tensor, b: &Tensor| -> Result<f64> {
+        Ok(compare("attention", String::new(), a, b, 0.0)?.err)
+    };
+    Ok([
+        err(&l.0, &r.0)?,
+        err(&l.1, &r.1)?,
+        err(&l.2, &r.2)?,
+        err(&l.3, &r.3)?,
+    ])
+}
+
 pub(crate) fn checks(dev: &Device) -> Result<Vec<Check>> {
     use crate::model::ops;
     let s64 = 1.0 / 8.0;
@@ -873,8 +1062,34 @@ pub(crate) fn checks(dev: &Device) -> Result<Vec<Check>> {
         let gd = (yd.to_dtype(DType::F32)? * w.to_device(dev)?)?
             .sum_all()?
             .backward()?;
-        let case = format!("{} {:?}", c.name, c.dt);
+        let tc = dev.is_cuda() && tensor_core_forward(c.dt, c.d);
+        let case = format!(
+            "{} {:?}{}",
+            c.name,
+            c.dt,
+            if tc { " (tensor cores)" } else { "" }
+        );
         let t = tol(c.dt);
+        // Per output: the dtype's tolerance, or twice candle's own error in this dtype where the
+        // tensor-core kernels (16-bit P and dS) run.
+        let tols = if tc {
+            let r = |x: &Tensor| x.to_dtype(c.dt)?.to_dtype(DType::F32);
+            let e = composed_errors(
+                &r(&q)?,
+                &r(&k)?,
+                &r(&v)?,
+                &qp,
+                &kp,
+                c.window,
+                c.scale,
+                c.softcap,
+                &w,
+                c.dt,
+            )?;
+            e.map(|e| t.max(2.0 * e))
+        } else {
+            [t; 4]
+        };
         let yd_rows = yd
             .to_dtype(DType::F32)?
             .to_device(&cpu)?
@@ -885,13 +1100,14 @@ pub(crate) fn checks(dev: &Device) -> Result<Vec<Check>> {
             format!("{case} out"),
             &yd_rows,
             &yr_rows,
-            t,
+            tols[0],
         )?);
-        for (name, xd, xr) in [("dq", &qd, &qr), ("dk", &kd, &kr), ("dv", &vd, &vr)] {
+        let grads = [("dq", &qd, &qr), ("dk", &kd, &kr), ("dv", &vd, &vr)];
+        for ((name, xd, xr), t) in grads.into_iter().zip(&tols[1..]) {
             let (Some(a), Some(b)) = (gd.get(xd), gr.get(xr)) else {
                 candle_core::bail!("attention {case}: no gradient for {name}");
             };
-            out.push(compare("attention", format!("{case} {name}"), a, b, t)?);
+            out.push(compare("attention", format!("{case} {name}"), a, b, *t)?);
         }
     }
     Ok(out)

@@ -113,6 +113,7 @@ pub(crate) mod cuda {
     pub const RMSNORM: (&str, &str) = ("bwb_rmsnorm", ptx!("rmsnorm"));
     pub const ROPE: (&str, &str) = ("bwb_rope", ptx!("rope"));
     pub const ATTENTION: (&str, &str) = ("bwb_attention", ptx!("attention"));
+    pub const ATTENTION_TC: (&str, &str) = ("bwb_attention_tc", ptx!("attention_tc"));
     pub const CROSS_ENTROPY: (&str, &str) = ("bwb_cross_entropy", ptx!("cross_entropy"));
     pub const DEQUANT: (&str, &str) = ("bwb_dequant", ptx!("dequant"));
 

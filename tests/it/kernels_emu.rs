@@ -720,3 +720,204 @@ fn a_barrier_some_threads_skip_is_reported_not_hung() {
     assert!(!out.status.success(), "the child passed: {err}");
     assert!(err.contains("bwb-emu: divergent barrier"), "stderr: {err}");
 }
+
+/// Shapes for the tensor-core forward beyond [`attn_cases`]: several query blocks and key
+/// tiles, and one query row per sequence over a cache (decode) with 4 query heads per KV head.
+fn tc_cases() -> Vec<AttnCase> {
+    let cache = left_padded(70, &[0, 9]);
+    let new: Vec<Vec<i64>> = cache.iter().map(|r| r[69..].to_vec()).collect();
+    vec![
+        AttnCase {
+            name: "two query blocks, three key tiles",
+            b: 1,
+            hq: 2,
+            hkv: 2,
+            l: 80,
+            t: 80,
+            d: 64,
+            q_pos: left_padded(80, &[0]),
+            k_pos: left_padded(80, &[0]),
+            window: None,
+            softcap: None,
+        },
+        AttnCase {
+            name: "decode, GQA 4:1, D 128",
+            b: 2,
+            hq: 4,
+            hkv: 1,
+            l: 1,
+            t: 70,
+            d: 128,
+            q_pos: new,
+            k_pos: cache,
+            window: None,
+            softcap: None,
+        },
+    ]
+}
+
+#[test]
+fn tensor_core_attention_matches_the_cpu_implementation() {
+    let Some(emu) = emu() else { return };
+    type Tc = unsafe extern "C" fn(P, P, P, P, P, P, P, i32, i32, i32, i32, f32, f32, i64);
+    type Fwd = unsafe extern "C" fn(P, P, P, P, P, P, P, i32, i32, i32, i32, i32, f32, f32, i64);
+    type DqTc =
+        unsafe extern "C" fn(P, P, P, P, P, P, P, P, P, P, i32, i32, i32, i32, f32, f32, i64);
+    type DkdvTc =
+        unsafe extern "C" fn(P, P, P, P, P, P, P, P, P, P, i32, i32, i32, i32, f32, f32, i64);
+    let cpu = Device::Cpu;
+    let mut seed = 700;
+    let cases = attn_cases().into_iter().chain(tc_cases());
+    for c in cases.filter(|c| matches!(c.d, 64 | 128 | 256)) {
+        for dt in [DType::BF16, DType::F16] {
+            seed += 4;
+            let (b, hq, hkv, l, t, d) = (c.b, c.hq, c.hkv, c.l, c.t, c.d);
+            let q = randn(seed, &[b, hq, l, d], 1.0, dt, &cpu).unwrap();
+            let k = randn(seed + 1, &[b, hkv, t, d], 1.0, dt, &cpu).unwrap();
+            let v = randn(seed + 2, &[b, hkv, t, d], 1.0, dt, &cpu).unwrap();
+            let flat = |p: &[Vec<i64>]| p.iter().flatten().copied().collect::<Vec<i64>>();
+            let qp = Tensor::from_vec(flat(&c.q_pos), (b, l), &cpu).unwrap();
+            let kp = Tensor::from_vec(flat(&c.k_pos), (b, t), &cpu).unwrap();
+            // dO is zero on query rows without a position (their output is not used).
+            let rows = qp
+                .ge(0i64)
+                .unwrap()
+                .to_dtype(dt)
+                .unwrap()
+                .unsqueeze(1)
+                .unwrap();
+            let dout = randn(seed + 3, &[b, hq, l, d], 1.0, dt, &cpu)
+                .unwrap()
+                .broadcast_mul(&rows.unsqueeze(3).unwrap())
+                .unwrap();
+            let scale = 1.0 / (d as f64).sqrt();
+            let case = format!("tensor-core attention {} {dt:?}", c.name);
+            // f32 reference on the rounded inputs: the kernels round P, dS and the outputs to
+            // the input dtype (as the MMAs take them), nothing else.
+            let f = |t: &Tensor| Var::from_tensor(&t.to_dtype(DType::F32).unwrap()).unwrap();
+            let (qv, kv, vv) = (f(&q), f(&k), f(&v));
+            let want =
+                attention::attention(&qv, &kv, &vv, &qp, &kp, c.window, scale, c.softcap).unwrap();
+            let grads = (&want * dout.to_dtype(DType::F32).unwrap())
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let (gq, gk, gv) = (
+                grads.get(&qv).unwrap().clone(),
+                grads.get(&kv).unwrap().clone(),
+                grads.get(&vv).unwrap().clone(),
+            );
+            // Pass: within the dtype's tolerance, or twice the error of candle's composed
+            // attention computed in this dtype (the tensor-core kernels round P and dS to it).
+            let f32_ = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+            let yard = attention::composed_errors(
+                &f32_(&q),
+                &f32_(&k),
+                &f32_(&v),
+                &qp,
+                &kp,
+                c.window,
+                scale,
+                c.softcap,
+                &f32_(&dout),
+                dt,
+            )
+            .unwrap();
+            let tols = yard.map(|e| tol(dt).max(2.0 * e));
+
+            let (bq, bk, bv, bd, bqp, bkp) = (
+                Buf::of(&q),
+                Buf::of(&k),
+                Buf::of(&v),
+                Buf::of(&dout),
+                Buf::of(&qp),
+                Buf::of(&kp),
+            );
+            let rows = b * hq * l;
+            let (mut out, mut lse) = (Buf::of_elems(rows * d, dt), Buf::of_elems(rows, DType::F32));
+            let (mut out0, mut lse0) =
+                (Buf::of_elems(rows * d, dt), Buf::of_elems(rows, DType::F32));
+            let (pq, pk, pv, pd, pqp, pkp) =
+                (bq.ptr(), bk.ptr(), bv.ptr(), bd.ptr(), bqp.ptr(), bkp.ptr());
+            let (po, pl, po0, pl0) = (out.mut_ptr(), lse.mut_ptr(), out0.mut_ptr(), lse0.mut_ptr());
+            let (hq_i, hkv_i, l_i, t_i, d_i) =
+                (hq as i32, hkv as i32, l as i32, t as i32, d as i32);
+            let (sc, cap) = (scale as f32, c.softcap.unwrap_or(0.0) as f32);
+            let win = c.window.map_or(-1, |w| w as i64);
+
+            let tc: Tc = emu.f(&format!("attn_fwd_tc_d{d}_{}", sfx(dt)));
+            emu.launch(attention::launch_shape_tc(l, d, hq, b), &|| unsafe {
+                tc(
+                    pq, pk, pv, pqp, pkp, po, pl, hq_i, hkv_i, l_i, t_i, sc, cap, win,
+                )
+            });
+            assert_close(
+                format!("{case} out"),
+                &out.tensor(dt, &[b, hq, l, d]),
+                &want,
+                tols[0],
+            );
+
+            // The log-sum-exp the backward kernels read, against the CUDA-core forward's.
+            let fwd: Fwd = emu.f(&format!("attn_fwd_{}", sfx(dt)));
+            emu.launch(
+                attention::launch_shape((hq / hkv) * l, d, hkv, b, 1),
+                &|| unsafe {
+                    fwd(
+                        pq, pk, pv, pqp, pkp, po0, pl0, hq_i, hkv_i, l_i, t_i, d_i, sc, cap, win,
+                    )
+                },
+            );
+            let got = lse.tensor(DType::F32, &[rows]).to_vec1::<f32>().unwrap();
+            let base = lse0.tensor(DType::F32, &[rows]).to_vec1::<f32>().unwrap();
+            for (i, (a, w)) in got.iter().zip(&base).enumerate() {
+                let same = (a.is_infinite() && a == w) || (a - w).abs() <= 2e-2;
+                assert!(same, "{case}: lse of row {i} is {a}, CUDA-core kernel {w}");
+            }
+
+            if d > 128 {
+                continue; // the CUDA-core backward runs there
+            }
+            let mut delta = Buf::of_elems(rows, DType::F32);
+            let mut dq = Buf::of_elems(rows * d, dt);
+            let mut dk = Buf::of_elems(b * hkv * t * d, dt);
+            let mut dv = Buf::of_elems(b * hkv * t * d, dt);
+            let po = out.ptr();
+            let (pdel, pdq, pdk, pdv) = (delta.mut_ptr(), dq.mut_ptr(), dk.mut_ptr(), dv.mut_ptr());
+            let f: DqTc = emu.f(&format!("attn_bwd_dq_tc_d{d}_{}", sfx(dt)));
+            emu.launch(attention::launch_shape_tc_bwd(l, d, hq, b), &|| unsafe {
+                f(
+                    pq, pk, pv, po, pd, pl, pdel, pqp, pkp, pdq, hq_i, hkv_i, l_i, t_i, sc, cap,
+                    win,
+                )
+            });
+            let f: DkdvTc = emu.f(&format!("attn_bwd_dkdv_tc_d{d}_{}", sfx(dt)));
+            emu.launch(attention::launch_shape_tc_bwd(t, d, hkv, b), &|| unsafe {
+                f(
+                    pq, pk, pv, pd, pl, pdel, pqp, pkp, pdk, pdv, hq_i, hkv_i, l_i, t_i, sc, cap,
+                    win,
+                )
+            });
+            assert_close(
+                format!("{case} dq"),
+                &dq.tensor(dt, &[b, hq, l, d]),
+                &gq,
+                tols[1],
+            );
+            assert_close(
+                format!("{case} dk"),
+                &dk.tensor(dt, &[b, hkv, t, d]),
+                &gk,
+                tols[2],
+            );
+            assert_close(
+                format!("{case} dv"),
+                &dv.tensor(dt, &[b, hkv, t, d]),
+                &gv,
+                tols[3],
+            );
+        }
+    }
+}
