@@ -66,12 +66,14 @@ __device__ __forceinline__ void attn_stage(float* dst, const T* __restrict__ src
   }
 }
 
-// Forward. grid (ceil(rep·L / NW), Hkv, B), block 32·NW.
+// Forward. grid (ceil(rep·L / NW), Hkv, B), block 32·NW. K/V rows of one (b, head) are the
+// first T of `kv_cap` (a preallocated KV cache; kv_cap = T when contiguous).
 template <typename T>
 __device__ void attn_fwd(const T* __restrict__ q, const T* __restrict__ k,
                          const T* __restrict__ v, const long long* __restrict__ qpos,
                          const long long* __restrict__ kpos, T* __restrict__ out,
-                         float* __restrict__ lse, int hq, int hkv, int L, int T_, int D,
+                         float* __restrict__ lse, int hq, int hkv, int L, int T_, int kv_cap,
+                         int D,
                          float scale, float softcap, long long window) {
   BWB_DYNAMIC_SMEM(float, smem);
   __shared__ long long kps[ATTN_TK];
@@ -89,7 +91,7 @@ __device__ void attn_fwd(const T* __restrict__ q, const T* __restrict__ k,
   const bool active = r < nrows;
   const long long qp = active ? qpos[(size_t)b * L + r % L] : -1;
   const size_t row = ((size_t)b * hq + (size_t)g * rep) * L + r;  // (b, h, i) row index
-  const size_t kvoff = ((size_t)b * hkv + g) * (size_t)T_ * D;
+  const size_t kvoff = ((size_t)b * hkv + g) * (size_t)kv_cap * D;  // rows kv_cap apart per head
   const long long* kpb = kpos + (size_t)b * T_;
 
   if (threadIdx.x == 0) attn_qpos_range(qpos, b, L, nrows, nw, &qlo_s, &qhi_s);
@@ -397,11 +399,12 @@ __device__ void attn_bwd_dkdv(const T* __restrict__ q, const T* __restrict__ k,
 }
 
 #define ATTENTION(T, S)                                                                          \
-  extern "C" __global__ void attn_fwd_##S(const T* q, const T* k, const T* v,                   \
-                                          const long long* qpos, const long long* kpos, T* out, \
-                                          float* lse, int hq, int hkv, int L, int T_, int D,    \
-                                          float scale, float softcap, long long window) {       \
-    attn_fwd<T>(q, k, v, qpos, kpos, out, lse, hq, hkv, L, T_, D, scale, softcap, window);      \
+  extern "C" __global__ void attn_fwd_##S(                                                       \
+      const T* q, const T* k, const T* v, const long long* qpos, const long long* kpos, T* out,  \
+      float* lse, int hq, int hkv, int L, int T_, int kv_cap, int D, float scale, float softcap, \
+      long long window) {                                                                        \
+    attn_fwd<T>(q, k, v, qpos, kpos, out, lse, hq, hkv, L, T_, kv_cap, D, scale, softcap,       \
+                window);                                                                         \
   }                                                                                              \
   extern "C" __global__ void attn_bwd_dq_##S(                                                    \
       const T* q, const T* k, const T* v, const T* dout, const float* lse, float* delta,        \

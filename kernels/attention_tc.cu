@@ -11,6 +11,8 @@
 //   through shared memory only when some row's max moved; then O += P V.
 // The fragments' element layout is never used (WMMA leaves it unspecified), so the emulation in
 // kernels/emu/ runs this file as it is. The CPU reference is src/kernels/attention.rs.
+// K/V rows of one (b, KV head) are the first T of `kv_cap` in the forward (a preallocated KV
+// cache; kv_cap = T when contiguous), exactly T in the backward.
 #include "common.cuh"
 #ifndef BWB_EMU
 #include <mma.h>
@@ -38,8 +40,8 @@ template <typename T, int D>
 __device__ void attn_fwd_tc(const T* __restrict__ q, const T* __restrict__ k,
                             const T* __restrict__ v, const long long* __restrict__ qpos,
                             const long long* __restrict__ kpos, T* __restrict__ out,
-                            float* __restrict__ lse, int hq, int hkv, int L, int T_, float scale,
-                            float softcap, long long window) {
+                            float* __restrict__ lse, int hq, int hkv, int L, int T_, int kv_cap,
+                            float scale, float softcap, long long window) {
   using namespace nvcuda;
   constexpr int KD = D / 16;  // 16-wide slices of the head dimension
   BWB_DYNAMIC_SMEM(unsigned char, smem);
@@ -51,7 +53,7 @@ __device__ void attn_fwd_tc(const T* __restrict__ q, const T* __restrict__ k,
   const int qblock = blockIdx.x * 16 * TC_NW;
   const int q0 = qblock + warp * 16;
   const size_t qrow0 = ((size_t)b * hq + h) * L;    // (b, h, 0) row
-  const size_t kvrow0 = ((size_t)b * hkv + g) * T_;  // (b, g, 0) row
+  const size_t kvrow0 = ((size_t)b * hkv + g) * kv_cap;  // (b, g, 0) row; rows kv_cap apart
   T* ks = (T*)smem;
   T* vs = ks + TC_TK * D;
   unsigned char* wbase = smem + 2 * TC_TK * D * sizeof(T) + warp * TC_WARP_BYTES;
@@ -534,9 +536,10 @@ __device__ void attn_bwd_dkdv_tc(const T* __restrict__ q, const T* __restrict__ 
 #define ATTN_TC_FWD(T, S, D)                                                                   \
   extern "C" __global__ void __launch_bounds__(32 * TC_NW) attn_fwd_tc_d##D##_##S(             \
       const T* q, const T* k, const T* v, const long long* qpos, const long long* kpos, T* out, \
-      float* lse, TC_ARGS_TAIL) {                                                              \
-    TC_CALL((attn_fwd_tc<T, D>(q, k, v, qpos, kpos, out, lse, hq, hkv, L, T_, scale, softcap,  \
-                               window)))                                                       \
+      float* lse, int hq, int hkv, int L, int T_, int kv_cap, float scale, float softcap,     \
+      long long window) {                                                                      \
+    TC_CALL((attn_fwd_tc<T, D>(q, k, v, qpos, kpos, out, lse, hq, hkv, L, T_, kv_cap, scale,   \
+                               softcap, window)))                                              \
   }
 #define ATTN_TC_BWD(T, S, D)                                                                    \
   extern "C" __global__ void __launch_bounds__(32 * TC_NW) attn_bwd_dq_tc_d##D##_##S(           \

@@ -110,8 +110,41 @@ pub fn attention(
         },
         lse: Mutex::new(None),
     };
-    q.contiguous()?
-        .apply_op3(&k.contiguous()?, &v.contiguous()?, op)
+    // A GPU reads K/V straight from a preallocated KV cache (rows `kv_cap` apart per head);
+    // everything else takes contiguous tensors.
+    let (k, v) = if dev.is_cuda() && kv_span(k.layout()).is_some() && kv_span(v.layout()).is_some()
+    {
+        (k.clone(), v.clone())
+    } else {
+        (k.contiguous()?, v.contiguous()?)
+    };
+    q.contiguous()?.apply_op3(&k, &v, op)
+}
+
+/// `(start, end, kv_cap)` of a `(B, H, T, D)` K or V whose rows of one `(b, h)` are the first
+/// `T` of `kv_cap ≥ T` contiguous rows (a contiguous tensor: `kv_cap = T`; the first `T` slots
+/// of a preallocated `(B, H, kv_cap, D)` cache: its `narrow(2, 0, T)`); `None` otherwise.
+pub fn kv_span(l: &Layout) -> Option<(usize, usize, usize)> {
+    let (dims, st) = (l.dims(), l.stride());
+    let [b, h, t, d] = dims else { return None };
+    let (b, h, t, d) = (*b, *h, *t, *d);
+    if b * h * t * d == 0 {
+        return None;
+    }
+    let cap = if l.is_contiguous() {
+        t
+    } else {
+        if st[3] != 1 || st[2] != d || st[1] % d != 0 {
+            return None;
+        }
+        let cap = st[1] / d;
+        if cap < t || (b > 1 && st[0] != h * cap * d) {
+            return None;
+        }
+        cap
+    };
+    let start = l.start_offset();
+    Some((start, start + (b * h - 1) * cap * d + t * d, cap))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -619,7 +652,15 @@ mod cuda {
         pr: &Params,
     ) -> Result<(CudaSlice<T>, CudaSlice<f32>)> {
         let dev = q.device();
-        let (qs, ks, vs) = (slice::<T>(q, lq)?, slice::<T>(k, lk)?, slice::<T>(v, lv)?);
+        let qs = slice::<T>(q, lq)?;
+        let ((ka, kb, kcap), (va, vb, vcap)) = match (super::kv_span(lk), super::kv_span(lv)) {
+            (Some(k), Some(v)) if k.2 == v.2 => (k, v),
+            _ => candle_core::bail!("attention: k and v must be contiguous or one KV cache's rows"),
+        };
+        let ks = k.as_cuda_slice::<T>()?.slice(ka..kb);
+        let vs = v.as_cuda_slice::<T>()?.slice(va..vb);
+        let kv_cap = i32::try_from(kcap.max(vcap))
+            .map_err(|_| candle_core::Error::Msg("attention: KV cache too long".into()))?;
         let (qps, qpl) = q_pos.storage_and_layout();
         let qpv = view::<i64>(&qps, qpl, "q_pos")?;
         let (kps, kpl) = k_pos.storage_and_layout();
@@ -646,7 +687,7 @@ mod cuda {
             .arg(&kpv)
             .arg(&out)
             .arg(&lse);
-        b.arg(&hq).arg(&hkv).arg(&l).arg(&t);
+        b.arg(&hq).arg(&hkv).arg(&l).arg(&t).arg(&kv_cap);
         // The tensor-core kernels have the head dimension as a template parameter.
         if !tc {
             b.arg(&d);

@@ -1,11 +1,34 @@
 //! The caller-owned KV cache: per layer `(B, Hkv, T, D)` keys and values, plus the position
 //! of every cached slot per row (negative for padding), from which attention masks are built.
+//!
+//! Keys and values live in preallocated `(B, Hkv, capacity, D)` buffers that grow in chunks of
+//! [`CHUNK`] slots: a step writes its new rows in place and attention reads the first `T` rows
+//! as a view (the CUDA kernels read that layout directly), so a decode step copies only its own
+//! keys instead of the whole cache (`Tensor::cat` per step made generation O(T²) in memory
+//! traffic).
 
 use candle_core::{Result, Tensor};
 
+/// Slots added to a layer's buffers when they are full.
+pub const CHUNK: usize = 256;
+
+#[derive(Debug, Clone)]
+struct LayerKv {
+    /// `(B, Hkv, capacity, D)`, contiguous; the first `len` slots are filled.
+    k: Tensor,
+    v: Tensor,
+    len: usize,
+}
+
+impl LayerKv {
+    fn capacity(&self) -> usize {
+        self.k.dims().get(2).copied().unwrap_or(0)
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Cache {
-    kv: Vec<Option<(Tensor, Tensor)>>,
+    kv: Vec<Option<LayerKv>>,
     positions: Option<Tensor>,
 }
 
@@ -28,14 +51,41 @@ impl Cache {
         Ok(all)
     }
 
-    /// Append this step's keys and values for `layer` and return the full ones.
+    /// Append this step's keys and values `(B, Hkv, L, D)` for `layer` and return all of them,
+    /// `(B, Hkv, T, D)` views of the layer's buffers.
     pub fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
-        let (k, v) = match &self.kv[layer] {
-            Some((pk, pv)) => (Tensor::cat(&[pk, k], 2)?, Tensor::cat(&[pv, v], 2)?),
-            None => (k.contiguous()?, v.contiguous()?),
+        let Some(slot) = self.kv.get_mut(layer) else {
+            candle_core::bail!("KV cache: no layer {layer}");
         };
-        self.kv[layer] = Some((k.clone(), v.clone()));
-        Ok((k, v))
+        let (b, h, l, d) = k.dims4()?;
+        if v.dims() != k.dims() {
+            candle_core::bail!("KV cache: keys {:?} and values {:?}", k.dims(), v.dims());
+        }
+        let len = slot.as_ref().map_or(0, |e| e.len);
+        if slot.as_ref().is_none_or(|e| len + l > e.capacity()) {
+            let cap = (len + l).next_multiple_of(CHUNK);
+            let nk = Tensor::zeros((b, h, cap, d), k.dtype(), k.device())?;
+            let nv = Tensor::zeros((b, h, cap, d), v.dtype(), v.device())?;
+            if let Some(old) = slot.as_ref().filter(|e| e.len > 0) {
+                nk.slice_set(&old.k.narrow(2, 0, len)?.contiguous()?, 2, 0)?;
+                nv.slice_set(&old.v.narrow(2, 0, len)?.contiguous()?, 2, 0)?;
+            }
+            *slot = Some(LayerKv { k: nk, v: nv, len });
+        }
+        let Some(e) = slot.as_mut() else {
+            candle_core::bail!("KV cache: layer {layer} lost its buffers");
+        };
+        if e.k.dims()[..2] != [b, h] || e.k.dims()[3] != d {
+            candle_core::bail!(
+                "KV cache: layer {layer} holds {:?}, got keys {:?}",
+                e.k.dims(),
+                k.dims()
+            );
+        }
+        e.k.slice_set(&k.contiguous()?, 2, e.len)?;
+        e.v.slice_set(&v.contiguous()?, 2, e.len)?;
+        e.len += l;
+        Ok((e.k.narrow(2, 0, e.len)?, e.v.narrow(2, 0, e.len)?))
     }
 
     /// Number of cached slots per row.
@@ -52,13 +102,9 @@ impl Cache {
 
     /// Keep only the given batch rows (finished rows leave the batch).
     pub fn select_rows(&mut self, rows: &Tensor) -> Result<()> {
-        // index_select needs contiguous input; a cache rebuilt from views (Phi-3's fused qkv
-        // after a rope switch) may not be.
-        for kv in self.kv.iter_mut().flatten() {
-            *kv = (
-                kv.0.contiguous()?.index_select(rows, 0)?,
-                kv.1.contiguous()?.index_select(rows, 0)?,
-            );
+        for e in self.kv.iter_mut().flatten() {
+            e.k = e.k.index_select(rows, 0)?;
+            e.v = e.v.index_select(rows, 0)?;
         }
         if let Some(p) = &self.positions {
             self.positions = Some(p.contiguous()?.index_select(rows, 0)?);

@@ -202,6 +202,17 @@ pub fn attend(
 }
 
 /// Differentiable softmax over the last dimension (candle's fused one has no backward).
+/// K or V as a matmul operand: the CPU GEMM reads a KV-cache view (rows `capacity` apart per
+/// head, [`crate::kernels::attention::kv_span`]) as it is; anything else, and every other
+/// device, gets a contiguous copy.
+fn kv_operand(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && crate::kernels::attention::kv_span(x.layout()).is_some() {
+        Ok(x.clone())
+    } else {
+        x.contiguous()
+    }
+}
+
 pub fn softmax(x: &Tensor) -> Result<Tensor> {
     let max = x.max_keepdim(D::Minus1)?.detach();
     let e = x.broadcast_sub(&max)?.exp()?;
@@ -227,7 +238,7 @@ pub fn attention(
     let qg = q.contiguous()?.reshape((b, hkv, rep * l, d))?;
     // 2. scores (B, Hkv, rep, L, T) in f32
     let s = qg
-        .matmul(&k.contiguous()?.t()?)?
+        .matmul(&kv_operand(k)?.t()?)?
         .to_dtype(DType::F32)?
         .affine(scale, 0.0)?;
     let s = match softcap {
@@ -239,5 +250,5 @@ pub fn attention(
         .broadcast_add(&mask.unsqueeze(1)?)?;
     let p = softmax(&s)?.reshape((b, hkv, rep * l, t))?.to_dtype(dt)?;
     // 3. (B, Hkv, rep·L, D) -> (B, Hq, L, D)
-    p.matmul(&v.contiguous()?)?.reshape((b, hq, l, d))
+    p.matmul(&kv_operand(v)?)?.reshape((b, hq, l, d))
 }

@@ -139,3 +139,22 @@ fn bench_kernels_rejects_zero_tokens_with_a_usage_error() {
         "{err}"
     );
 }
+
+#[test]
+fn kv_span_accepts_contiguous_and_cache_views_only() {
+    use bwb::kernels::attention::kv_span;
+    use candle_core::{DType, Tensor};
+    let buf = Tensor::zeros((2, 3, 10, 4), DType::F32, &Device::Cpu).unwrap();
+    // Contiguous: rows T apart.
+    assert_eq!(kv_span(buf.layout()), Some((0, 240, 10)));
+    // The first 7 slots of the cache: rows 10 apart, ending after row 7 of the last head.
+    let view = buf.narrow(2, 0, 7).unwrap();
+    assert_eq!(kv_span(view.layout()), Some((0, 5 * 40 + 28, 10)));
+    // Not that layout: a transposed view, a slice of the head dimension, an empty tensor.
+    assert_eq!(kv_span(buf.transpose(2, 3).unwrap().layout()), None);
+    assert_eq!(kv_span(buf.narrow(3, 0, 2).unwrap().layout()), None);
+    assert_eq!(kv_span(buf.narrow(2, 0, 0).unwrap().layout()), None);
+    // A window that does not start at slot 0 starts later in memory, rows still 10 apart.
+    let late = buf.narrow(2, 2, 5).unwrap();
+    assert_eq!(kv_span(late.layout()), Some((8, 8 + 5 * 40 + 20, 10)));
+}

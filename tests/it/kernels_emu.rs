@@ -207,6 +207,17 @@ impl Emu {
     }
 }
 
+/// `x` `(B, H, T, D)` as the first `T` rows of a `(B, H, cap, D)` KV cache whose other rows are
+/// NaN (a kernel reading past `T` poisons its output).
+fn in_cache(x: &Tensor, cap: usize) -> Tensor {
+    let (b, h, t, d) = x.dims4().unwrap();
+    let nan = Tensor::full(f32::NAN, (b, h, cap - t, d), &Device::Cpu)
+        .unwrap()
+        .to_dtype(x.dtype())
+        .unwrap();
+    Tensor::cat(&[x, &nan], 2).unwrap()
+}
+
 fn sfx(dt: DType) -> &'static str {
     match dt {
         DType::F32 => "f32",
@@ -574,7 +585,8 @@ fn attn_cases() -> Vec<AttnCase> {
 #[test]
 fn attention_kernels_match_the_cpu_implementation() {
     let Some(emu) = emu() else { return };
-    type Fwd = unsafe extern "C" fn(P, P, P, P, P, P, P, i32, i32, i32, i32, i32, f32, f32, i64);
+    type Fwd =
+        unsafe extern "C" fn(P, P, P, P, P, P, P, i32, i32, i32, i32, i32, i32, f32, f32, i64);
     type Dq =
         unsafe extern "C" fn(P, P, P, P, P, P, P, P, P, i32, i32, i32, i32, i32, f32, f32, i64);
     type Dkdv =
@@ -613,6 +625,13 @@ fn attention_kernels_match_the_cpu_implementation() {
             let gv = grads.get(&vv).unwrap().clone();
 
             let (bq, bk, bv, bd) = (Buf::of(&q), Buf::of(&k), Buf::of(&v), Buf::of(&dout));
+            // The forward reads K/V from a preallocated cache: rows kv_cap apart, NaN past T.
+            let kv_cap = t + 13;
+            let (bkc, bvc) = (
+                Buf::of(&in_cache(&k, kv_cap)),
+                Buf::of(&in_cache(&v, kv_cap)),
+            );
+            let (pkc, pvc, cap_i) = (bkc.ptr(), bvc.ptr(), kv_cap as i32);
             let (bqp, bkp) = (Buf::of(&qp), Buf::of(&kp));
             let rows = b * hq * l;
             let mut out = Buf::of_elems(rows * d, dt);
@@ -635,7 +654,7 @@ fn attention_kernels_match_the_cpu_implementation() {
             let fwd: Fwd = emu.f(&format!("attn_fwd_{}", sfx(dt)));
             emu.launch(attention::launch_shape(rep_l, d, hkv, b, 1), &|| unsafe {
                 fwd(
-                    pq, pk, pv, pqp, pkp, po, pl, hq_i, hkv_i, l_i, t_i, d_i, sc, cap, win,
+                    pq, pkc, pvc, pqp, pkp, po, pl, hq_i, hkv_i, l_i, t_i, cap_i, d_i, sc, cap, win,
                 )
             });
             assert_close(
@@ -759,8 +778,9 @@ fn tc_cases() -> Vec<AttnCase> {
 #[test]
 fn tensor_core_attention_matches_the_cpu_implementation() {
     let Some(emu) = emu() else { return };
-    type Tc = unsafe extern "C" fn(P, P, P, P, P, P, P, i32, i32, i32, i32, f32, f32, i64);
-    type Fwd = unsafe extern "C" fn(P, P, P, P, P, P, P, i32, i32, i32, i32, i32, f32, f32, i64);
+    type Tc = unsafe extern "C" fn(P, P, P, P, P, P, P, i32, i32, i32, i32, i32, f32, f32, i64);
+    type Fwd =
+        unsafe extern "C" fn(P, P, P, P, P, P, P, i32, i32, i32, i32, i32, i32, f32, f32, i64);
     type DqTc =
         unsafe extern "C" fn(P, P, P, P, P, P, P, P, P, P, i32, i32, i32, i32, f32, f32, i64);
     type DkdvTc =
@@ -841,6 +861,12 @@ fn tensor_core_attention_matches_the_cpu_implementation() {
                 (Buf::of_elems(rows * d, dt), Buf::of_elems(rows, DType::F32));
             let (pq, pk, pv, pd, pqp, pkp) =
                 (bq.ptr(), bk.ptr(), bv.ptr(), bd.ptr(), bqp.ptr(), bkp.ptr());
+            let kv_cap = t + 21;
+            let (bkc, bvc) = (
+                Buf::of(&in_cache(&k, kv_cap)),
+                Buf::of(&in_cache(&v, kv_cap)),
+            );
+            let (pkc, pvc, cap_i) = (bkc.ptr(), bvc.ptr(), kv_cap as i32);
             let (po, pl, po0, pl0) = (out.mut_ptr(), lse.mut_ptr(), out0.mut_ptr(), lse0.mut_ptr());
             let (hq_i, hkv_i, l_i, t_i, d_i) =
                 (hq as i32, hkv as i32, l as i32, t as i32, d as i32);
@@ -850,7 +876,7 @@ fn tensor_core_attention_matches_the_cpu_implementation() {
             let tc: Tc = emu.f(&format!("attn_fwd_tc_d{d}_{}", sfx(dt)));
             emu.launch(attention::launch_shape_tc(l, d, hq, b), &|| unsafe {
                 tc(
-                    pq, pk, pv, pqp, pkp, po, pl, hq_i, hkv_i, l_i, t_i, sc, cap, win,
+                    pq, pkc, pvc, pqp, pkp, po, pl, hq_i, hkv_i, l_i, t_i, cap_i, sc, cap, win,
                 )
             });
             assert_close(
@@ -866,7 +892,8 @@ fn tensor_core_attention_matches_the_cpu_implementation() {
                 attention::launch_shape((hq / hkv) * l, d, hkv, b, 1),
                 &|| unsafe {
                     fwd(
-                        pq, pk, pv, pqp, pkp, po0, pl0, hq_i, hkv_i, l_i, t_i, d_i, sc, cap, win,
+                        pq, pk, pv, pqp, pkp, po0, pl0, hq_i, hkv_i, l_i, t_i, t_i, d_i, sc, cap,
+                        win,
                     )
                 },
             );

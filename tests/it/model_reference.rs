@@ -819,3 +819,89 @@ fn gguf_with_an_unreadable_tensor_type_is_a_one_line_error() {
     assert!(e.contains("odd.gguf") && e.contains("GGUF"), "{e}");
     assert!(!e.contains('\n'), "{e}");
 }
+
+/// Logits `(B, L, V)` of `ids` `(B, L)` at positions `start..start + L`, through `cache`.
+fn step(model: &Model, ids: &[Vec<u32>], start: usize, cache: &mut bwb::model::Cache) -> Tensor {
+    let (b, l) = (ids.len(), ids[0].len());
+    let flat: Vec<u32> = ids.iter().flatten().copied().collect();
+    let t = Tensor::from_vec(flat, (b, l), &Device::Cpu).unwrap();
+    let pos: Vec<i64> = (0..b)
+        .flat_map(|_| (start..start + l).map(|p| p as i64))
+        .collect();
+    let p = Tensor::from_vec(pos, (b, l), &Device::Cpu).unwrap();
+    model
+        .forward(&t, &p, Some(cache), &ForwardCtx::default())
+        .unwrap()
+}
+
+#[test]
+fn kv_cache_growing_past_its_chunks_gives_the_uncached_logits() {
+    // The cache preallocates CHUNK slots at a time and writes each step in place: prefill 250
+    // tokens, decode one at a time across the 256 boundary, drop a batch row, then append 300
+    // at once (across 512); every step's logits must equal a full forward without a cache,
+    // on the composed and on the fused attention path.
+    assert_eq!(bwb::model::cache::CHUNK, 256);
+    let init = bwb::config::RandomInit {
+        hidden_size: 64,
+        intermediate_size: 128,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        head_dim: 16,
+        vocab_size: 512,
+        seed: 3,
+    };
+    let src = load::ModelSource::Random {
+        arch: Arch::Qwen3,
+        init,
+    };
+    let model = load::load(&src, &LoadOptions::default()).unwrap().model;
+    let n = 560;
+    let rows: Vec<Vec<u32>> = (0..2u32)
+        .map(|r| (0..n as u32).map(|i| (i * 31 + r * 7 + 5) % 512).collect())
+        .collect();
+    let full: Vec<Tensor> = rows.iter().map(|r| logits(&model, r)).collect();
+    let check = |got: &Tensor, row: usize, b: usize, start: usize| {
+        let l = got.dim(1).unwrap();
+        let want = full[row].narrow(0, start, l).unwrap();
+        let d = (got.get(b).unwrap() - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            d < 1e-4,
+            "row {row} at {start}..{}: max diff {d}",
+            start + l
+        );
+    };
+    for fused in [false, true] {
+        let run = || {
+            let mut cache = model.new_cache();
+            let pre: Vec<Vec<u32>> = rows.iter().map(|r| r[..250].to_vec()).collect();
+            let y = step(&model, &pre, 0, &mut cache);
+            check(&y, 0, 0, 0);
+            check(&y, 1, 1, 0);
+            for p in 250..260 {
+                let one: Vec<Vec<u32>> = rows.iter().map(|r| vec![r[p]]).collect();
+                let y = step(&model, &one, p, &mut cache);
+                check(&y, 0, 0, p);
+                check(&y, 1, 1, p);
+            }
+            cache
+                .select_rows(&Tensor::new(&[1u32], &Device::Cpu).unwrap())
+                .unwrap();
+            let y = step(&model, &[rows[1][260..n].to_vec()], 260, &mut cache);
+            check(&y, 1, 0, 260);
+            assert_eq!(cache.len(), n);
+        };
+        if fused {
+            bwb::kernels::with_fused_attention(run);
+        } else {
+            run();
+        }
+    }
+}
