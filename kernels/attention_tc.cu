@@ -28,6 +28,65 @@
 // of the 2-byte type, 128 bytes of row statistics.
 #define TC_BWD_WARP_BYTES (16 * TC_TK * 8 + 16 * TC_TK * 4 + 128)
 
+namespace wmma = nvcuda::wmma;
+template <typename T>
+using tc_a_frag = wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major>;
+using tc_acc_frag = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
+
+// Stage TK rows of `sa` and `sb` (each D long, `avail` rows present; zeros after) into shared
+// `da`, `db`, by the whole block.
+template <typename T, int D>
+__device__ __forceinline__ void tc_stage2(T* da, T* db, const T* __restrict__ sa,
+                                          const T* __restrict__ sb, int avail) {
+  for (int idx = threadIdx.x; idx < TC_TK * D; idx += blockDim.x) {
+    const int j = idx / D, d = idx - j * D;
+    const bool in = j < avail;
+    da[idx] = in ? sa[(size_t)j * D + d] : from_f32<T>(0.f);
+    db[idx] = in ? sb[(size_t)j * D + d] : from_f32<T>(0.f);
+  }
+}
+
+// 16 rows of `src` (D long, `avail` present; zeros after) into A fragments, staged through this
+// warp's `st` (16 × D), by one warp.
+template <typename T, int D>
+__device__ __forceinline__ void tc_rows_to_frags(tc_a_frag<T> (&f)[D / 16], T* st,
+                                                 const T* __restrict__ src, int avail) {
+  const int lane = threadIdx.x & 31;
+  for (int idx = lane; idx < 16 * D; idx += 32) {
+    const int r = idx / D, d = idx - r * D;
+    st[idx] = r < avail ? src[(size_t)r * D + d] : from_f32<T>(0.f);
+  }
+  __syncwarp();
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) wmma::load_matrix_sync(f[kk], st + kk * 16, D);
+  __syncwarp();
+}
+
+// X = A1 · B1ᵀ and Y = A2 · B2ᵀ (16 × TK each, f32) into `xs`, `ys` (row stride TK): A in
+// fragments (16 × D), B row-major TK × D tiles in shared memory (i.e. Bᵀ column-major).
+template <typename T, int D>
+__device__ __forceinline__ void tc_products2(const tc_a_frag<T> (&a1)[D / 16],
+                                             const tc_a_frag<T> (&a2)[D / 16], const T* b1,
+                                             const T* b2, float* xs, float* ys) {
+#pragma unroll
+  for (int nt = 0; nt < TC_TK / 16; ++nt) {
+    tc_acc_frag xf, yf;
+    wmma::fill_fragment(xf, 0.f);
+    wmma::fill_fragment(yf, 0.f);
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> bf;
+      wmma::load_matrix_sync(bf, b1 + nt * 16 * D + kk * 16, D);
+      wmma::mma_sync(xf, a1[kk], bf, xf);
+      wmma::load_matrix_sync(bf, b2 + nt * 16 * D + kk * 16, D);
+      wmma::mma_sync(yf, a2[kk], bf, yf);
+    }
+    wmma::store_matrix_sync(xs + nt * 16, xf, TC_TK, wmma::mem_row_major);
+    wmma::store_matrix_sync(ys + nt * 16, yf, TC_TK, wmma::mem_row_major);
+  }
+  __syncwarp();
+}
+
 __device__ __forceinline__ bool tc_visible(long long qp, long long kp, long long window) {
   return kp >= 0 && kp <= qp && (window < 0 || qp - kp < window);
 }
@@ -42,7 +101,6 @@ __device__ void attn_fwd_tc(const T* __restrict__ q, const T* __restrict__ k,
                             const long long* __restrict__ kpos, T* __restrict__ out,
                             float* __restrict__ lse, int hq, int hkv, int L, int T_, int kv_cap,
                             float scale, float softcap, long long window) {
-  using namespace nvcuda;
   constexpr int KD = D / 16;  // 16-wide slices of the head dimension
   BWB_DYNAMIC_SMEM(unsigned char, smem);
   __shared__ long long kps[TC_TK];
@@ -75,21 +133,14 @@ __device__ void attn_fwd_tc(const T* __restrict__ q, const T* __restrict__ k,
     qlo_s = lo;
     qhi_s = hi;
   }
-  // Stage this warp's 16 query rows (zeros past L) in the K/V area, then into fragments.
-  T* qst = ks + warp * 16 * D;
-  for (int idx = lane; idx < 16 * D; idx += 32) {
-    const int r = idx / D, d = idx - r * D;
-    qst[idx] = q0 + r < L ? q[(qrow0 + q0 + r) * D + d] : from_f32<T>(0.f);
-  }
+  // This warp's 16 query rows (zeros past L) into fragments, staged in the K/V area.
   if (lane < 16) {
     ms[lane] = -INFINITY;
     ls[lane] = 0.f;
   }
-  __syncwarp();
-  wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> qf[KD];
-#pragma unroll
-  for (int kk = 0; kk < KD; ++kk) wmma::load_matrix_sync(qf[kk], qst + kk * 16, D);
-  wmma::fragment<wmma::accumulator, 16, 16, 16, float> of[KD];
+  tc_a_frag<T> qf[KD];
+  tc_rows_to_frags<T, D>(qf, ks + warp * 16 * D, q + (qrow0 + q0) * D, L - q0);
+  tc_acc_frag of[KD];
 #pragma unroll
   for (int nt = 0; nt < KD; ++nt) wmma::fill_fragment(of[nt], 0.f);
   __syncthreads();  // Q is in registers everywhere before K/V tiles overwrite its staging
@@ -108,18 +159,13 @@ __device__ void attn_fwd_tc(const T* __restrict__ q, const T* __restrict__ k,
       need = qhi >= 0 && kp >= 0 && kp <= qhi && (window < 0 || qlo - kp < window);
     }
     if (!__syncthreads_or(need)) continue;  // block-uniform
-    for (int idx = threadIdx.x; idx < TC_TK * D; idx += blockDim.x) {
-      const int j = idx / D, d = idx - j * D;
-      const bool in = t0 + j < T_;
-      ks[idx] = in ? k[(kvrow0 + t0 + j) * D + d] : from_f32<T>(0.f);
-      vs[idx] = in ? v[(kvrow0 + t0 + j) * D + d] : from_f32<T>(0.f);
-    }
+    tc_stage2<T, D>(ks, vs, k + (kvrow0 + t0) * D, v + (kvrow0 + t0) * D, T_ - t0);
     __syncthreads();
 
     // S = Q Kᵀ: K row-major (key, d) is Kᵀ column-major.
 #pragma unroll
     for (int nt = 0; nt < TC_TK / 16; ++nt) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> sf;
+      tc_acc_frag sf;
       wmma::fill_fragment(sf, 0.f);
 #pragma unroll
       for (int kk = 0; kk < KD; ++kk) {
@@ -176,7 +222,7 @@ __device__ void attn_fwd_tc(const T* __restrict__ q, const T* __restrict__ k,
     // O += P V: V row-major (key, d).
 #pragma unroll
     for (int kt = 0; kt < TC_TK / 16; ++kt) {
-      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> pf;
+      tc_a_frag<T> pf;
       wmma::load_matrix_sync(pf, ps + kt * 16, TC_TK);
 #pragma unroll
       for (int nt = 0; nt < KD; ++nt) {
@@ -217,7 +263,6 @@ __device__ void attn_bwd_dq_tc(const T* __restrict__ q, const T* __restrict__ k,
                                const long long* __restrict__ kpos, T* __restrict__ dq, int hq,
                                int hkv, int L, int T_, float scale, float softcap,
                                long long window) {
-  using namespace nvcuda;
   constexpr int KD = D / 16;
   BWB_DYNAMIC_SMEM(unsigned char, smem);
   __shared__ long long kps[TC_TK];
@@ -266,20 +311,10 @@ __device__ void attn_bwd_dq_tc(const T* __restrict__ q, const T* __restrict__ k,
     }
   }
   // Q, then dO, through this warp's part of the K/V area into fragments.
-  T* st = ks + warp * 16 * D;
-  wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> qf[KD], df[KD];
-  for (int pass = 0; pass < 2; ++pass) {
-    const T* src = pass == 0 ? q : dout;
-    for (int idx = lane; idx < 16 * D; idx += 32) {
-      const int rr = idx / D, d = idx - rr * D;
-      st[idx] = q0 + rr < L ? src[(qrow0 + q0 + rr) * D + d] : from_f32<T>(0.f);
-    }
-    __syncwarp();
-#pragma unroll
-    for (int kk = 0; kk < KD; ++kk) wmma::load_matrix_sync(pass == 0 ? qf[kk] : df[kk], st + kk * 16, D);
-    __syncwarp();
-  }
-  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[KD];
+  tc_a_frag<T> qf[KD], df[KD];
+  tc_rows_to_frags<T, D>(qf, ks + warp * 16 * D, q + (qrow0 + q0) * D, L - q0);
+  tc_rows_to_frags<T, D>(df, ks + warp * 16 * D, dout + (qrow0 + q0) * D, L - q0);
+  tc_acc_frag acc[KD];
 #pragma unroll
   for (int nt = 0; nt < KD; ++nt) wmma::fill_fragment(acc[nt], 0.f);
   __syncthreads();
@@ -296,31 +331,10 @@ __device__ void attn_bwd_dq_tc(const T* __restrict__ q, const T* __restrict__ k,
       need = qhi >= 0 && kp >= 0 && kp <= qhi && (window < 0 || qlo - kp < window);
     }
     if (!__syncthreads_or(need)) continue;  // block-uniform
-    for (int idx = threadIdx.x; idx < TC_TK * D; idx += blockDim.x) {
-      const int j = idx / D, d = idx - j * D;
-      const bool in = t0 + j < T_;
-      ks[idx] = in ? k[(kvrow0 + t0 + j) * D + d] : from_f32<T>(0.f);
-      vs[idx] = in ? v[(kvrow0 + t0 + j) * D + d] : from_f32<T>(0.f);
-    }
+    tc_stage2<T, D>(ks, vs, k + (kvrow0 + t0) * D, v + (kvrow0 + t0) * D, T_ - t0);
     __syncthreads();
-    // S = Q Kᵀ and dP = dO Vᵀ (K, V row-major are Kᵀ, Vᵀ column-major).
-#pragma unroll
-    for (int nt = 0; nt < TC_TK / 16; ++nt) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> sf, pf;
-      wmma::fill_fragment(sf, 0.f);
-      wmma::fill_fragment(pf, 0.f);
-#pragma unroll
-      for (int kk = 0; kk < KD; ++kk) {
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> bf;
-        wmma::load_matrix_sync(bf, ks + nt * 16 * D + kk * 16, D);
-        wmma::mma_sync(sf, qf[kk], bf, sf);
-        wmma::load_matrix_sync(bf, vs + nt * 16 * D + kk * 16, D);
-        wmma::mma_sync(pf, df[kk], bf, pf);
-      }
-      wmma::store_matrix_sync(ss + nt * 16, sf, TC_TK, wmma::mem_row_major);
-      wmma::store_matrix_sync(dps + nt * 16, pf, TC_TK, wmma::mem_row_major);
-    }
-    __syncwarp();
+    // S = Q Kᵀ and dP = dO Vᵀ.
+    tc_products2<T, D>(qf, df, ks, vs, ss, dps);
 #pragma unroll
     for (int c = 0; c < 16; ++c) {
       const int j = c0 + c;
@@ -339,7 +353,7 @@ __device__ void attn_bwd_dq_tc(const T* __restrict__ q, const T* __restrict__ k,
     // dQ += dS K (K row-major (key, d)).
 #pragma unroll
     for (int kt = 0; kt < TC_TK / 16; ++kt) {
-      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> af;
+      tc_a_frag<T> af;
       wmma::load_matrix_sync(af, dss + kt * 16, TC_TK);
 #pragma unroll
       for (int nt = 0; nt < KD; ++nt) {
@@ -376,7 +390,6 @@ __device__ void attn_bwd_dkdv_tc(const T* __restrict__ q, const T* __restrict__ 
                                  const long long* __restrict__ kpos, T* __restrict__ dk,
                                  T* __restrict__ dv, int hq, int hkv, int L, int T_, float scale,
                                  float softcap, long long window) {
-  using namespace nvcuda;
   constexpr int KD = D / 16;
   BWB_DYNAMIC_SMEM(unsigned char, smem);
   __shared__ long long qps[TC_TK];
@@ -412,20 +425,10 @@ __device__ void attn_bwd_dkdv_tc(const T* __restrict__ q, const T* __restrict__ 
   }
   // This warp's 16 keys and values (zeros past T) into fragments, staged in the tile area
   // (4 warps × 16 rows × D fill exactly the two TK × D tiles).
-  T* st = qt + warp * 16 * D;
-  wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> kf[KD], vf[KD];
-  for (int pass = 0; pass < 2; ++pass) {
-    const T* src = pass == 0 ? k : v;
-    for (int idx = lane; idx < 16 * D; idx += 32) {
-      const int rr = idx / D, d = idx - rr * D;
-      st[idx] = k0 + rr < T_ ? src[(kvrow0 + k0 + rr) * D + d] : from_f32<T>(0.f);
-    }
-    __syncwarp();
-#pragma unroll
-    for (int kk = 0; kk < KD; ++kk) wmma::load_matrix_sync(pass == 0 ? kf[kk] : vf[kk], st + kk * 16, D);
-    __syncwarp();
-  }
-  wmma::fragment<wmma::accumulator, 16, 16, 16, float> dka[KD], dva[KD];
+  tc_a_frag<T> kf[KD], vf[KD];
+  tc_rows_to_frags<T, D>(kf, qt + warp * 16 * D, k + (kvrow0 + k0) * D, T_ - k0);
+  tc_rows_to_frags<T, D>(vf, qt + warp * 16 * D, v + (kvrow0 + k0) * D, T_ - k0);
+  tc_acc_frag dka[KD], dva[KD];
 #pragma unroll
   for (int nt = 0; nt < KD; ++nt) {
     wmma::fill_fragment(dka[nt], 0.f);
@@ -448,31 +451,10 @@ __device__ void attn_bwd_dkdv_tc(const T* __restrict__ q, const T* __restrict__ 
       need = khi >= 0 && qp >= 0 && qp >= klo && (window < 0 || qp - khi < window);
     }
     if (!__syncthreads_or(need)) continue;  // block-uniform
-    for (int idx = threadIdx.x; idx < TC_TK * D; idx += blockDim.x) {
-      const int i = idx / D, d = idx - i * D;
-      const bool in = r0 + i < nrows;
-      qt[idx] = in ? q[(row0 + r0 + i) * D + d] : from_f32<T>(0.f);
-      dot[idx] = in ? dout[(row0 + r0 + i) * D + d] : from_f32<T>(0.f);
-    }
+    tc_stage2<T, D>(qt, dot, q + (row0 + r0) * D, dout + (row0 + r0) * D, nrows - r0);
     __syncthreads();
-    // Sᵀ = K Qᵀ and dPᵀ = V dOᵀ (the row-major tiles are Qᵀ, dOᵀ column-major).
-#pragma unroll
-    for (int nt = 0; nt < TC_TK / 16; ++nt) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> sf, pf;
-      wmma::fill_fragment(sf, 0.f);
-      wmma::fill_fragment(pf, 0.f);
-#pragma unroll
-      for (int kk = 0; kk < KD; ++kk) {
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> bf;
-        wmma::load_matrix_sync(bf, qt + nt * 16 * D + kk * 16, D);
-        wmma::mma_sync(sf, kf[kk], bf, sf);
-        wmma::load_matrix_sync(bf, dot + nt * 16 * D + kk * 16, D);
-        wmma::mma_sync(pf, vf[kk], bf, pf);
-      }
-      wmma::store_matrix_sync(ss + nt * 16, sf, TC_TK, wmma::mem_row_major);
-      wmma::store_matrix_sync(dps + nt * 16, pf, TC_TK, wmma::mem_row_major);
-    }
-    __syncwarp();
+    // Sᵀ = K Qᵀ and dPᵀ = V dOᵀ.
+    tc_products2<T, D>(kf, vf, qt, dot, ss, dps);
 #pragma unroll
     for (int c = 0; c < 16; ++c) {
       const int i = c0 + c;
@@ -493,7 +475,7 @@ __device__ void attn_bwd_dkdv_tc(const T* __restrict__ q, const T* __restrict__ 
     // dV += Pᵀ dO, dK += dSᵀ Q (tiles row-major (query, d)).
 #pragma unroll
     for (int kt = 0; kt < TC_TK / 16; ++kt) {
-      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> pa, da;
+      tc_a_frag<T> pa, da;
       wmma::load_matrix_sync(pa, pts + kt * 16, TC_TK);
       wmma::load_matrix_sync(da, dss + kt * 16, TC_TK);
 #pragma unroll

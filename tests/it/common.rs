@@ -151,3 +151,23 @@ pub fn jsonl(text: &str) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// A tiny random Qwen3 (2 layers, hidden 64, vocab 512: the smoke model's shape) with the byte
+/// tokenizer, seeded.
+pub fn tiny_qwen3(seed: u64) -> bwb::model::load::LoadedModel {
+    let init = bwb::config::RandomInit {
+        hidden_size: 64,
+        intermediate_size: 128,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        head_dim: 16,
+        vocab_size: 512,
+        seed,
+    };
+    let src = bwb::model::load::ModelSource::Random {
+        arch: bwb::config::Arch::Qwen3,
+        init,
+    };
+    bwb::model::load::load(&src, &Default::default()).unwrap()
+}

@@ -344,21 +344,7 @@ fn hub_ids_and_config_ids_load_through_the_hub_cache() {
 }
 
 fn smoke_model() -> bwb::model::load::LoadedModel {
-    let init = bwb::config::RandomInit {
-        hidden_size: 64,
-        intermediate_size: 128,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        head_dim: 16,
-        vocab_size: 512,
-        seed: 0,
-    };
-    let src = bwb::model::load::ModelSource::Random {
-        arch: bwb::config::Arch::Qwen3,
-        init,
-    };
-    bwb::model::load::load(&src, &Default::default()).unwrap()
+    crate::common::tiny_qwen3(0)
 }
 
 #[test]

@@ -510,6 +510,34 @@ struct AttnCase {
     softcap: Option<f64>,
 }
 
+/// Random q, k, v, dO in `dt` (dO zero on query rows without a position: their output is not
+/// used) and the case's positions.
+fn attn_inputs(c: &AttnCase, dt: DType, seed: u64) -> [Tensor; 6] {
+    let cpu = Device::Cpu;
+    let (b, hq, hkv, l, t, d) = (c.b, c.hq, c.hkv, c.l, c.t, c.d);
+    let flat = |p: &[Vec<i64>]| p.iter().flatten().copied().collect::<Vec<i64>>();
+    let qp = Tensor::from_vec(flat(&c.q_pos), (b, l), &cpu).unwrap();
+    let kp = Tensor::from_vec(flat(&c.k_pos), (b, t), &cpu).unwrap();
+    let rows = qp
+        .ge(0i64)
+        .unwrap()
+        .to_dtype(dt)
+        .unwrap()
+        .reshape((b, 1, l, 1))
+        .unwrap();
+    [
+        randn(seed, &[b, hq, l, d], 1.0, dt, &cpu).unwrap(),
+        randn(seed + 1, &[b, hkv, t, d], 1.0, dt, &cpu).unwrap(),
+        randn(seed + 2, &[b, hkv, t, d], 1.0, dt, &cpu).unwrap(),
+        randn(seed + 3, &[b, hq, l, d], 1.0, dt, &cpu)
+            .unwrap()
+            .broadcast_mul(&rows)
+            .unwrap(),
+        qp,
+        kp,
+    ]
+}
+
 /// Left-padded prefill positions: row `r` has `pad[r]` padding slots, then 0, 1, 2, ...
 fn left_padded(len: usize, pads: &[usize]) -> Vec<Vec<i64>> {
     pads.iter()
@@ -591,19 +619,12 @@ fn attention_kernels_match_the_cpu_implementation() {
         unsafe extern "C" fn(P, P, P, P, P, P, P, P, P, i32, i32, i32, i32, i32, f32, f32, i64);
     type Dkdv =
         unsafe extern "C" fn(P, P, P, P, P, P, P, P, P, P, i32, i32, i32, i32, i32, f32, f32, i64);
-    let cpu = Device::Cpu;
     let mut seed = 400;
     for c in attn_cases() {
         for dt in DTYPES {
             seed += 4;
             let (b, hq, hkv, l, t, d) = (c.b, c.hq, c.hkv, c.l, c.t, c.d);
-            let q = randn(seed, &[b, hq, l, d], 1.0, dt, &cpu).unwrap();
-            let k = randn(seed + 1, &[b, hkv, t, d], 1.0, dt, &cpu).unwrap();
-            let v = randn(seed + 2, &[b, hkv, t, d], 1.0, dt, &cpu).unwrap();
-            let dout = randn(seed + 3, &[b, hq, l, d], 1.0, dt, &cpu).unwrap();
-            let flat = |p: &[Vec<i64>]| p.iter().flatten().copied().collect::<Vec<i64>>();
-            let qp = Tensor::from_vec(flat(&c.q_pos), (b, l), &cpu).unwrap();
-            let kp = Tensor::from_vec(flat(&c.k_pos), (b, t), &cpu).unwrap();
+            let [q, k, v, dout, qp, kp] = attn_inputs(&c, dt, seed);
             let scale = 1.0 / (d as f64).sqrt();
             let case = format!("attention {} {dt:?}", c.name);
 
@@ -785,31 +806,13 @@ fn tensor_core_attention_matches_the_cpu_implementation() {
         unsafe extern "C" fn(P, P, P, P, P, P, P, P, P, P, i32, i32, i32, i32, f32, f32, i64);
     type DkdvTc =
         unsafe extern "C" fn(P, P, P, P, P, P, P, P, P, P, i32, i32, i32, i32, f32, f32, i64);
-    let cpu = Device::Cpu;
     let mut seed = 700;
     let cases = attn_cases().into_iter().chain(tc_cases());
     for c in cases.filter(|c| matches!(c.d, 64 | 128 | 256)) {
         for dt in [DType::BF16, DType::F16] {
             seed += 4;
             let (b, hq, hkv, l, t, d) = (c.b, c.hq, c.hkv, c.l, c.t, c.d);
-            let q = randn(seed, &[b, hq, l, d], 1.0, dt, &cpu).unwrap();
-            let k = randn(seed + 1, &[b, hkv, t, d], 1.0, dt, &cpu).unwrap();
-            let v = randn(seed + 2, &[b, hkv, t, d], 1.0, dt, &cpu).unwrap();
-            let flat = |p: &[Vec<i64>]| p.iter().flatten().copied().collect::<Vec<i64>>();
-            let qp = Tensor::from_vec(flat(&c.q_pos), (b, l), &cpu).unwrap();
-            let kp = Tensor::from_vec(flat(&c.k_pos), (b, t), &cpu).unwrap();
-            // dO is zero on query rows without a position (their output is not used).
-            let rows = qp
-                .ge(0i64)
-                .unwrap()
-                .to_dtype(dt)
-                .unwrap()
-                .unsqueeze(1)
-                .unwrap();
-            let dout = randn(seed + 3, &[b, hq, l, d], 1.0, dt, &cpu)
-                .unwrap()
-                .broadcast_mul(&rows.unsqueeze(3).unwrap())
-                .unwrap();
+            let [q, k, v, dout, qp, kp] = attn_inputs(&c, dt, seed);
             let scale = 1.0 / (d as f64).sqrt();
             let case = format!("tensor-core attention {} {dt:?}", c.name);
             // f32 reference on the rounded inputs: the kernels round P, dS and the outputs to

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use bwb::config::Arch;
 use bwb::model::generate::{generate, GenParams};
 use bwb::model::load::{self, LoadOptions};
 use bwb::model::{adapter, ForwardCtx, Model, QuantFormat};
@@ -639,22 +638,8 @@ fn adapters_for_another_base_are_refused_naming_the_tensor() {
 
 #[test]
 fn smoke_model_is_deterministic_and_generates_text() {
-    let init = bwb::config::RandomInit {
-        hidden_size: 64,
-        intermediate_size: 128,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        head_dim: 16,
-        vocab_size: 512,
-        seed: 0,
-    };
-    let src = load::ModelSource::Random {
-        arch: Arch::Qwen3,
-        init,
-    };
-    let a = load::load(&src, &LoadOptions::default()).unwrap();
-    let b = load::load(&src, &LoadOptions::default()).unwrap();
+    let a = crate::common::tiny_qwen3(0);
+    let b = crate::common::tiny_qwen3(0);
     let msgs = [bwb::prompt::chat_template::Message::user("Hello there")];
     let p = a.encode_prompt(&msgs, false).unwrap();
     assert_eq!(a.decode(&p).unwrap(), "user\nHello there\nassistant\n");
@@ -841,21 +826,7 @@ fn kv_cache_growing_past_its_chunks_gives_the_uncached_logits() {
     // at once (across 512); every step's logits must equal a full forward without a cache,
     // on the composed and on the fused attention path.
     assert_eq!(bwb::model::cache::CHUNK, 256);
-    let init = bwb::config::RandomInit {
-        hidden_size: 64,
-        intermediate_size: 128,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        head_dim: 16,
-        vocab_size: 512,
-        seed: 3,
-    };
-    let src = load::ModelSource::Random {
-        arch: Arch::Qwen3,
-        init,
-    };
-    let model = load::load(&src, &LoadOptions::default()).unwrap().model;
+    let model = crate::common::tiny_qwen3(3).model;
     let n = 560;
     let rows: Vec<Vec<u32>> = (0..2u32)
         .map(|r| (0..n as u32).map(|i| (i * 31 + r * 7 + 5) % 512).collect())
