@@ -1,9 +1,10 @@
-// Attention forward on tensor cores (bf16/f16, head dim 64, 128 or 256): the same contract as
-// attn_fwd in attention.cu (positions, padding, sliding window, soft-cap, grouped KV heads, per-row
-// log-sum-exp for the backward), with S = Q·Kᵀ and O += P·V as warp matrix multiply-accumulates
-// (nvcuda::wmma, 16×16×16, f32 accumulation) instead of per-lane dot products.
+// Attention on tensor cores (bf16/f16): the forward for head dims 64, 128 and 256 and the
+// backward (dQ, then dK/dV) for 64 and 128, with the contract of attention.cu (positions,
+// padding, sliding window, soft-cap, grouped KV heads, per-row log-sum-exp from the forward), the
+// products as warp matrix multiply-accumulates (nvcuda::wmma, 16×16×16, f32 accumulation)
+// instead of per-lane dot products. The backward kernels are described above their code.
 //
-// grid (ceil(L / 64), Hq, B), block 4 warps; warp w owns query rows 16w..16w+15 of the block.
+// Forward: grid (ceil(L / 64), Hq, B), block 4 warps; warp w owns query rows 16w..16w+15 of the block.
 // Per key tile of TK = 32 keys, staged in shared memory (K and V, row-major, the input dtype):
 //   S = Q Kᵀ (16 × 32, f32) → shared memory; two lanes per query row mask and soft-cap it, update
 //   the running max m and sum l, write P = exp(s − m) in the input dtype, and the output
