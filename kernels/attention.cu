@@ -34,8 +34,6 @@ __device__ __forceinline__ float attn_cap(float s, float softcap) {
   return softcap > 0.f ? softcap * tanhf(s / softcap) : s;
 }
 
-// Stage rows [row0, row0 + TK) of `src` (each D long, `n` rows in all) into `dst` as f32 with
-// row stride D + 2; rows past the end are zero.
 // Smallest and largest non-padding query position among the `nw` rows (one per warp) of this
 // block, for skipping key tiles no row can see. Called by one thread.
 __device__ __forceinline__ void attn_qpos_range(const long long* qpos, int b, int L, int nrows,
@@ -55,6 +53,8 @@ __device__ __forceinline__ void attn_qpos_range(const long long* qpos, int b, in
   *hi_out = hi;
 }
 
+// Stage rows [row0, row0 + TK) of `src` (each D long, `n` rows in all) into `dst` as f32 with
+// row stride D + 2; rows past the end are zero.
 template <typename T>
 __device__ __forceinline__ void attn_stage(float* dst, const T* __restrict__ src, int row0, int n,
                                            int D) {

@@ -88,6 +88,40 @@ __device__ __forceinline__ void tc_products2(const tc_a_frag<T> (&a1)[D / 16],
   __syncwarp();
 }
 
+// acc (16 × D, fragments) += A · B: A a 16 × TK tile in shared memory (row stride TK), B a
+// TK × D row-major tile in shared memory.
+template <typename T, int D>
+__device__ __forceinline__ void tc_accumulate(tc_acc_frag (&acc)[D / 16], const T* a,
+                                              const T* b) {
+#pragma unroll
+  for (int kt = 0; kt < TC_TK / 16; ++kt) {
+    tc_a_frag<T> af;
+    wmma::load_matrix_sync(af, a + kt * 16, TC_TK);
+#pragma unroll
+    for (int nt = 0; nt < D / 16; ++nt) {
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> bf;
+      wmma::load_matrix_sync(bf, b + kt * 16 * D + nt * 16, D);
+      wmma::mma_sync(acc[nt], af, bf, acc[nt]);
+    }
+  }
+}
+
+// Smallest and largest non-negative position among `pos[first .. min(first + 64, n))` (a
+// block's 4 × 16 rows), for skipping tiles none of them can see. Called by one thread.
+__device__ __forceinline__ void tc_pos_range(const long long* pos, int first, int n,
+                                             long long* lo_out, long long* hi_out) {
+  long long lo = 0x7fffffffffffffffLL, hi = -1;
+  for (int i = first; i < first + 16 * TC_NW && i < n; ++i) {
+    const long long p = pos[i];
+    if (p >= 0) {
+      lo = p < lo ? p : lo;
+      hi = p > hi ? p : hi;
+    }
+  }
+  *lo_out = lo;
+  *hi_out = hi;
+}
+
 __device__ __forceinline__ bool tc_visible(long long qp, long long kp, long long window) {
   return kp >= 0 && kp <= qp && (window < 0 || qp - kp < window);
 }
@@ -122,18 +156,7 @@ __device__ void attn_fwd_tc(const T* __restrict__ q, const T* __restrict__ k,
   float* ls = ms + 16;                             // running sum per row
   float* als = ls + 16;                            // this tile's rescale factor per row
 
-  if (threadIdx.x == 0) {
-    long long lo = 0x7fffffffffffffffLL, hi = -1;
-    for (int i = qblock; i < qblock + 16 * TC_NW && i < L; ++i) {
-      const long long p = qpos[(size_t)b * L + i];
-      if (p >= 0) {
-        lo = p < lo ? p : lo;
-        hi = p > hi ? p : hi;
-      }
-    }
-    qlo_s = lo;
-    qhi_s = hi;
-  }
+  if (threadIdx.x == 0) tc_pos_range(qpos + (size_t)b * L, qblock, L, &qlo_s, &qhi_s);
   // This warp's 16 query rows (zeros past L) into fragments, staged in the K/V area.
   if (lane < 16) {
     ms[lane] = -INFINITY;
@@ -220,18 +243,8 @@ __device__ void attn_fwd_tc(const T* __restrict__ q, const T* __restrict__ k,
       }
     }
 
-    // O += P V: V row-major (key, d).
-#pragma unroll
-    for (int kt = 0; kt < TC_TK / 16; ++kt) {
-      tc_a_frag<T> pf;
-      wmma::load_matrix_sync(pf, ps + kt * 16, TC_TK);
-#pragma unroll
-      for (int nt = 0; nt < KD; ++nt) {
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> vf;
-        wmma::load_matrix_sync(vf, vs + kt * 16 * D + nt * 16, D);
-        wmma::mma_sync(of[nt], pf, vf, of[nt]);
-      }
-    }
+    // O += P V.
+    tc_accumulate<T, D>(of, ps, vs);
     __syncthreads();  // the tile (and kps) is read everywhere before the next one is staged
   }
 
@@ -284,18 +297,7 @@ __device__ void attn_bwd_dq_tc(const T* __restrict__ q, const T* __restrict__ k,
   float* lss = (float*)(wbase + 16 * TC_TK * 10);   // lse per row
   float* dls = lss + 16;                            // Δ per row
 
-  if (threadIdx.x == 0) {
-    long long lo = 0x7fffffffffffffffLL, hi = -1;
-    for (int i = qblock; i < qblock + 16 * TC_NW && i < L; ++i) {
-      const long long p = qpos[(size_t)b * L + i];
-      if (p >= 0) {
-        lo = p < lo ? p : lo;
-        hi = p > hi ? p : hi;
-      }
-    }
-    qlo_s = lo;
-    qhi_s = hi;
-  }
+  if (threadIdx.x == 0) tc_pos_range(qpos + (size_t)b * L, qblock, L, &qlo_s, &qhi_s);
   // Lane pair (2r, 2r + 1) owns query row r: Δ over its half of D, lse.
   const int r = lane >> 1, c0 = (lane & 1) * 16;
   const bool row_in = q0 + r < L;
@@ -351,18 +353,8 @@ __device__ void attn_bwd_dq_tc(const T* __restrict__ q, const T* __restrict__ k,
       dss[r * TC_TK + j] = from_f32<T>(ds);
     }
     __syncwarp();
-    // dQ += dS K (K row-major (key, d)).
-#pragma unroll
-    for (int kt = 0; kt < TC_TK / 16; ++kt) {
-      tc_a_frag<T> af;
-      wmma::load_matrix_sync(af, dss + kt * 16, TC_TK);
-#pragma unroll
-      for (int nt = 0; nt < KD; ++nt) {
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> bf;
-        wmma::load_matrix_sync(bf, ks + kt * 16 * D + nt * 16, D);
-        wmma::mma_sync(acc[nt], af, bf, acc[nt]);
-      }
-    }
+    // dQ += dS K.
+    tc_accumulate<T, D>(acc, dss, ks);
     __syncthreads();
   }
 
@@ -412,18 +404,7 @@ __device__ void attn_bwd_dkdv_tc(const T* __restrict__ q, const T* __restrict__ 
   T* pts = (T*)(dps + 16 * TC_TK);            // 16 × TK Pᵀ
   T* dss = pts + 16 * TC_TK;                  // 16 × TK dSᵀ
 
-  if (threadIdx.x == 0) {
-    long long lo = 0x7fffffffffffffffLL, hi = -1;
-    for (int j = kblock; j < kblock + 16 * TC_NW && j < T_; ++j) {
-      const long long p = kpos[(size_t)b * T_ + j];
-      if (p >= 0) {
-        lo = p < lo ? p : lo;
-        hi = p > hi ? p : hi;
-      }
-    }
-    klo_s = lo;
-    khi_s = hi;
-  }
+  if (threadIdx.x == 0) tc_pos_range(kpos + (size_t)b * T_, kblock, T_, &klo_s, &khi_s);
   // This warp's 16 keys and values (zeros past T) into fragments, staged in the tile area
   // (4 warps × 16 rows × D fill exactly the two TK × D tiles).
   tc_a_frag<T> kf[KD], vf[KD];
@@ -473,21 +454,9 @@ __device__ void attn_bwd_dkdv_tc(const T* __restrict__ q, const T* __restrict__ 
       dss[r * TC_TK + i] = from_f32<T>(ds);
     }
     __syncwarp();
-    // dV += Pᵀ dO, dK += dSᵀ Q (tiles row-major (query, d)).
-#pragma unroll
-    for (int kt = 0; kt < TC_TK / 16; ++kt) {
-      tc_a_frag<T> pa, da;
-      wmma::load_matrix_sync(pa, pts + kt * 16, TC_TK);
-      wmma::load_matrix_sync(da, dss + kt * 16, TC_TK);
-#pragma unroll
-      for (int nt = 0; nt < KD; ++nt) {
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> bf;
-        wmma::load_matrix_sync(bf, dot + kt * 16 * D + nt * 16, D);
-        wmma::mma_sync(dva[nt], pa, bf, dva[nt]);
-        wmma::load_matrix_sync(bf, qt + kt * 16 * D + nt * 16, D);
-        wmma::mma_sync(dka[nt], da, bf, dka[nt]);
-      }
-    }
+    // dV += Pᵀ dO, dK += dSᵀ Q.
+    tc_accumulate<T, D>(dva, pts, dot);
+    tc_accumulate<T, D>(dka, dss, qt);
     __syncthreads();
   }
 
