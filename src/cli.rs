@@ -260,6 +260,11 @@ pub struct ClassifyArgs {
     /// Task id, a comma-separated list, or `all`
     #[arg(long)]
     pub task: String,
+    /// Bootstrap resamples (the first N of run_defaults.yaml `eval_seeds`) a greedy
+    /// generation's spread is taken over [env: BWB_N_EVAL_SEEDS] [default: run_defaults.yaml
+    /// `n_eval_seeds`]
+    #[arg(long)]
+    pub seeds: Option<usize>,
     #[command(flatten)]
     pub exec: ExecArgs,
 }

@@ -153,8 +153,9 @@ pub struct TaskConfig {
     /// test_setup_code, challenge_test_list.
     #[serde(default)]
     pub columns: BTreeMap<String, String>,
-    /// Metric the task is scored and selected by (see src/metrics once it lands).
-    pub metric_id: String,
+    /// The headline metric the task is reported and training epochs are selected by; one of
+    /// the metrics its answer kind computes (src/score/).
+    pub metric_id: crate::score::MetricId,
     pub answer: AnswerSpec,
     pub splits: SplitMap,
     /// Validation examples (held out of train, or sampled from the raw val split).
@@ -207,6 +208,16 @@ pub enum ModelKind {
     Local,
     /// A frontier model behind a provider's HTTP API.
     Api,
+}
+
+impl ModelKind {
+    /// The serialised name: `local` or `api`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Api => "api",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -281,6 +292,15 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// Whether this model's completions are sampled rather than greedy (an API whose wire
+    /// format leaves sampling on); local models decode greedily.
+    pub fn samples(&self) -> bool {
+        match (self.kind, self.provider) {
+            (ModelKind::Api, Some(p)) => crate::backend::api::wire(p).samples(),
+            _ => false,
+        }
+    }
+
     fn validate(&self, path: &Path) -> Result<()> {
         let missing = |field: &str, why: &str| {
             Err(Error::Config(format!(
@@ -832,6 +852,15 @@ fn join_keys<V>(m: &BTreeMap<String, V>) -> String {
     m.keys().cloned().collect::<Vec<_>>().join(", ")
 }
 
+/// The 1-based line of a top-level `key:` in a YAML file (for errors found after parsing).
+fn key_line(path: &Path, key: &str) -> Option<usize> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let prefix = format!("{key}:");
+    text.lines()
+        .position(|l| l.starts_with(&prefix))
+        .map(|i| i + 1)
+}
+
 fn validate_task(path: &Path, t: &TaskConfig) -> Result<()> {
     let err = |msg: String| Err(Error::Config(format!("{}: {msg}", path.display())));
     for (field, split) in [
@@ -874,6 +903,23 @@ fn validate_task(path: &Path, t: &TaskConfig) -> Result<()> {
             return err("field `answer.no_answer` is required for a spans task".into())
         }
         _ => {}
+    }
+    let computed = crate::score::metric_ids(t.answer.kind);
+    if !computed.contains(&t.metric_id) {
+        let names: Vec<&str> = computed.iter().map(|m| m.as_str()).collect();
+        let line = key_line(path, "metric_id")
+            .map(|l| format!(":{l}"))
+            .unwrap_or_default();
+        return Err(Error::Config(format!(
+            "{}{line}: field `metric_id`: `{}` is not computed for {} answers; valid: {}",
+            path.display(),
+            t.metric_id,
+            serde_json::to_value(t.answer.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            names.join(", ")
+        )));
     }
     for (field, v) in [
         ("val_size", t.val_size),

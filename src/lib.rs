@@ -22,5 +22,6 @@ pub mod model;
 pub mod paths;
 pub mod prompt;
 pub mod report;
+pub mod score;
 pub mod settings;
 pub mod train;

@@ -19,6 +19,10 @@ pub struct Request {
     pub key: usize,
     pub messages: Vec<Message>,
     pub max_new_tokens: usize,
+    /// Which independent draw of this prompt this is (0, 1, …), for a backend that samples
+    /// ([`Backend::samples`]): draws after the first are part of the response-cache key, so
+    /// each eval seed gets its own completion. None for greedy use (one completion a prompt).
+    pub sample: Option<u64>,
 }
 
 /// Token counts as the provider (or the engine) reports them. `input_tokens` includes cached
@@ -91,6 +95,12 @@ pub trait Backend {
     /// Prompt length in tokens under this model's own chat template, when the backend can
     /// count locally (API backends cannot without a request).
     fn count_tokens(&self, messages: &[Message]) -> Result<Option<usize>>;
+
+    /// Whether completions are sampled (temperature > 0) rather than greedy: each eval seed
+    /// is then an independent generation of the test set instead of a resample of one.
+    fn samples(&self) -> bool {
+        false
+    }
 
     /// Complete every request, calling `sink` once per request as each finishes. A request
     /// that fails after retries comes back with `error` set; only failures that doom every

@@ -15,6 +15,7 @@ use crate::config::{ModelKind, TaskConfig};
 use crate::data::prepare::read_split;
 use crate::data::Example;
 use crate::error::Error;
+use crate::eval::predictions::Generation;
 use crate::eval::{self, sample, Condition, Job};
 use crate::model::adapter;
 use crate::paths::display;
@@ -211,7 +212,9 @@ pub fn eval(settings: &Settings, args: &EvalArgs) -> Result<()> {
                     &lora_backend
                 }
             };
-            for &seed in seeds {
+            let generation = eval::generation_of(backend);
+            let gen_seeds = eval::generation_seeds(generation, seeds);
+            for (draw, &seed) in gen_seeds.iter().enumerate() {
                 let shots: Vec<Example> = if cond == Condition::FiveShot {
                     let no_answer = inp.task.answer.no_answer.as_deref().unwrap_or("");
                     let s: Vec<Example> =
@@ -241,6 +244,7 @@ pub fn eval(settings: &Settings, args: &EvalArgs) -> Result<()> {
                     prompt: &inp.prompt,
                     condition: cond,
                     seed,
+                    draw: draw as u64,
                     test: &inp.test,
                     shots: shots.iter().collect(),
                     path: path.clone(),
@@ -257,9 +261,18 @@ pub fn eval(settings: &Settings, args: &EvalArgs) -> Result<()> {
                 } else {
                     String::new()
                 };
+                let spread = match generation {
+                    Generation::Sampled => {
+                        format!("sampled: generation {} of {}", draw + 1, gen_seeds.len())
+                    }
+                    _ => format!(
+                        "greedy: the one generation, spread over {} resamples when scored",
+                        seeds.len()
+                    ),
+                };
                 println!(
-                    "{what}: {} predictions ({} already done, {} new, {} errors){api_part} → {}",
-                    out.draws,
+                    "{what}: {} examples ({} already done, {} generated, {} errors; {spread}){api_part} → {}",
+                    out.examples,
                     out.skipped,
                     out.written,
                     out.errors,

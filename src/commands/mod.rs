@@ -29,7 +29,7 @@ pub fn run(cli: Cli) -> Result<()> {
             check_model_and_task(&settings, &args.model, &args.task)?;
             eval::eval(&settings, &args)
         }
-        Command::Classify(args) => report::classify(&settings, &args.task, &args.exec),
+        Command::Classify(args) => report::classify(&settings, &args.task, args.seeds, &args.exec),
         Command::Dashboard => report::dashboard(&settings),
         Command::Run(args) => report::run(&settings, &args),
         Command::Generate(args) => generate::generate(&settings, &args),

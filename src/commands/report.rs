@@ -7,10 +7,26 @@ use anyhow::{Context, Result};
 use crate::cli::{EvalArgs, ExecArgs, PrepareArgs, RunArgs, TaskArgs, TrainArgs};
 use crate::config::{AnswerKind, ModelKind, TaskConfig};
 use crate::error::Error;
-use crate::eval::{sample, Condition};
+use crate::eval::predictions::{self, Generation};
+use crate::eval::{self, Condition};
 use crate::paths::display;
-use crate::report::{self, summary::Summary};
+use crate::report::summary::{Spread, Summary};
+use crate::report::{self};
+use crate::score::ErrorClass;
 use crate::settings::Settings;
+
+/// The first `n` eval seeds of run_defaults.yaml, or an error naming the limit.
+fn eval_seeds(settings: &Settings, n: usize) -> Result<Vec<u64>> {
+    let all = &settings.configs.run_defaults.eval_seeds;
+    if n == 0 || n > all.len() {
+        return Err(Error::Config(format!(
+            "--seeds {n}: must be between 1 and the {} seeds listed in configs/run_defaults.yaml `eval_seeds`; add seeds there for more",
+            all.len()
+        ))
+        .into());
+    }
+    Ok(all[..n].to_vec())
+}
 
 fn exec_options(args: &ExecArgs) -> Result<report::Options> {
     if !(args.exec_timeout.is_finite() && args.exec_timeout > 0.0) {
@@ -52,7 +68,7 @@ fn summary_line(settings: &Settings, path: &std::path::Path, s: &Summary) -> Str
     let wrong: Vec<String> = s
         .error_classes
         .iter()
-        .filter(|(k, _)| k.as_str() != report::classify::CORRECT)
+        .filter(|(k, _)| **k != ErrorClass::Correct)
         .map(|(k, v)| format!("{k} {v}"))
         .collect();
     let cost = match s.cost.per_query_usd {
@@ -60,12 +76,12 @@ fn summary_line(settings: &Settings, path: &std::path::Path, s: &Summary) -> Str
         None => "no price".into(),
     };
     format!(
-        "{}/{}/{}: {metric}; {} predictions over {} seed(s); p50 {:.0} ms; {cost}; errors: {} → {}",
+        "{}/{}/{}: {metric}; {} predictions, {}; p50 {:.0} ms; {cost}; errors: {} → {}",
         s.model,
         s.task,
         s.condition,
         s.n_predictions,
-        s.seeds.len(),
+        spread_phrase(s),
         s.latency_ms.p50,
         if wrong.is_empty() {
             "none".into()
@@ -74,6 +90,16 @@ fn summary_line(settings: &Settings, path: &std::path::Path, s: &Summary) -> Str
         },
         display(&settings.paths.root, path)
     )
+}
+
+/// What the ± is over, in words.
+fn spread_phrase(s: &Summary) -> String {
+    let n = s.seeds.len();
+    match s.spread {
+        Spread::TestResamples => format!("one greedy generation, ± over {n} resample(s)"),
+        Spread::Generations => format!("± over {n} sampled generation(s)"),
+        Spread::BootstrapDraws => format!("± over {n} bootstrap-draw generation(s)"),
+    }
 }
 
 /// Whether any predictions exist for a task.
@@ -87,9 +113,15 @@ fn has_predictions(settings: &Settings, task: &str) -> bool {
         .unwrap_or(false)
 }
 
-pub fn classify(settings: &Settings, task_sel: &str, exec: &ExecArgs) -> Result<()> {
+pub fn classify(
+    settings: &Settings,
+    task_sel: &str,
+    seeds: Option<usize>,
+    exec: &ExecArgs,
+) -> Result<()> {
     let tasks = settings.configs.select_tasks(task_sel)?;
-    let opts = exec_options(exec)?;
+    let mut opts = exec_options(exec)?;
+    opts.seeds = eval_seeds(settings, seeds.unwrap_or(settings.n_eval_seeds))?;
     let explicit = task_sel.trim() != "all";
     let mut done = 0;
     let mut missing = Vec::new();
@@ -185,7 +217,7 @@ fn list(arg: &Option<String>, default: &[String]) -> Vec<String> {
     }
 }
 
-/// Every draw of every seed already has a prediction.
+/// Every generation the eval of `cond` needs has a prediction for every test example.
 fn eval_done(
     settings: &Settings,
     model: &str,
@@ -194,16 +226,16 @@ fn eval_done(
     seeds: &[u64],
 ) -> Result<bool> {
     let test = crate::data::prepare::read_split(&settings.paths, &task.id, "test")?;
-    for &seed in seeds {
+    let generation = match settings.configs.model(model) {
+        Ok(m) if m.samples() => Generation::Sampled,
+        _ => Generation::Greedy,
+    };
+    for &seed in eval::generation_seeds(generation, seeds) {
         let path = settings
             .paths
             .predictions(model, &task.id, cond.name(), seed);
-        if !path.is_file() {
-            return Ok(false);
-        }
-        let file = crate::eval::predictions::PredictionFile::open(&path)?;
-        let draws = sample::resample(&test, &task.id, seed);
-        if draws.iter().any(|d| !file.is_done(&d.id)) {
+        let done = predictions::finished_ids(&path, generation)?;
+        if test.iter().any(|ex| !done.contains(&ex.id)) {
             return Ok(false);
         }
     }
@@ -228,7 +260,7 @@ pub fn run(settings: &Settings, args: &RunArgs) -> Result<()> {
         .unwrap_or_else(|| default_tasks.join(","));
     let tasks = configs.select_tasks(&task_sel)?;
     let cond_names = list(&args.conditions, default_conditions);
-    let opts = exec_options(&args.exec)?;
+    let mut opts = exec_options(&args.exec)?;
     // Check everything before the first stage runs.
     let mut plan = Vec::new();
     for m in &models {
@@ -248,15 +280,8 @@ pub fn run(settings: &Settings, args: &RunArgs) -> Result<()> {
         plan.push((m.clone(), mc.kind, conds));
     }
     let n_seeds = args.seeds.unwrap_or(default_seeds);
-    let all_seeds = &configs.run_defaults.eval_seeds;
-    if n_seeds == 0 || n_seeds > all_seeds.len() {
-        return Err(Error::Config(format!(
-            "--seeds {n_seeds}: must be between 1 and the {} seeds listed in configs/run_defaults.yaml `eval_seeds`",
-            all_seeds.len()
-        ))
-        .into());
-    }
-    let seeds = &all_seeds[..n_seeds];
+    let seeds = &eval_seeds(settings, n_seeds)?;
+    opts.seeds = seeds.clone();
     // An API model with evaluations left to run needs its key now, not after hours of training.
     for (model, kind, conds) in &plan {
         if *kind != ModelKind::Api {

@@ -65,7 +65,7 @@ pub fn load_summaries(dir: &Path) -> Result<Vec<Loaded>> {
 }
 
 fn key(s: &Summary) -> (&str, &str, &str) {
-    (&s.task, &s.model, &s.condition)
+    (&s.task, &s.model, s.condition.name())
 }
 
 fn read_one(path: PathBuf) -> Result<Loaded> {
@@ -214,8 +214,11 @@ mod tests {
     #[test]
     fn json_path_names_the_offending_value() {
         assert_eq!(path_of_error(r#"{"model": 1}"#).as_deref(), Some("model"));
-        let pretty = "{\n  \"model\": \"m\",\n  \"model_kind\": \"local\",\n  \"task\": \"t\",\n  \"condition\": \"c\",\n  \"primary_metric\": \"a\",\n  \"seeds\": [1, \"two\"]\n}";
+        let pretty = "{\n  \"model\": \"m\",\n  \"model_kind\": \"local\",\n  \"task\": \"t\",\n  \"condition\": \"zero-shot\",\n  \"primary_metric\": \"a\",\n  \"seeds\": [1, \"two\"]\n}";
         assert_eq!(path_of_error(pretty).as_deref(), Some("seeds[1]"));
+        // Conditions, model kinds and error classes are enums: an unknown one is named.
+        let unknown = pretty.replace("zero-shot", "sixteen-shot");
+        assert_eq!(path_of_error(&unknown).as_deref(), Some("condition"));
         let nested = r#"{"metrics": {"accuracy": {"mean": "high"}}}"#;
         assert_eq!(
             path_of_error(nested).as_deref(),

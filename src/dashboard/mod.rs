@@ -154,10 +154,10 @@ fn index_of(summaries: &[Summary], tasks: &[TaskData], generated_at: String) -> 
         .iter()
         .map(|s| ModelEntry {
             name: s.model.clone(),
-            kind: s.model_kind.clone(),
+            kind: s.model_kind.as_str().to_string(),
         })
         .collect();
-    let conditions: BTreeSet<&str> = summaries.iter().map(|s| s.condition.as_str()).collect();
+    let conditions: BTreeSet<&str> = summaries.iter().map(|s| s.condition.name()).collect();
     let prices: BTreeSet<&str> = summaries
         .iter()
         .map(|s| s.prices_as_of.as_str())

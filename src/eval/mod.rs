@@ -1,21 +1,20 @@
-//! Evaluation: one condition of one model on one task under one seed → a resumable
-//! prediction file.
+//! Evaluation: one generation of the whole test set by one condition of one model →
+//! a resumable prediction file.
 //!
 //! `Example → messages (zero-shot, 5-shot or the LoRA model's zero-shot prompt) → Backend →
 //! raw output → extracted answer → results/predictions/<model>/<task>/<condition>/seed-<k>.jsonl`.
-//! Examples already in the file are skipped; a bootstrap draw that repeats an example reuses
-//! the one completion.
+//! Examples already in the file are skipped. Greedy backends generate the test set once per
+//! model × condition (the eval seeds resample it at scoring time); sampling backends generate
+//! it once per seed ([`predictions::Generation`]).
 
-pub mod extract;
 pub mod predictions;
 pub mod sample;
 pub mod windows;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, Completion, Request, Usage};
 use crate::config::{AnswerKind, TaskConfig};
@@ -23,20 +22,43 @@ use crate::data::Example;
 use crate::error::{Error, Result};
 use crate::prompt::chat_template::Message;
 use crate::prompt::task::TaskPrompt;
-use extract::Parsed;
-use predictions::{Prediction, PredictionFile};
+use crate::score::{Parsed, Scorer};
+use predictions::{Generation, Prediction, PredictionFile};
 
 /// Demonstrations in a few-shot prompt.
 pub const N_SHOTS: usize = 5;
 
-/// An evaluation condition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An evaluation condition, serialised by its name (`zero-shot`, `5-shot`, `lora-500`,
+/// `lora-full`) and ordered by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Condition {
+    #[serde(rename = "zero-shot")]
     ZeroShot,
+    #[serde(rename = "5-shot")]
     FiveShot,
     /// The best adapter of a training condition.
+    #[serde(rename = "lora-500")]
     Lora500,
+    #[serde(rename = "lora-full")]
     LoraFull,
+}
+
+impl PartialOrd for Condition {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Condition {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.name().cmp(other.name())
+    }
+}
+
+impl std::fmt::Display for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl Condition {
@@ -50,6 +72,18 @@ impl Condition {
             Self::Lora500 => "lora-500",
             Self::LoraFull => "lora-full",
         }
+    }
+
+    /// The condition a stored name (a results directory, a record) stands for.
+    pub fn from_name(name: &str) -> Option<Condition> {
+        [
+            Self::ZeroShot,
+            Self::FiveShot,
+            Self::Lora500,
+            Self::LoraFull,
+        ]
+        .into_iter()
+        .find(|c| c.name() == name)
     }
 
     pub fn is_lora(self) -> bool {
@@ -175,7 +209,25 @@ pub fn messages(prompt: &TaskPrompt, shots: &[&Example], ex: &Example) -> Result
     Ok(m)
 }
 
-/// One run: a condition of a model on a task under a seed.
+/// The generation a backend makes of a test set.
+pub fn generation_of(backend: &dyn Backend) -> Generation {
+    if backend.samples() {
+        Generation::Sampled
+    } else {
+        Generation::Greedy
+    }
+}
+
+/// The seeds that need a generation of their own: every seed for a sampling backend, the
+/// first for a greedy one (its 5-shot demonstrations; the others resample at scoring time).
+pub fn generation_seeds(generation: Generation, seeds: &[u64]) -> &[u64] {
+    match generation {
+        Generation::Sampled => seeds,
+        _ => &seeds[..seeds.len().min(1)],
+    }
+}
+
+/// One run: one generation of the test set by a condition of a model on a task.
 pub struct Job<'a> {
     pub backend: &'a dyn Backend,
     /// Model name in records and paths.
@@ -183,7 +235,10 @@ pub struct Job<'a> {
     pub task: &'a TaskConfig,
     pub prompt: &'a TaskPrompt,
     pub condition: Condition,
+    /// The generation's seed (it chose the 5-shot demonstrations).
     pub seed: u64,
+    /// Which generation of the run this is (0, 1, …; sampling backends draw anew for each).
+    pub draw: u64,
     pub test: &'a [Example],
     /// Demonstrations (5-shot), empty otherwise.
     pub shots: Vec<&'a Example>,
@@ -197,24 +252,24 @@ pub struct Job<'a> {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Outcome {
     pub path: PathBuf,
-    /// Draws in the resample.
-    pub draws: usize,
-    /// Draws finished by an earlier run.
+    pub generation: Generation,
+    /// Test examples (each generated once).
+    pub examples: usize,
+    /// Examples finished by an earlier run.
     pub skipped: usize,
     /// Lines written by this run (errors included).
     pub written: usize,
     pub errors: usize,
-    /// Inferences run (windows count one each; repeated draws share one).
+    /// Inferences run (windows count one each).
     pub inferences: usize,
     pub requests_sent: usize,
     pub cache_hits: usize,
     pub spent_usd: f64,
 }
 
-/// One unique example to infer: its draws and its window messages.
+/// One example to infer: its messages and its window messages.
 struct Unit<'a> {
     ex: &'a Example,
-    draw_ids: Vec<String>,
     messages: Vec<Message>,
     windows: Vec<Vec<Message>>,
     done: Vec<Option<Completion>>,
@@ -296,35 +351,32 @@ fn window_messages(job: &Job<'_>, ex: &Example, full: &[Message]) -> Result<Vec<
         .collect()
 }
 
-/// Run one job: skip finished draws, infer the rest, append a line per draw as it finishes.
+/// Run one job: skip finished examples, infer the rest, append a line per example as it
+/// finishes.
 pub fn run(job: &Job<'_>) -> Result<Outcome> {
-    let draws = sample::resample(job.test, &job.task.id, job.seed);
-    let mut file = PredictionFile::open(&job.path)?;
+    let generation = generation_of(job.backend);
+    let scorer = crate::score::scorer(job.task);
+    let mut file = PredictionFile::open(&job.path, generation)?;
     let mut out = Outcome {
         path: job.path.clone(),
-        draws: draws.len(),
+        generation,
+        examples: job.test.len(),
         ..Outcome::default()
     };
-    // Group the unfinished draws by example, in draw order.
-    let mut by_example: BTreeMap<usize, usize> = BTreeMap::new();
     let mut units: Vec<Unit<'_>> = Vec::new();
-    for d in &draws {
-        if file.is_done(&d.id) {
+    for ex in job.test {
+        if file.is_done(&ex.id) {
             out.skipped += 1;
             continue;
         }
-        let u = *by_example.entry(d.index).or_insert_with(|| {
-            units.push(Unit {
-                ex: &job.test[d.index],
-                draw_ids: Vec::new(),
-                messages: Vec::new(),
-                windows: Vec::new(),
-                done: Vec::new(),
-            });
-            units.len() - 1
+        units.push(Unit {
+            ex,
+            messages: Vec::new(),
+            windows: Vec::new(),
+            done: Vec::new(),
         });
-        units[u].draw_ids.push(d.id.clone());
     }
+    let sample = (generation == Generation::Sampled).then_some(job.draw);
     let mut requests = Vec::new();
     let mut owner: Vec<(usize, usize)> = Vec::new();
     for (ui, u) in units.iter_mut().enumerate() {
@@ -336,6 +388,7 @@ pub fn run(job: &Job<'_>) -> Result<Outcome> {
                 key: owner.len(),
                 messages: m.clone(),
                 max_new_tokens: job.task.max_new_tokens,
+                sample,
             });
             owner.push((ui, wi));
         }
@@ -344,8 +397,7 @@ pub fn run(job: &Job<'_>) -> Result<Outcome> {
     if requests.is_empty() {
         return Ok(out);
     }
-    let pending: usize = units.iter().map(|u| u.draw_ids.len()).sum();
-    let bar = progress_bar(job.progress, pending);
+    let bar = progress_bar(job.progress, units.len());
     let t0 = Instant::now();
     let mut out_tokens = 0u64;
     let mut cost = 0.0f64;
@@ -363,15 +415,13 @@ pub fn run(job: &Job<'_>) -> Result<Outcome> {
             return Ok(());
         }
         let done: Vec<Completion> = u.done.iter_mut().filter_map(Option::take).collect();
-        for id in &u.draw_ids {
-            let p = prediction(job, u.ex, id, &u.messages, &done);
-            if p.error.is_some() {
-                out.errors += 1;
-            }
-            file.append(&p)?;
-            out.written += 1;
-            bar.inc(1);
+        let p = prediction(job, scorer.as_ref(), generation, u.ex, &u.messages, &done);
+        if p.error.is_some() {
+            out.errors += 1;
         }
+        file.append(&p)?;
+        out.written += 1;
+        bar.inc(1);
         let secs = t0.elapsed().as_secs_f64().max(1e-9);
         bar.set_message(format!(
             "{:.2} ex/s · {:.1} tok/s · ${cost:.4}",
@@ -389,13 +439,12 @@ pub fn run(job: &Job<'_>) -> Result<Outcome> {
     Ok(out)
 }
 
-/// The prediction line for one draw from its example's window completions. Repeated draws
-/// of an example share one completion, so each line's tokens and cost are those of the
-/// query (what it costs to answer it), while the run's spend counts every request once.
+/// The prediction line of one example from its window completions.
 fn prediction(
     job: &Job<'_>,
+    scorer: &dyn Scorer,
+    generation: Generation,
     ex: &Example,
-    id: &str,
     input: &[Message],
     done: &[Completion],
 ) -> Prediction {
@@ -423,7 +472,7 @@ fn prediction(
     let prediction = if done.len() > 1 {
         let per: Vec<Vec<String>> = done
             .iter()
-            .map(|c| match extract::extract(job.task, &c.text) {
+            .map(|c| match scorer.extract(&c.text) {
                 Parsed::Spans { spans } => spans,
                 _ => Vec::new(),
             })
@@ -432,16 +481,17 @@ fn prediction(
             spans: windows::merge_spans(&per),
         }
     } else {
-        extract::extract(job.task, &raw_output)
+        scorer.extract(&raw_output)
     };
     let error = done.iter().find_map(|c| c.error.clone());
     Prediction {
-        id: id.to_string(),
+        id: ex.id.clone(),
         example_id: ex.id.clone(),
         model: job.model.to_string(),
         task: job.task.id.clone(),
-        condition: job.condition.name().to_string(),
+        condition: job.condition,
         seed: job.seed,
+        generation,
         input_messages: input.to_vec(),
         raw_output,
         prediction,

@@ -1,41 +1,18 @@
-//! What a seed decides: which test examples are drawn (a bootstrap resample) and which five
-//! training examples are shown in 5-shot prompts (stratified by label where there are labels).
+//! What a seed decides: which five training examples are shown in 5-shot prompts (stratified
+//! by label where there are labels), and — at scoring time — which bootstrap resample of the
+//! test set's predictions the seed's spread is measured on.
 
 use std::collections::BTreeMap;
 
 use crate::data::sample::{rng, shuffle};
 use crate::data::Example;
 
-/// One draw of a resample: the prediction id and the index of the test example.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Draw {
-    pub id: String,
-    pub index: usize,
-}
-
-/// Seed `seed`'s resample of the test set: `test.len()` draws with replacement, in draw
-/// order. Repeated draws of an example get ids `<id>#2`, `<id>#3`, … so every line of a
-/// prediction file has its own id while scoring weights each draw once.
-pub fn resample(test: &[Example], task: &str, seed: u64) -> Vec<Draw> {
+/// Seed `seed`'s bootstrap resample of `n` items: `n` indices drawn with replacement.
+pub fn resample_indices(n: usize, task: &str, seed: u64) -> Vec<usize> {
     use rand::RngCore;
-    let n = test.len();
-    if n == 0 {
-        return Vec::new();
-    }
     let mut r = rng(seed, &format!("{task}/eval-resample"));
-    let mut seen: BTreeMap<usize, usize> = BTreeMap::new();
     (0..n)
-        .map(|_| {
-            let i = ((u128::from(r.next_u64()) * n as u128) >> 64) as usize;
-            let k = seen.entry(i).or_insert(0);
-            *k += 1;
-            let id = if *k == 1 {
-                test[i].id.clone()
-            } else {
-                format!("{}#{k}", test[i].id)
-            };
-            Draw { id, index: i }
-        })
+        .map(|_| ((u128::from(r.next_u64()) * n as u128) >> 64) as usize)
         .collect()
 }
 
@@ -92,15 +69,15 @@ mod tests {
     }
 
     #[test]
-    fn resample_is_seeded_with_unique_ids() {
-        let test: Vec<Example> = (0..50).map(|i| ex(i, "x")).collect();
-        let a = resample(&test, "fpb", 1);
-        assert_eq!(a, resample(&test, "fpb", 1));
-        assert_ne!(a, resample(&test, "fpb", 2));
+    fn resample_is_seeded_and_draws_with_replacement() {
+        let a = resample_indices(50, "fpb", 1);
+        assert_eq!(a, resample_indices(50, "fpb", 1));
+        assert_ne!(a, resample_indices(50, "fpb", 2));
         assert_eq!(a.len(), 50);
-        let ids: std::collections::HashSet<_> = a.iter().map(|d| d.id.clone()).collect();
-        assert_eq!(ids.len(), 50, "ids must be unique");
-        assert!(a.iter().any(|d| d.id.contains('#')), "a bootstrap repeats");
+        assert!(a.iter().all(|&i| i < 50));
+        let distinct: std::collections::HashSet<_> = a.iter().collect();
+        assert!(distinct.len() < 50, "a bootstrap repeats");
+        assert!(resample_indices(0, "fpb", 1).is_empty());
     }
 
     #[test]

@@ -8,9 +8,30 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// One metric over the evaluation seeds: `mean`/`std`/`p50`/`p95` of the per-seed values
-/// (std is the sample standard deviation, None with one seed), and a 95 % percentile-bootstrap
-/// confidence interval over the pooled examples of every seed.
+use crate::config::ModelKind;
+use crate::eval::Condition;
+use crate::score::ErrorClass;
+
+/// What a metric's spread (`std`, `per_seed`) is taken over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Spread {
+    /// Greedy decoding: one generation of the whole test set, whose metric is the headline;
+    /// the spread is over the eval seeds' bootstrap resamples of it (no extra generation).
+    TestResamples,
+    /// Sampling: each seed an independent generation of the whole test set; the headline is
+    /// their mean and the spread is across them.
+    Generations,
+    /// Predictions of an earlier bwb: each seed generated its own bootstrap draw of the test
+    /// set; the headline is the mean over the draws.
+    #[default]
+    BootstrapDraws,
+}
+
+/// One metric: `mean` is the headline (see [`Spread`]: the metric on the whole test set, or
+/// the mean over independent generations); `std`/`p50`/`p95` are over the per-seed values
+/// (std is the sample standard deviation, None with one seed); the 95 % percentile-bootstrap
+/// confidence interval is over the pooled predictions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricSummary {
     pub mean: f64,
@@ -19,7 +40,7 @@ pub struct MetricSummary {
     pub p95: f64,
     pub ci_low: f64,
     pub ci_high: f64,
-    /// The metric on each seed's resample, in `Summary::seeds` order.
+    /// The metric on each seed's resample or generation, in `Summary::seeds` order.
     pub per_seed: Vec<f64>,
 }
 
@@ -61,7 +82,7 @@ pub struct Cost {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
     pub model: String,
-    pub condition: String,
+    pub condition: Condition,
     /// The per-example score compared (e.g. `correct`, `token_f1`, `passed`).
     pub score: String,
     pub n_paired: usize,
@@ -114,13 +135,16 @@ pub struct Tco {
 pub struct Summary {
     pub model: String,
     /// `local` or `api`.
-    pub model_kind: String,
+    pub model_kind: ModelKind,
     pub task: String,
-    pub condition: String,
+    pub condition: Condition,
     /// The task's headline metric (a key of `metrics`).
     pub primary_metric: String,
+    /// What the spread of every metric is over (absent in older summaries).
+    #[serde(default)]
+    pub spread: Spread,
     pub seeds: Vec<u64>,
-    /// Predictions scored (all seeds); `errors` is how many of them had a request error.
+    /// Predictions scored (request errors left out): the generations behind the metrics.
     pub n_predictions: usize,
     /// Distinct examples among them.
     pub n_examples: usize,
@@ -129,7 +153,7 @@ pub struct Summary {
     pub tokens: Tokens,
     pub cost: Cost,
     /// Error class → count over all predictions (`correct` included for reference).
-    pub error_classes: BTreeMap<String, u64>,
+    pub error_classes: BTreeMap<ErrorClass, u64>,
     pub comparisons: Vec<Comparison>,
     pub tco: Option<Tco>,
     /// When the pricing in `cost`/`tco` was copied (configs/pricing.yaml `as_of`).

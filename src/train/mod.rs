@@ -490,7 +490,7 @@ impl<'a> TrainingRecord<'a> {
             task: &job.task.id,
             condition,
             seed: job.seed,
-            metric: validate::metric_name(job.task),
+            metric: validate::metric_name(job.task).as_str(),
             train_examples: out.train_examples,
             val_examples: out.val_examples,
             steps: s.step,

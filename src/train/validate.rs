@@ -5,15 +5,14 @@ use candle_core::{Tensor, D};
 use serde::{Deserialize, Serialize};
 
 use super::batch::{make_batch, Batch, Tokenized};
-use crate::config::{AnswerKind, TaskConfig};
-use crate::data::{Answer, Example};
+use crate::config::TaskConfig;
+use crate::data::Example;
 use crate::error::Result;
-use crate::eval::extract::{self, Parsed};
-use crate::metrics::{classification, cuad, stats};
 use crate::model::generate::GenParams;
 use crate::model::load::LoadedModel;
 use crate::model::ForwardCtx;
 use crate::prompt::task::TaskPrompt;
+use crate::score::MetricId;
 
 /// Sum of answer-token cross-entropies of one batch, scaled by `1 / denom` (a scalar tensor
 /// that carries gradients). The LM head runs on answer positions only: never `(B, L, V)`, and
@@ -102,78 +101,24 @@ impl ValScores {
     }
 }
 
-/// The metric validation reports for a task, computed exactly as `bwb classify` does from the
-/// same answer extraction: the task's own metric for label and choice tasks, CUAD token F1 for
-/// clause extraction, and normalised exact match against the reference solution for code
-/// (selecting an epoch must not run model-written code).
-pub fn metric_name(task: &TaskConfig) -> &str {
-    match task.answer.kind {
-        AnswerKind::Label | AnswerKind::Choice => &task.metric_id,
-        AnswerKind::Spans => "cuad_f1",
-        AnswerKind::Code => "exact_match",
-    }
-}
-
-/// Lower-case, trimmed, without surrounding quotes or trailing punctuation.
-pub fn normalize(s: &str) -> String {
-    s.trim()
-        .trim_matches(|c: char| c == '"' || c == '\'' || c == '`')
-        .trim_end_matches(['.', '!', ',', ';', ':'])
-        .trim()
-        .to_lowercase()
+/// The metric validation reports and selects epochs by: the task's headline metric, unless
+/// computing it would run model-written code (code tasks: exact match against the reference
+/// solution). Computed by the task's scorer, exactly as `bwb classify` computes it.
+pub fn metric_name(task: &TaskConfig) -> MetricId {
+    crate::score::scorer(task).validation_metric(task.metric_id)
 }
 
 /// Score raw completions against the examples' answers with the task's validation metric.
 pub fn score(task: &TaskConfig, examples: &[Example], preds: &[String]) -> f64 {
-    let parsed: Vec<Parsed> = preds.iter().map(|p| extract::extract(task, p)).collect();
-    match task.answer.kind {
-        AnswerKind::Label => {
-            let labels: Vec<&str> = task.answer.labels.iter().map(String::as_str).collect();
-            let mut y_true = Vec::with_capacity(examples.len());
-            let mut y_pred = Vec::with_capacity(examples.len());
-            for (ex, p) in examples.iter().zip(&parsed) {
-                if let (Answer::Label { label: gold }, Parsed::Label { label }) = (&ex.answer, p) {
-                    y_true.push(gold.as_str());
-                    y_pred.push(label.as_deref());
-                }
-            }
-            match task.metric_id.as_str() {
-                "macro_f1" => classification::macro_f1(&labels, &y_true, &y_pred),
-                "weighted_f1" => classification::weighted_f1(&labels, &y_true, &y_pred),
-                _ => classification::accuracy(&y_true, &y_pred),
-            }
-        }
-        _ => {
-            let per: Vec<f64> = examples
-                .iter()
-                .zip(&parsed)
-                .map(|(ex, p)| match (&ex.answer, p) {
-                    (Answer::Choice { option: gold, .. }, Parsed::Choice { option }) => {
-                        f64::from(u8::from(
-                            option
-                                .as_deref()
-                                .is_some_and(|o| o.eq_ignore_ascii_case(gold)),
-                        ))
-                    }
-                    (Answer::Spans { spans: gold }, Parsed::Spans { spans }) => {
-                        let gold: Vec<String> = gold.iter().map(|s| s.text.clone()).collect();
-                        cuad::token_f1(spans, &gold)
-                    }
-                    (Answer::Code { reference, .. }, Parsed::Code { code }) => {
-                        f64::from(u8::from(normalize(code) == normalize(reference)))
-                    }
-                    _ => 0.0,
-                })
-                .collect();
-            stats::mean(&per).unwrap_or(0.0)
-        }
-    }
+    let metrics = crate::score::score_outputs(task, examples, preds);
+    crate::score::metric_value(&metrics, metric_name(task)).unwrap_or(0.0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Configs;
+    use crate::data::Answer;
     use std::collections::BTreeMap;
 
     fn fpb() -> TaskConfig {
@@ -213,14 +158,8 @@ mod tests {
         .map(String::from)
         .collect();
         let task = fpb();
-        assert_eq!(metric_name(&task), "macro_f1");
+        assert_eq!(metric_name(&task), MetricId::MacroF1);
         let m = score(&task, &gold, &preds);
         assert!((m - (0.8 + 0.5 + 0.0) / 3.0).abs() < 1e-12, "{m}");
-    }
-
-    #[test]
-    fn normalize_strips_case_space_and_punctuation() {
-        assert_eq!(normalize("  Positive.\n"), "positive");
-        assert_eq!(normalize("\"neutral\""), "neutral");
     }
 }

@@ -99,6 +99,7 @@ fn summary(task: &str, metric: &str, model: &str, kind: &str, condition: &str) -
         "task": task,
         "condition": condition,
         "primary_metric": metric,
+        "spread": "test_resamples",
         "seeds": [1, 2, 3],
         "n_predictions": 3 * n,
         "n_examples": n,
@@ -548,20 +549,31 @@ fn dashboard_escapes_hostile_strings() {
     };
     // Markup that would mark <body> if it were ever parsed as HTML.
     let model = r#"<img src=x onerror="document.body.dataset.pwned=1">"#;
-    let condition = r#"zero-shot"><svg onload="document.body.dataset.pwned=2">"#;
+    // Breaks out of an attribute if ever pasted into one. (Conditions used to carry it; they
+    // are an enum now, and an unknown one is refused below.)
+    let as_of = r#"2026"><svg onload="document.body.dataset.pwned=2">"#;
     let mut summaries = all_summaries(&TASKS);
     for s in summaries
         .iter_mut()
         .filter(|s| s["model"] == "gpt-5.4-mini")
     {
         s["model"] = json!(model);
+        s["prices_as_of"] = json!(as_of);
         if s["condition"] == "zero-shot" {
-            s["condition"] = json!(condition);
             // And unpriced: listed as "no price" instead of plotted.
             s["cost"]["per_query_usd"] = Value::Null;
             s["tco"] = Value::Null;
         }
     }
+    let refused = tempfile::tempdir().unwrap();
+    let mut hostile = summaries.clone();
+    hostile[0]["condition"] = json!(r#"zero-shot"><svg onload="x">"#);
+    write_summaries(refused.path(), false, &hostile);
+    let err = dashboard::build(&Paths::new(refused.path(), false))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("condition"), "{err}");
+
     let root = tempfile::tempdir().unwrap();
     write_summaries(root.path(), false, &summaries);
     let built = dashboard::build(&Paths::new(root.path(), false)).unwrap();

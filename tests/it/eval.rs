@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 use bwb::backend::{Backend, BatchStats, Completion, Request, Sink, Usage};
 use bwb::config::Configs;
 use bwb::data::{Answer, Example, Span};
-use bwb::eval::extract::Parsed;
 use bwb::eval::{self, Condition, Job};
 use bwb::prompt::chat_template::Message;
 use bwb::prompt::task::TaskPrompt;
+use bwb::score::Parsed;
 
 use crate::common::{jsonl, Project, REPO};
 
@@ -295,8 +295,8 @@ fn openai_faults_are_retried_and_every_cost_is_counted_once() {
         "Retry-After: 1 was not honoured"
     );
     let (unique, rows) = check_file(&p.read(PRED));
-    // The smoke FPB test set has 15 examples; a bootstrap draw has 15 lines.
-    assert_eq!(rows.len(), 15);
+    // The smoke FPB test set has 15 examples, each generated once.
+    assert_eq!((rows.len(), unique), (15, 15));
     for r in &rows {
         assert!(r["error"].is_null(), "{r}");
         assert_eq!(r["raw_output"], "Positive.");
@@ -708,35 +708,35 @@ fn smoke_eval_runs_offline_for_zero_shot_and_5_shot() {
         ])
         .ok()
         .stdout();
-    // run_defaults.yaml: n_eval_seeds 3 of eval_seeds [1, 2, 3, …].
-    for seed in 1..=3 {
-        let rel = format!("results/smoke/predictions/smoke/fpb/zero-shot/seed-{seed}.jsonl");
-        let (_, rows) = check_file(&p.read(&rel));
-        assert_eq!(rows.len(), 15, "{out}");
-        for r in &rows {
-            assert!(r["error"].is_null());
-            assert!(r["input_tokens"].as_u64().unwrap() > 0);
-            assert!(
-                r["output_tokens"].as_u64().unwrap() <= 8,
-                "max_new_tokens of fpb is 8"
-            );
-            assert!(
-                r["cost_usd"].is_null(),
-                "local cost is left to the TCO report"
-            );
-            assert_eq!(r["prediction"]["kind"], "label");
-        }
+    // run_defaults.yaml: n_eval_seeds 3 of eval_seeds [1, 2, 3, …]. The smoke model decodes
+    // greedily: the test set is generated once (seed 1's file), each example exactly once,
+    // and the three seeds resample it when scored.
+    assert!(
+        out.contains("15 examples (0 already done, 15 generated, 0 errors; greedy: the one generation, spread over 3 resamples when scored)"),
+        "{out}"
+    );
+    let rel = "results/smoke/predictions/smoke/fpb/zero-shot/seed-1.jsonl";
+    let (unique, rows) = check_file(&p.read(rel));
+    assert_eq!((rows.len(), unique), (15, 15), "{out}");
+    for r in &rows {
+        assert!(r["error"].is_null());
+        assert_eq!(r["id"], r["example_id"]);
+        assert_eq!(r["generation"], "greedy");
+        assert!(r["input_tokens"].as_u64().unwrap() > 0);
+        assert!(
+            r["output_tokens"].as_u64().unwrap() <= 8,
+            "max_new_tokens of fpb is 8"
+        );
+        assert!(
+            r["cost_usd"].is_null(),
+            "local cost is left to the TCO report"
+        );
+        assert_eq!(r["prediction"]["kind"], "label");
     }
-    // Seeds draw different resamples.
-    let ids = |k: u32| -> Vec<String> {
-        jsonl(&p.read(&format!(
-            "results/smoke/predictions/smoke/fpb/zero-shot/seed-{k}.jsonl"
-        )))
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_string())
-        .collect()
-    };
-    assert_ne!(ids(1), ids(2));
+    for seed in 2..=3 {
+        let other = format!("results/smoke/predictions/smoke/fpb/zero-shot/seed-{seed}.jsonl");
+        assert!(!p.path(&other).exists(), "seed {seed} generated again");
+    }
     let again = p
         .bwb(&[
             "--smoke-test",
@@ -752,7 +752,30 @@ fn smoke_eval_runs_offline_for_zero_shot_and_5_shot() {
         ])
         .ok()
         .stdout();
-    assert!(again.contains("15 already done, 0 new"), "{again}");
+    assert!(again.contains("15 already done, 0 generated"), "{again}");
+
+    // The headline is the metric on the whole test set; the spread is over 3 resamples.
+    p.bwb(&["--smoke-test", "classify", "--task", "fpb"]).ok();
+    let summary: serde_json::Value =
+        serde_json::from_str(&p.read("results/smoke/summaries/smoke_fpb_zero-shot.json")).unwrap();
+    assert_eq!(summary["spread"], "test_resamples");
+    assert_eq!(summary["seeds"], serde_json::json!([1, 2, 3]));
+    assert_eq!(summary["n_predictions"], 15);
+    let configs = Configs::load(&Path::new(REPO).join("configs")).unwrap();
+    let task = configs.task("fpb").unwrap();
+    let labels: Vec<&str> = task.answer.labels.iter().map(String::as_str).collect();
+    let y_true: Vec<&str> = rows
+        .iter()
+        .map(|r| r["gold"]["label"].as_str().unwrap())
+        .collect();
+    let y_pred: Vec<Option<&str>> = rows
+        .iter()
+        .map(|r| r["prediction"]["label"].as_str())
+        .collect();
+    let whole = bwb::metrics::classification::macro_f1(&labels, &y_true, &y_pred);
+    let m = &summary["metrics"]["macro_f1"];
+    assert_eq!(m["mean"].as_f64().unwrap(), whole);
+    assert_eq!(m["per_seed"].as_array().unwrap().len(), 3);
 
     p.bwb(&[
         "--smoke-test",
@@ -917,6 +940,7 @@ fn cuad_long_contracts_are_split_into_windows_and_aggregated() {
             prompt: &prompt,
             condition: Condition::ZeroShot,
             seed,
+            draw: 0,
             test: &test,
             shots: Vec::new(),
             path: dir.path().join(format!("seed-{seed}.jsonl")),
@@ -924,14 +948,14 @@ fn cuad_long_contracts_are_split_into_windows_and_aggregated() {
         };
         let out = eval::run(&job).unwrap();
         let these = bwb::eval::predictions::read(&job.path).unwrap();
-        assert_eq!(these.len(), out.draws);
+        assert_eq!(these.len(), out.examples);
         rows.extend(these);
     }
     let covered: HashSet<&str> = rows.iter().map(|r| r.example_id.as_str()).collect();
     assert_eq!(
         covered.len(),
         3,
-        "the seeds should draw every example: {covered:?}"
+        "every run generates every example: {covered:?}"
     );
     let asked = fake.asked.lock().unwrap().clone();
     // Every window fits the budget (max_seq_length − max_new_tokens = 500 fake tokens).
@@ -1028,6 +1052,7 @@ fn local_backend_sorts_by_length_but_answers_each_request_by_its_key() {
             key: i,
             messages: vec![Message::user(*t)],
             max_new_tokens: 3,
+            sample: None,
         })
         .collect();
     let want: Vec<usize> = reqs

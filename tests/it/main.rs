@@ -21,4 +21,5 @@ mod peft;
 mod prepare;
 mod report;
 mod sandbox;
+mod scoring;
 mod train;

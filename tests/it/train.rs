@@ -63,7 +63,7 @@ fn synthetic(n: usize, offset: usize) -> Vec<Example> {
 #[test]
 fn smoke_model_learns_a_synthetic_classification_task_with_qlora() {
     let mut task = fpb_task();
-    task.metric_id = "accuracy".into();
+    task.metric_id = bwb::score::MetricId::Accuracy;
     let prompt = TaskPrompt::from_sources(
         &task,
         "Label it.",

@@ -244,12 +244,17 @@ impl ApiBackend {
         out
     }
 
-    fn cache_path(&self, path: &str, body: &str) -> Option<PathBuf> {
+    fn cache_path(&self, path: &str, body: &str, sample: Option<u64>) -> Option<PathBuf> {
         let dir = self.opts.cache_dir.as_ref()?;
         let mut h = Sha256::new();
         for part in [self.wire.name(), path, body] {
             h.update(part.as_bytes());
             h.update([0u8]);
+        }
+        // Greedy requests and a prompt's first sample keep the keys they always had; each
+        // further sample of a prompt gets its own.
+        if let Some(k) = sample.filter(|&k| k > 0 && self.wire.samples()) {
+            h.update(format!("sample:{k}").as_bytes());
         }
         let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
         Some(dir.join(self.wire.name()).join(format!("{hex}.json")))
@@ -337,7 +342,7 @@ impl ApiBackend {
             .wire
             .body(&self.api_model, &req.messages, req.max_new_tokens)
             .to_string();
-        let cache_path = self.cache_path(&path, &body);
+        let cache_path = self.cache_path(&path, &body, req.sample);
         if let Some(p) = &cache_path {
             if let Some(entry) = std::fs::read_to_string(p)
                 .ok()
@@ -450,6 +455,10 @@ impl Backend for ApiBackend {
             self.api_model,
             self.base_url
         )
+    }
+
+    fn samples(&self) -> bool {
+        self.wire.samples()
     }
 
     fn count_tokens(&self, _messages: &[Message]) -> Result<Option<usize>> {

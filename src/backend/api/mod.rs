@@ -39,6 +39,11 @@ pub trait WireFormat: Send + Sync {
     fn body(&self, model: &str, messages: &[Message], max_tokens: usize) -> serde_json::Value;
     /// Read a 2xx body; `Err` means malformed (retried).
     fn parse(&self, body: &str) -> Result<Reply, String>;
+    /// Whether the body leaves sampling on (no temperature 0): completions of the same prompt
+    /// differ from request to request.
+    fn samples(&self) -> bool {
+        false
+    }
 }
 
 /// The wire format of `provider`.

@@ -36,6 +36,11 @@ impl WireFormat for OpenAi {
             "max_completion_tokens": max_tokens,
         })
     }
+    /// GPT-5-family models sample at their fixed default temperature (1), and so does an
+    /// OpenAI-compatible server (vLLM) given no temperature.
+    fn samples(&self) -> bool {
+        true
+    }
     fn parse(&self, body: &str) -> Result<Reply, String> {
         let v: Value = serde_json::from_str(body).map_err(|e| format!("invalid JSON: {e}"))?;
         let choice = v

@@ -1,0 +1,470 @@
+//! Scoring: one scorer per answer kind owns the whole path from a model's raw output to the
+//! task's metrics — extraction → error class → per-example score → aggregate metrics.
+//!
+//! Nothing else scores: `bwb eval` extracts with [`Scorer::extract`], `bwb classify` judges
+//! with [`Scorer::judge`], summaries aggregate with [`Scorer::metrics`], and training
+//! validation runs the same three on generated answers ([`score_outputs`]).
+//!
+//! Adding an answer kind: one file here with a type implementing [`Scorer`], its variant in
+//! [`AnswerKind`](crate::config::AnswerKind) and [`Parsed`], and one line in [`scorer`].
+
+pub mod choice;
+pub mod code;
+pub mod label;
+pub mod spans;
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{AnswerKind, TaskConfig};
+use crate::data::{Answer, Example};
+use crate::exec::ExecResult;
+
+/// A parsed prediction; `None` where the output holds no valid answer. Stored next to the
+/// raw output in prediction files, so scoring never re-parses text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Parsed {
+    Label {
+        label: Option<String>,
+    },
+    Choice {
+        option: Option<String>,
+    },
+    /// Empty: the model says the clause is absent.
+    Spans {
+        spans: Vec<String>,
+    },
+    Code {
+        code: String,
+    },
+}
+
+impl Parsed {
+    /// Whether the output was understood (a label or letter was found).
+    pub fn is_valid(&self) -> bool {
+        match self {
+            Self::Label { label } => label.is_some(),
+            Self::Choice { option } => option.is_some(),
+            Self::Spans { .. } | Self::Code { .. } => true,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Label { .. } => "label",
+            Self::Choice { .. } => "choice",
+            Self::Spans { .. } => "spans",
+            Self::Code { .. } => "code",
+        }
+    }
+}
+
+/// Every metric a task can be scored and selected by (`metric_id` in configs/tasks/*.yaml).
+/// Which ones a task computes depends on its answer kind ([`Scorer::metric_ids`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MetricId {
+    #[serde(rename = "accuracy")]
+    Accuracy,
+    #[serde(rename = "macro_f1")]
+    MacroF1,
+    #[serde(rename = "weighted_f1")]
+    WeightedF1,
+    #[serde(rename = "cuad_f1")]
+    CuadF1,
+    #[serde(rename = "exact_match")]
+    ExactMatch,
+    #[serde(rename = "answer_detection_f1")]
+    AnswerDetectionF1,
+    #[serde(rename = "answer_detection_precision")]
+    AnswerDetectionPrecision,
+    #[serde(rename = "answer_detection_recall")]
+    AnswerDetectionRecall,
+    #[serde(rename = "aupr")]
+    Aupr,
+    #[serde(rename = "pass_at_1")]
+    PassAt1,
+}
+
+impl MetricId {
+    pub const ALL: [MetricId; 10] = [
+        Self::Accuracy,
+        Self::MacroF1,
+        Self::WeightedF1,
+        Self::CuadF1,
+        Self::ExactMatch,
+        Self::AnswerDetectionF1,
+        Self::AnswerDetectionPrecision,
+        Self::AnswerDetectionRecall,
+        Self::Aupr,
+        Self::PassAt1,
+    ];
+
+    /// The serialised name, e.g. `macro_f1`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accuracy => "accuracy",
+            Self::MacroF1 => "macro_f1",
+            Self::WeightedF1 => "weighted_f1",
+            Self::CuadF1 => "cuad_f1",
+            Self::ExactMatch => "exact_match",
+            Self::AnswerDetectionF1 => "answer_detection_f1",
+            Self::AnswerDetectionPrecision => "answer_detection_precision",
+            Self::AnswerDetectionRecall => "answer_detection_recall",
+            Self::Aupr => "aupr",
+            Self::PassAt1 => "pass_at_1",
+        }
+    }
+}
+
+impl fmt::Display for MetricId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Every prediction's error class (`correct` included). Classes per answer kind:
+///
+/// - label: `correct`, `wrong_label`, `label_outside_set` (a short answer that names no
+///   label), `unparseable` (no answer found at all);
+/// - choice: `correct`, `wrong_option`, `no_option`;
+/// - spans: `correct` (token F1 = 1, or rightly no clause), `missed_clause` (a clause exists,
+///   none found), `false_positive` (no clause exists, one was claimed), `partial_span`
+///   (0 < F1 < 1), `wrong_span` (spans found, none overlapping);
+/// - code: `correct` (every assert passed), `syntax_error`, `runtime_error`,
+///   `failed_assertion`, `timeout`, `not_executed`;
+/// - any kind: `request_error` — the request failed after retries; such predictions are left
+///   out of every metric (rerun `bwb eval` to retry them) and counted.
+///
+/// Serialised in snake_case and ordered by that name, as results files always were.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    Correct,
+    WrongLabel,
+    LabelOutsideSet,
+    Unparseable,
+    WrongOption,
+    NoOption,
+    MissedClause,
+    FalsePositive,
+    PartialSpan,
+    WrongSpan,
+    SyntaxError,
+    RuntimeError,
+    FailedAssertion,
+    Timeout,
+    NotExecuted,
+    RequestError,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Correct => "correct",
+            Self::WrongLabel => "wrong_label",
+            Self::LabelOutsideSet => "label_outside_set",
+            Self::Unparseable => "unparseable",
+            Self::WrongOption => "wrong_option",
+            Self::NoOption => "no_option",
+            Self::MissedClause => "missed_clause",
+            Self::FalsePositive => "false_positive",
+            Self::PartialSpan => "partial_span",
+            Self::WrongSpan => "wrong_span",
+            Self::SyntaxError => "syntax_error",
+            Self::RuntimeError => "runtime_error",
+            Self::FailedAssertion => "failed_assertion",
+            Self::Timeout => "timeout",
+            Self::NotExecuted => "not_executed",
+            Self::RequestError => "request_error",
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialOrd for ErrorClass {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ErrorClass {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+/// One answered prediction judged: its class, its per-example score in [0, 1] (the
+/// per-example form of the headline metric) and one line saying why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judged {
+    pub class: ErrorClass,
+    pub score: f64,
+    pub detail: String,
+}
+
+impl Judged {
+    fn new(class: ErrorClass, score: f64, detail: impl Into<String>) -> Self {
+        Self {
+            class,
+            score,
+            detail: detail.into(),
+        }
+    }
+
+    fn correct() -> Self {
+        Self::new(ErrorClass::Correct, 1.0, "")
+    }
+}
+
+/// One judged prediction as the aggregate metrics see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    pub example_id: &'a str,
+    pub parsed: &'a Parsed,
+    pub gold: &'a Answer,
+    pub class: ErrorClass,
+    pub score: f64,
+}
+
+/// The scoring of one answer kind. Implementations are pure: the same rows give the same
+/// metrics, in the order of [`Scorer::metric_ids`].
+pub trait Scorer: Send + Sync {
+    /// A model's raw output → the answer form.
+    fn extract(&self, raw: &str) -> Parsed;
+
+    /// Class and score of one answered prediction. `exec` is the sandbox result of a code
+    /// answer (None for other kinds).
+    fn judge(&self, parsed: &Parsed, gold: &Answer, raw: &str, exec: Option<&ExecResult>)
+        -> Judged;
+
+    /// The metrics this kind computes, headline candidates first.
+    fn metric_ids(&self) -> &'static [MetricId];
+
+    /// Every metric of [`Scorer::metric_ids`] over `rows` (request errors already removed).
+    fn metrics(&self, rows: &[Row<'_>]) -> Vec<(MetricId, f64)>;
+
+    /// The name of the per-example score (in paired comparisons).
+    fn score_name(&self) -> &'static str;
+
+    /// Whether the per-example score is right/wrong (so McNemar applies).
+    fn score_is_binary(&self) -> bool {
+        true
+    }
+
+    /// Whether judging needs the model-written program run in the sandbox.
+    fn needs_execution(&self) -> bool {
+        false
+    }
+
+    /// The metric training validation selects epochs by, for a task headlined by `primary`:
+    /// `primary` itself unless computing it would run model-written code.
+    fn validation_metric(&self, primary: MetricId) -> MetricId {
+        primary
+    }
+}
+
+/// The scorer for `task` — the one registration point of answer kinds.
+pub fn scorer(task: &TaskConfig) -> Box<dyn Scorer> {
+    let a = &task.answer;
+    match a.kind {
+        AnswerKind::Label => Box::new(label::LabelScorer::new(&task.id, &a.labels)),
+        AnswerKind::Choice => Box::new(choice::ChoiceScorer::new(&a.options)),
+        AnswerKind::Spans => Box::new(spans::SpansScorer::new(a.no_answer.as_deref())),
+        AnswerKind::Code => Box::new(code::CodeScorer),
+    }
+}
+
+/// The metrics `kind` computes (for config validation, before any scorer exists).
+pub fn metric_ids(kind: AnswerKind) -> &'static [MetricId] {
+    match kind {
+        AnswerKind::Label => label::METRICS,
+        AnswerKind::Choice => choice::METRICS,
+        AnswerKind::Spans => spans::METRICS,
+        AnswerKind::Code => code::METRICS,
+    }
+}
+
+/// The value of `id` in a metrics list.
+pub fn metric_value(metrics: &[(MetricId, f64)], id: MetricId) -> Option<f64> {
+    metrics.iter().find(|(m, _)| *m == id).map(|(_, v)| *v)
+}
+
+/// Score raw completions of `examples` without running code: extract, judge, aggregate —
+/// what training validation reports. Returns every metric of the task's scorer.
+pub fn score_outputs(
+    task: &TaskConfig,
+    examples: &[Example],
+    outputs: &[String],
+) -> Vec<(MetricId, f64)> {
+    let s = scorer(task);
+    let parsed: Vec<Parsed> = outputs.iter().map(|o| s.extract(o)).collect();
+    let judged: Vec<Judged> = examples
+        .iter()
+        .zip(&parsed)
+        .zip(outputs)
+        .map(|((ex, p), raw)| s.judge(p, &ex.answer, raw, None))
+        .collect();
+    let rows: Vec<Row<'_>> = examples
+        .iter()
+        .zip(&parsed)
+        .zip(&judged)
+        .map(|((ex, p), j)| Row {
+            example_id: &ex.id,
+            parsed: p,
+            gold: &ex.answer,
+            class: j.class,
+            score: j.score,
+        })
+        .collect();
+    s.metrics(&rows)
+}
+
+/// A prediction whose form does not match the gold answer's (a task changed kind between
+/// eval and classify).
+fn mismatch(parsed: &Parsed, gold: &Answer) -> Judged {
+    let gold_kind = match gold {
+        Answer::Label { .. } => "label",
+        Answer::Choice { .. } => "choice",
+        Answer::Spans { .. } => "spans",
+        Answer::Code { .. } => "code",
+    };
+    Judged::new(
+        ErrorClass::Unparseable,
+        0.0,
+        format!(
+            "prediction kind {} does not match the gold answer kind {gold_kind}",
+            parsed.kind()
+        ),
+    )
+}
+
+fn mean_score(rows: &[Row<'_>]) -> f64 {
+    let v: Vec<f64> = rows.iter().map(|r| r.score).collect();
+    crate::metrics::stats::mean(&v).unwrap_or(0.0)
+}
+
+/// Lower case, `_`/`-` as spaces, runs of non-alphanumerics collapsed: "Card_Arrival." and
+/// "card arrival" compare equal.
+fn norm(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut space = false;
+    for c in s.chars() {
+        if c.is_alphanumeric() {
+            if space && !out.is_empty() {
+                out.push(' ');
+            }
+            space = false;
+            out.extend(c.to_lowercase());
+        } else {
+            space = true;
+        }
+    }
+    out
+}
+
+/// Strip reasoning blocks, markdown emphasis and an "Answer:"-style prefix.
+fn answer_text(raw: &str) -> &str {
+    let mut s = raw;
+    // A leftover <think>…</think> block (Qwen3 with thinking on).
+    if let Some(i) = s.rfind("</think>") {
+        s = &s[i + "</think>".len()..];
+    }
+    let s = s.trim();
+    for prefix in [
+        "answer:",
+        "final answer:",
+        "label:",
+        "intent:",
+        "category:",
+        "sentiment:",
+    ] {
+        if s.len() >= prefix.len()
+            && s.is_char_boundary(prefix.len())
+            && s[..prefix.len()].eq_ignore_ascii_case(prefix)
+        {
+            return s[prefix.len()..].trim();
+        }
+    }
+    s
+}
+
+/// The first non-empty line of the answer, after any `<think>` block.
+fn answer_line(raw: &str) -> String {
+    let s = match raw.rfind("</think>") {
+        Some(i) => &raw[i + "</think>".len()..],
+        None => raw,
+    };
+    s.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// At most `max` characters of the first line of `s`.
+pub fn first_line(s: &str, max: usize) -> String {
+    let line = s.lines().next().unwrap_or("").trim();
+    let mut out: String = line.chars().take(max).collect();
+    if line.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answer_line_skips_reasoning_and_blank_lines() {
+        assert_eq!(answer_line("<think>x\ny</think>\n\n  refund \n"), "refund");
+        assert_eq!(answer_line(""), "");
+    }
+
+    #[test]
+    fn first_line_truncates_on_char_boundaries() {
+        assert_eq!(first_line("ééééé\nx", 3), "ééé…");
+        assert_eq!(first_line("ab", 3), "ab");
+    }
+
+    #[test]
+    fn names_round_trip_and_classes_sort_by_name() {
+        for m in MetricId::ALL {
+            let s = serde_json::to_string(&m).unwrap();
+            assert_eq!(s, format!("\"{}\"", m.as_str()));
+            assert_eq!(serde_json::from_str::<MetricId>(&s).unwrap(), m);
+        }
+        let mut classes = [
+            ErrorClass::WrongLabel,
+            ErrorClass::Correct,
+            ErrorClass::RequestError,
+        ];
+        classes.sort();
+        let names: Vec<&str> = classes.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names, ["correct", "request_error", "wrong_label"]);
+        assert_eq!(
+            serde_json::to_string(&ErrorClass::LabelOutsideSet).unwrap(),
+            "\"label_outside_set\""
+        );
+    }
+
+    #[test]
+    fn every_kind_lists_its_metrics_and_the_scorer_agrees() {
+        for kind in [
+            AnswerKind::Label,
+            AnswerKind::Choice,
+            AnswerKind::Spans,
+            AnswerKind::Code,
+        ] {
+            assert!(!metric_ids(kind).is_empty(), "{kind:?}");
+        }
+    }
+}
