@@ -101,7 +101,7 @@ fn keep_one_generation(
     if left_out > 0 {
         let dir = paths.results().join("predictions").join(model).join(task);
         let shown = display(&paths.root, &dir);
-        tracing::info!(
+        tracing::warn!(
             "{shown}: {left_out} prediction(s) of other generations left out; scoring the {} generation{}",
             generation.as_str(),
             if generation == Generation::Greedy {

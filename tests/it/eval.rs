@@ -372,6 +372,63 @@ fn openai_faults_are_retried_and_every_cost_is_counted_once() {
     assert!(jsonl(&p.read(PRED)).iter().all(|r| r["from_cache"] == true));
 }
 
+/// A sampling API model (OpenAI's GPT-5 family runs only at temperature 1): each seed is an
+/// independent generation of the whole test set, with its own response-cache entries, and the
+/// summary's spread is across the generations.
+#[test]
+fn sampling_models_generate_the_test_set_once_per_seed() {
+    let server = ApiServer::start(&[]);
+    let p = api_project(&server);
+    let args = [
+        "--smoke-test",
+        "eval",
+        "--model",
+        "gpt-5.4-mini",
+        "--task",
+        "fpb",
+        "--condition",
+        "zero-shot",
+        "--seeds",
+        "3",
+    ];
+    let out = p.bwb(&args).ok().stdout();
+    assert!(out.contains("sampled: generation 3 of 3"), "{out}");
+    assert_eq!(
+        server.answered(),
+        3 * 15,
+        "one request per example and seed"
+    );
+    for seed in 1..=3 {
+        let rel = format!("results/smoke/predictions/gpt-5.4-mini/fpb/zero-shot/seed-{seed}.jsonl");
+        let (unique, rows) = check_file(&p.read(&rel));
+        assert_eq!((rows.len(), unique), (15, 15));
+        assert!(rows
+            .iter()
+            .all(|r| r["generation"] == "sampled" && r["seed"] == seed));
+        assert!(rows.iter().all(|r| r["from_cache"] == false), "seed {seed}");
+    }
+    // Without the predictions, each seed is answered from its own cache entries.
+    std::fs::remove_dir_all(p.path("results/smoke/predictions")).unwrap();
+    let cached = p.bwb(&args).ok().stdout();
+    assert_eq!(server.answered(), 3 * 15, "cache missed");
+    assert_eq!(cached.matches("15 cached").count(), 3, "{cached}");
+
+    p.bwb(&["--smoke-test", "classify", "--task", "fpb"]).ok();
+    let s: serde_json::Value =
+        serde_json::from_str(&p.read("results/smoke/summaries/gpt-5.4-mini_fpb_zero-shot.json"))
+            .unwrap();
+    assert_eq!(s["spread"], "generations");
+    assert_eq!(s["seeds"], serde_json::json!([1, 2, 3]));
+    assert_eq!(s["n_predictions"], 45);
+    assert_eq!(
+        s["metrics"]["macro_f1"]["per_seed"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
 #[test]
 fn killed_run_resumes_without_loss_or_duplicates() {
     let server = ApiServer::start(&[]);

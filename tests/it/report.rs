@@ -131,6 +131,8 @@ fn classify_labels_classes_metrics_comparisons_and_tco() {
     let s = summary(&p, "smoke", "fpb", "zero-shot");
     assert_eq!(s["model_kind"], "local");
     assert_eq!(s["primary_metric"], "macro_f1");
+    // Lines without `generation` are an earlier bwb's bootstrap draws, scored as before.
+    assert_eq!(s["spread"], "bootstrap_draws");
     assert_eq!(s["seeds"], json!([1, 2]));
     // The request error is left out: 9 scored per seed, 6 right.
     assert_eq!(s["n_predictions"], 18);
@@ -216,6 +218,53 @@ fn classify_labels_classes_metrics_comparisons_and_tco() {
         .path("results/summaries/smoke_fpb_zero-shot.json")
         .exists());
     assert_eq!(p.read("results/summaries/all.csv").lines().count(), 2);
+}
+
+/// A greedy generation beside an earlier bwb's bootstrap-draw files: only the generation is
+/// scored; its whole-test-set metric is the headline and the eval seeds resample it.
+#[test]
+fn classify_scores_the_one_greedy_generation_and_resamples_it() {
+    let p = Project::new();
+    fpb_predictions(&p, "smoke", &[2, 3]);
+    let greedy: Vec<Value> = (0..10)
+        .map(|i| {
+            let gold = FPB[i % 3];
+            let said = if i < 4 { "negative" } else { gold };
+            let mut v = pred(
+                "smoke",
+                "fpb",
+                "zero-shot",
+                1,
+                &format!("ex{i}"),
+                said,
+                label(Some(said)),
+                gold_label(gold),
+                None,
+            );
+            v["generation"] = json!("greedy");
+            v
+        })
+        .collect();
+    write_preds(&p, "smoke", "fpb", "zero-shot", 1, &greedy);
+    let run = p.bwb(&["classify", "--task", "fpb", "--seeds", "2"]).ok();
+    assert!(
+        run.stdout()
+            .contains("10 predictions, one greedy generation, ± over 2 resample(s)"),
+        "{}",
+        run.stdout()
+    );
+    assert!(run.stderr().contains("left out"), "{}", run.stderr());
+    let s = summary(&p, "smoke", "fpb", "zero-shot");
+    assert_eq!(s["spread"], "test_resamples");
+    assert_eq!(s["seeds"], json!([1, 2]));
+    assert_eq!(s["n_predictions"], 10);
+    // ex1 (neutral) and ex2 (positive) answered negative: 8 of 10 right on the whole set.
+    let acc = &s["metrics"]["accuracy"];
+    assert_eq!(acc["mean"].as_f64().unwrap(), 0.8);
+    assert_eq!(acc["per_seed"].as_array().unwrap().len(), 2);
+    assert!(acc["std"].as_f64().is_some());
+    let classes = jsonl(&p.read("results/classified/smoke_fpb_zero-shot.jsonl"));
+    assert_eq!(classes.len(), 10);
 }
 
 #[test]
