@@ -34,6 +34,8 @@ type Seen = (String, BTreeMap<String, String>, String);
 enum Fault {
     /// 429 with `Retry-After: <secs>`.
     RateLimit(u64),
+    /// 429 with this `Retry-After` value as is.
+    RetryAfter(&'static str),
     ServerError,
     /// Answer only after this long (past the client's timeout).
     Stall(Duration),
@@ -188,6 +190,14 @@ fn serve(
                 &stream,
                 "429 Too Many Requests",
                 &[("Retry-After", secs.to_string())],
+                br#"{"error":{"message":"rate limited"}}"#,
+            )
+        }
+        Some(Fault::RetryAfter(v)) => {
+            return respond(
+                &stream,
+                "429 Too Many Requests",
+                &[("Retry-After", v.to_string())],
                 br#"{"error":{"message":"rate limited"}}"#,
             )
         }
@@ -670,6 +680,59 @@ fn anthropic_and_gemini_wire_formats_and_keys_from_dotenv() {
     // Unpriced: cost unknown, not zero.
     let rows = jsonl(&p.read("results/smoke/predictions/vllm-test/fpb/zero-shot/seed-1.jsonl"));
     assert!(rows.iter().all(|r| r["cost_usd"].is_null()));
+}
+
+/// Regression: `Retry-After: 1e300` panicked in `Duration::from_secs_f64`; it is capped and
+/// the request is retried after the policy's longest wait.
+#[test]
+fn a_huge_retry_after_is_capped_not_a_panic() {
+    use bwb::backend::api::{ApiBackend, ApiOptions, RetryPolicy};
+    let server = ApiServer::start(&[Fault::RetryAfter("1e300"), Fault::RetryAfter("inf")]);
+    let configs = Configs::load(&Path::new(REPO).join("configs")).unwrap();
+    let env = bwb::settings::Env::from_pairs(
+        &[
+            ("OPENAI_API_KEY", KEY),
+            ("OPENAI_BASE_URL", &format!("{}/v1", server.url)),
+        ],
+        &[],
+    );
+    let opts = ApiOptions {
+        retry: RetryPolicy {
+            max_attempts: 3,
+            base: Duration::from_millis(10),
+            max_delay: Duration::from_millis(50),
+            max_retry_after: Duration::from_millis(50),
+        },
+        ..ApiOptions::default()
+    };
+    let backend = ApiBackend::new(
+        configs.model("gpt-5.4-mini").unwrap(),
+        &env,
+        &configs.pricing,
+        opts,
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    let mut got = Vec::new();
+    backend
+        .generate(
+            vec![Request {
+                key: 0,
+                messages: vec![Message::user("Is this up or down?")],
+                max_new_tokens: 8,
+                sample: None,
+            }],
+            &mut |c| {
+                got.push(c);
+                Ok(())
+            },
+        )
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].error, None);
+    assert_eq!(got[0].text, "Positive.");
+    assert_eq!(server.received(), 3, "two 429s, then the answer");
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
 }
 
 #[test]

@@ -436,14 +436,22 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// `retry-after-ms` (OpenAI) or `retry-after` in seconds.
+/// The longest Retry-After read from a header (a day); [`RetryPolicy::max_retry_after`]
+/// then caps the wait.
+const RETRY_AFTER_CAP_S: f64 = 86_400.0;
+
+/// `retry-after-ms` (OpenAI) or `retry-after` in seconds, at most [`RETRY_AFTER_CAP_S`]
+/// (a server may send anything: `1e300` must not overflow a `Duration`).
 fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
     let get = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::trim);
-    if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        return (ms.is_finite() && ms >= 0.0).then(|| Duration::from_secs_f64(ms / 1e3));
+    let secs = match get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
+        Some(ms) => ms / 1e3,
+        None => get("retry-after")?.parse::<f64>().ok()?,
+    };
+    if secs.is_nan() || secs < 0.0 {
+        return None;
     }
-    let s = get("retry-after")?.parse::<f64>().ok()?;
-    (s.is_finite() && s >= 0.0).then(|| Duration::from_secs_f64(s))
+    Duration::try_from_secs_f64(secs.min(RETRY_AFTER_CAP_S)).ok()
 }
 
 impl Backend for ApiBackend {
@@ -593,5 +601,21 @@ mod tests {
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn huge_or_odd_retry_after_is_capped_not_a_panic() {
+        let cap = Some(Duration::from_secs_f64(RETRY_AFTER_CAP_S));
+        for (k, v, want) in [
+            ("retry-after", "1e300", cap),
+            ("retry-after", "inf", cap),
+            ("retry-after-ms", "1e300", cap),
+            ("retry-after", "NaN", None),
+            ("retry-after", "-1", None),
+        ] {
+            let mut h = reqwest::header::HeaderMap::new();
+            h.insert(k, v.parse().unwrap());
+            assert_eq!(retry_after(&h), want, "{k}: {v}");
+        }
     }
 }
