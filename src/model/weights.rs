@@ -463,15 +463,6 @@ impl Builder {
                     GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
                         Raw::Dense(q.dequantize(&sh.device).map_err(|e| bad(path, e))?)
                     }
-                    // candle's x86 kernels have no SIMD dot product for Q4_1/Q5_*: on the
-                    // CPU, re-block those as Q8_0 (error well under the 4-bit step, 1.7× the
-                    // memory, faster decode; docs/BENCHMARKS.md).
-                    GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1 if sh.device.is_cpu() => {
-                        let dense = q.dequantize(&sh.device).map_err(|e| bad(path, e))?;
-                        Raw::Quant(
-                            QTensor::quantize(&dense, GgmlDType::Q8_0).map_err(|e| bad(path, e))?,
-                        )
-                    }
                     _ => Raw::Quant(q),
                 }
             }
@@ -530,17 +521,27 @@ impl Builder {
             None => self.raw(&format!("{name}.weight"), &[out_f, in_f], Init::Normal(std))?,
         };
         let base = match raw {
-            Raw::Quant(q) => {
-                if sh.quant.is_none() {
-                    FrozenWeight::Dense(
-                        q.dequantize(&sh.device)
-                            .and_then(|t| t.to_dtype(sh.dtype))
-                            .map_err(ce)?,
-                    )
-                } else {
-                    FrozenWeight::quantized(q).map_err(ce)?
-                }
+            // `--quant none`: the file's own blocks, dequantised once.
+            Raw::Quant(q) if sh.quant.is_none() => FrozenWeight::Dense(
+                q.dequantize(&sh.device)
+                    .and_then(|t| t.to_dtype(sh.dtype))
+                    .map_err(ce)?,
+            ),
+            // candle's x86 kernels have no SIMD dot product for Q4_1/Q5_*: for 4-bit
+            // execution on the CPU, re-block those as Q8_0 (error well under the 4-bit step,
+            // 1.7× the memory, faster decode; docs/BENCHMARKS.md).
+            Raw::Quant(q)
+                if sh.device.is_cpu()
+                    && matches!(
+                        q.dtype(),
+                        GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1
+                    ) =>
+            {
+                let dense = q.dequantize(&sh.device).map_err(ce)?;
+                FrozenWeight::quantized(QTensor::quantize(&dense, GgmlDType::Q8_0).map_err(ce)?)
+                    .map_err(ce)?
             }
+            Raw::Quant(q) => FrozenWeight::quantized(q).map_err(ce)?,
             Raw::Dense(w) => match sh.quant {
                 None => FrozenWeight::Dense(w.to_dtype(sh.dtype).map_err(ce)?),
                 Some(fmt) => {

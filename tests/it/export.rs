@@ -123,7 +123,7 @@ fn merged_export_gives_base_plus_adapter_logits_for_every_architecture() {
 }
 
 /// The smoke model with a trained-looking adapter (B non-zero), saved in PEFT format.
-fn smoke_adapter(dir: &Path) -> ModelSource {
+pub fn smoke_adapter(dir: &Path) -> ModelSource {
     let c = bwb::config::Configs::load(&Path::new(REPO).join("configs")).unwrap();
     let mc = c.model("smoke").unwrap();
     let src = ModelSource::Random {

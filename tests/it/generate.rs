@@ -428,3 +428,142 @@ fn stop_strings_cut_the_text_and_end_the_row() {
     assert!(cut[0].completion_tokens < 16);
     assert_eq!(full[0].finish_reason, FinishReason::Length);
 }
+
+/// llama.cpp GGUF tensor name → HF name (Llama), written out independently of the loader.
+fn hf_name(gguf: &str) -> String {
+    match gguf {
+        "token_embd.weight" => return "model.embed_tokens.weight".into(),
+        "output_norm.weight" => return "model.norm.weight".into(),
+        "output.weight" => return "lm_head.weight".into(),
+        _ => {}
+    }
+    let rest = gguf.strip_prefix("blk.").unwrap();
+    let (i, part) = rest.split_once('.').unwrap();
+    let hf = match part {
+        "attn_norm.weight" => "input_layernorm.weight",
+        "ffn_norm.weight" => "post_attention_layernorm.weight",
+        "attn_q.weight" => "self_attn.q_proj.weight",
+        "attn_k.weight" => "self_attn.k_proj.weight",
+        "attn_v.weight" => "self_attn.v_proj.weight",
+        "attn_output.weight" => "self_attn.o_proj.weight",
+        "ffn_gate.weight" => "mlp.gate_proj.weight",
+        "ffn_up.weight" => "mlp.up_proj.weight",
+        "ffn_down.weight" => "mlp.down_proj.weight",
+        other => panic!("unexpected GGUF tensor {gguf} ({other})"),
+    };
+    format!("model.layers.{i}.{hf}")
+}
+
+/// Undo llama.cpp's Q/K row interleave on a dense `(heads·D, H)` matrix (HF row
+/// `h·D + s·D/2 + j` is GGUF row `h·D + 2j + s`).
+fn unpermute(t: &candle_core::Tensor, heads: usize) -> candle_core::Tensor {
+    let (rows, cols) = t.dims2().unwrap();
+    let hd = rows / heads;
+    t.reshape((heads, hd / 2, 2, cols))
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap()
+        .reshape((rows, cols))
+        .unwrap()
+}
+
+/// The GGUF's every tensor dequantised by candle into an f32 HF directory: config.json from
+/// the metadata as the loader reads it, model.safetensors, tokenizer.json, eos ids.
+fn gguf_as_f32_hf_dir(gguf: &Path, out: &Path, eos: &[u32]) {
+    use candle_core::quantized::gguf_file;
+    use candle_core::Device;
+    let mut f = std::fs::File::open(gguf).unwrap();
+    let content = gguf_file::Content::read(&mut f).unwrap();
+    let tied = !content.tensor_infos.contains_key("output.weight");
+    let cfg = bwb::model::llama::Config::from_gguf(&content.metadata, tied, gguf).unwrap();
+    let kv = cfg.num_key_value_heads.unwrap();
+    let mut tensors = std::collections::HashMap::new();
+    for name in content.tensor_infos.keys() {
+        let q = content.tensor(&mut f, name, &Device::Cpu).unwrap();
+        let mut t = q.dequantize(&Device::Cpu).unwrap();
+        if name.ends_with("attn_q.weight") {
+            t = unpermute(&t, cfg.num_attention_heads);
+        } else if name.ends_with("attn_k.weight") {
+            t = unpermute(&t, kv);
+        }
+        tensors.insert(hf_name(name), t);
+    }
+    std::fs::create_dir_all(out).unwrap();
+    candle_core::safetensors::save(&tensors, out.join("model.safetensors")).unwrap();
+    let config = serde_json::json!({
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.hidden_size,
+        "intermediate_size": cfg.intermediate_size,
+        "num_hidden_layers": cfg.num_hidden_layers,
+        "num_attention_heads": cfg.num_attention_heads,
+        "num_key_value_heads": kv,
+        "rms_norm_eps": cfg.rms_norm_eps,
+        "rope_theta": cfg.rope.rope_theta,
+        "tie_word_embeddings": tied,
+        "eos_token_id": eos,
+    });
+    std::fs::write(out.join("config.json"), config.to_string()).unwrap();
+    let (tok, _) = bwb::model::tokenizer::tokenizer_from_gguf(&content.metadata).unwrap();
+    tok.save(out.join("tokenizer.json"), false).unwrap();
+    std::fs::write(
+        out.join("generation_config.json"),
+        serde_json::json!({ "eos_token_id": eos }).to_string(),
+    )
+    .unwrap();
+}
+
+/// Regression: `--quant none` on a Q4_1 GGUF re-blocked the file's blocks to Q8_0 before
+/// dequantising them, so "none" was not the file's weights. Now it is exactly the f32
+/// safetensors of the same weights: same logits, same greedy tokens.
+#[test]
+fn quant_none_on_a_q4_1_gguf_computes_the_files_own_weights() {
+    use bwb::model::generate::GenParams;
+    use bwb::model::load::{load, LoadOptions, ModelSource};
+    let Some(gguf) = smollm2() else { return };
+    let dense_gguf = LoadOptions {
+        dense_gguf: true,
+        ..Default::default()
+    };
+    let a = load(&ModelSource::Gguf(gguf.clone()), &dense_gguf).unwrap();
+    let p = Project::new();
+    let dir = p.path("smollm2-f32");
+    gguf_as_f32_hf_dir(&gguf, &dir, &a.eos_ids);
+    let b = load(&ModelSource::Dir(dir.clone()), &LoadOptions::default()).unwrap();
+    let prompts: Vec<Vec<u32>> = ["The capital of France is", "1, 2, 3,", "Hello"]
+        .iter()
+        .map(|t| a.tokenizer.encode(*t, false).unwrap().get_ids().to_vec())
+        .collect();
+    let la = crate::export::logits(&a.model, &prompts[0]);
+    let lb = crate::export::logits(&b.model, &prompts[0]);
+    let d = crate::export::max_abs_diff(&la, &lb);
+    assert!(d < 1e-4, "logits differ by {d}");
+    let params = GenParams {
+        max_new_tokens: 4,
+        ..Default::default()
+    };
+    let ids = |m: &bwb::model::load::LoadedModel| -> Vec<Vec<u32>> {
+        let outs = m.generate(&prompts, &params).unwrap();
+        outs.into_iter().map(|o| o.token_ids).collect()
+    };
+    assert_eq!(ids(&a), ids(&b));
+
+    // The same through the command line: `--quant none` on the GGUF, the f32 directory as is.
+    let run = |model: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--raw",
+            "--json",
+            "--max-new-tokens",
+            "4",
+            "--prompt",
+            "The capital of France is",
+        ];
+        args.extend_from_slice(extra);
+        jsonl(&p.bwb(&args).ok().stdout())[0]["token_ids"].clone()
+    };
+    assert_eq!(run(&gguf, &["--quant", "none"]), run(&dir, &[]));
+}
