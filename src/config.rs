@@ -454,38 +454,66 @@ impl TrainingConfig {
     }
 
     fn validate(&self, path: &Path) -> Result<()> {
-        let bad = |field: &str, value: String, want: &str| {
-            Err(Error::Config(format!(
+        match self.out_of_bounds() {
+            None => Ok(()),
+            Some((field, value, want)) => Err(Error::Config(format!(
                 "{}: field `{field}` = {value} must be {want}",
                 path.display()
-            )))
-        };
-        if self.lora.r == 0 {
-            return bad("lora.r", "0".into(), "at least 1");
+            ))),
         }
-        if !(0.0..1.0).contains(&self.lora.dropout) {
-            return bad("lora.dropout", self.lora.dropout.to_string(), "in [0, 1)");
+    }
+
+    /// The first field outside its bounds: (field, value, what it must be).
+    fn out_of_bounds(&self) -> Option<(&'static str, String, &'static str)> {
+        let pos = |v: f64| v.is_finite() && v > 0.0;
+        let non_neg = |v: f64| v.is_finite() && v >= 0.0;
+        let l = &self.lora;
+        let floats = [
+            ("lora.alpha", l.alpha, pos(l.alpha), "a positive number"),
+            (
+                "lora.dropout",
+                l.dropout,
+                (0.0..1.0).contains(&l.dropout),
+                "in [0, 1)",
+            ),
+            ("lr", self.lr, pos(self.lr), "a positive number"),
+            (
+                "weight_decay",
+                self.weight_decay,
+                non_neg(self.weight_decay),
+                "a number ≥ 0",
+            ),
+            (
+                "warmup_ratio",
+                self.warmup_ratio,
+                (0.0..=1.0).contains(&self.warmup_ratio),
+                "in [0, 1]",
+            ),
+            (
+                "max_grad_norm",
+                self.max_grad_norm,
+                non_neg(self.max_grad_norm),
+                "a number ≥ 0 (0: no clipping)",
+            ),
+        ];
+        if let Some((f, v, _, want)) = floats.into_iter().find(|(_, _, ok, _)| !ok) {
+            return Some((f, v.to_string(), want));
         }
-        if self.lora.target_modules.is_empty() {
-            return bad("lora.target_modules", "[]".into(), "a non-empty list");
+        if l.target_modules.is_empty() {
+            return Some(("lora.target_modules", "[]".into(), "a non-empty list"));
         }
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return bad("lr", self.lr.to_string(), "a positive number");
-        }
-        if !(0.0..=1.0).contains(&self.warmup_ratio) {
-            return bad("warmup_ratio", self.warmup_ratio.to_string(), "in [0, 1]");
-        }
-        for (field, v) in [
-            ("epochs", self.epochs),
-            ("batch_size", self.batch_size),
-            ("gradient_accumulation", self.gradient_accumulation),
-            ("max_seq_length", self.max_seq_length),
-        ] {
-            if v == 0 {
-                return bad(field, "0".into(), "at least 1");
-            }
-        }
-        Ok(())
+        let counts = [
+            ("lora.r", Some(l.r)),
+            ("epochs", Some(self.epochs)),
+            ("batch_size", Some(self.batch_size)),
+            ("gradient_accumulation", Some(self.gradient_accumulation)),
+            ("max_seq_length", Some(self.max_seq_length)),
+            ("early_stopping_patience", self.early_stopping_patience),
+        ];
+        counts
+            .into_iter()
+            .find(|(_, v)| *v == Some(0))
+            .map(|(f, _)| (f, "0".to_string(), "at least 1"))
     }
 }
 
@@ -721,6 +749,14 @@ impl Configs {
             t.validate(&path)?;
             training.insert(stem, t);
         }
+        // A task's overrides must keep every training file in bounds: fail at load, not
+        // mid-training.
+        for t in tasks.values() {
+            for base in training.values() {
+                let path = dir.join("tasks").join(format!("{}.yaml", t.id));
+                check_training_overrides(&path, &base.with_overrides(&t.training))?;
+            }
+        }
         let mut models = BTreeMap::new();
         for (stem, (path, m)) in load_dir::<ModelConfig>(&dir.join("models"))? {
             check_id(&path, &stem, &m.id)?;
@@ -837,15 +873,42 @@ impl Configs {
 
     /// Training hyperparameters for a local model on a task (task overrides applied).
     pub fn training_for(&self, model: &ModelConfig, task: &TaskConfig) -> Result<TrainingConfig> {
-        let base = self.training.get(model.training_name()).ok_or_else(|| {
+        self.training_named(model.training_name(), task)
+    }
+
+    /// configs/training/<name>.yaml with `task`'s `training:` overrides applied, checked
+    /// after the merge: an override out of bounds is an error naming the task file.
+    pub fn training_named(&self, name: &str, task: &TaskConfig) -> Result<TrainingConfig> {
+        let base = self.training.get(name).ok_or_else(|| {
             Error::Config(format!(
-                "model `{}` has no training config configs/training/{}.yaml",
-                model.id,
-                model.training_name()
+                "no training config configs/training/{name}.yaml; add one"
             ))
         })?;
-        Ok(base.with_overrides(&task.training))
+        let merged = base.with_overrides(&task.training);
+        check_training_overrides(
+            &self.dir.join("tasks").join(format!("{}.yaml", task.id)),
+            &merged,
+        )?;
+        Ok(merged)
     }
+}
+
+/// A merged training config out of bounds: the task file's `training:` override did it (the
+/// training files themselves were checked when they loaded).
+fn check_training_overrides(task_path: &Path, merged: &TrainingConfig) -> Result<()> {
+    let Some((field, value, want)) = merged.out_of_bounds() else {
+        return Ok(());
+    };
+    let field = match field {
+        "lora.r" => "lora_r".to_string(),
+        "lora.alpha" => "lora_alpha".to_string(),
+        "lora.dropout" => "lora_dropout".to_string(),
+        f => f.to_string(),
+    };
+    Err(Error::Config(format!(
+        "{}: field `training.{field}` = {value} must be {want}; fix the override",
+        task_path.display()
+    )))
 }
 
 fn join_keys<V>(m: &BTreeMap<String, V>) -> String {

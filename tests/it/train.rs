@@ -443,6 +443,41 @@ fn bad_train_input_gives_one_line_errors() {
     );
 }
 
+/// Regression: a task file's `training:` overrides were not checked after the merge, so
+/// `batch_size: 0` or `gradient_accumulation: 0` panicked mid-training (division by zero,
+/// `chunks(0)`). Each is now one line naming the task file and the field.
+#[test]
+fn task_training_overrides_are_checked_after_the_merge() {
+    let p = prepared_project();
+    let task = p.read("configs/tasks/fpb.yaml");
+    let orig = "training: {lr: 1.0e-4, weight_decay: 0.1}";
+    assert!(task.contains(orig));
+    for (over, field) in [
+        ("batch_size: 0", "`training.batch_size` = 0"),
+        (
+            "gradient_accumulation: 0",
+            "`training.gradient_accumulation` = 0",
+        ),
+        ("epochs: 0", "`training.epochs` = 0"),
+        ("lr: .nan", "`training.lr` = NaN"),
+        ("lr: -1.0", "`training.lr` = -1"),
+        ("lora_r: 0", "`training.lora_r` = 0"),
+        ("lora_dropout: 1.5", "`training.lora_dropout` = 1.5"),
+        ("max_seq_length: 0", "`training.max_seq_length` = 0"),
+        ("weight_decay: -0.1", "`training.weight_decay` = -0.1"),
+    ] {
+        p.write(
+            "configs/tasks/fpb.yaml",
+            &task.replace(orig, &format!("training: {{{over}}}")),
+        );
+        let err = p.bwb(&train_args(&[])).fails(1);
+        assert!(
+            err.contains("configs/tasks/fpb.yaml") && err.contains(field),
+            "{over}: {err}"
+        );
+    }
+}
+
 /// QLoRA on the real SmolLM2-135M (4-bit GGUF from ../shared, loaded through the engine):
 /// four AdamW steps (r 4, lr 1e-3) on four short fixture examples lower their loss.
 #[test]
