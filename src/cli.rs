@@ -66,18 +66,15 @@ pub enum BenchCommand {
     /// length and batch size
     Train(BenchTrainArgs),
     /// Check every fused kernel against the composed ops it replaces on a device (the GPU
-    /// test run), then time fused vs composed
+    /// test run), then time fused vs composed; `--dtype` is the timed inputs' (the checks
+    /// cover f32 and bf16 always)
     Kernels(BenchKernelsArgs),
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchKernelsArgs {
-    /// cpu, cuda or cuda:N [default: cuda when built with it and a GPU is present, else cpu]
-    #[arg(long)]
-    pub device: Option<String>,
-    /// Dtype of the timed inputs: f32, bf16 or f16 (the checks cover f32 and bf16 always)
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// Tokens in the timed shapes (Qwen3-8B widths), at least 1
     #[arg(long, default_value_t = 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub tokens: usize,
@@ -109,6 +106,9 @@ pub struct RandomWeightArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchTrainArgs {
+    /// Model config id (configs/models/), local HF directory, or .gguf file
+    #[arg(long)]
+    pub model: String,
     #[command(flatten)]
     pub engine: EngineArgs,
     #[command(flatten)]
@@ -132,6 +132,9 @@ pub struct BenchTrainArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchInferArgs {
+    /// Model config id (configs/models/), local HF directory, or .gguf file
+    #[arg(long)]
+    pub model: String,
     #[command(flatten)]
     pub engine: EngineArgs,
     #[command(flatten)]
@@ -195,17 +198,10 @@ pub struct TrainArgs {
     /// Seed for LoRA init, shuffling and dropout [env: BWB_SEED] [default: run_defaults.yaml `seed`]
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Frozen-base storage: q4k, q4_0, q4_1 or none (plain LoRA) [default: q4k; a GGUF keeps its own blocks]
-    #[arg(long, value_name = "FORMAT")]
-    pub quant: Option<String>,
-    /// Compute dtype: f32, bf16 or f16
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
-    /// cpu, cuda or cuda:N [default: cuda when built with it and a GPU is present, else cpu]
-    #[arg(long)]
-    pub device: Option<String>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
     /// Also checkpoint every N optimizer steps within an epoch (epoch ends always checkpoint)
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    #[arg(long, value_name = "N", default_value_t = crate::train::DEFAULT_SAVE_EVERY)]
     pub save_every: usize,
     /// Stop with a checkpoint once N optimizer steps are done in total; rerun to continue
     #[arg(long, value_name = "N")]
@@ -229,25 +225,27 @@ pub struct EvalArgs {
     #[arg(long)]
     pub seeds: Option<usize>,
     /// Local: prompts per generate call
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = crate::eval::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
-    /// Local: frozen-base storage, the same 4-bit base the adapters were trained on by
-    /// default: q4k, q4_0, q4_1 or none
-    #[arg(long, value_name = "FORMAT")]
-    pub quant: Option<String>,
-    /// Local: compute dtype (f32, bf16 or f16)
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
-    /// Local: cpu, cuda or cuda:N [default: cuda when built with it and a GPU is present]
-    #[arg(long)]
-    pub device: Option<String>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// How API models are called, shared by `eval` and `run`. Also from the environment only:
+/// BWB_API_MAX_ATTEMPTS (attempts per request, default 8) and BWB_API_BACKOFF_MS (first
+/// backoff, default 500).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ApiArgs {
     /// API: requests in flight at once [env: BWB_API_CONCURRENCY] [default: 8]
     #[arg(long)]
     pub concurrency: Option<usize>,
     /// API: stop cleanly once this run has spent this many USD [env: BWB_MAX_COST_USD]
     #[arg(long, value_name = "USD")]
     pub max_cost_usd: Option<f64>,
-    /// API: seconds before a request is abandoned and retried [env: BWB_API_TIMEOUT_S] [default: 120]
+    /// API: seconds before a request is abandoned and retried, at most 86400
+    /// [env: BWB_API_TIMEOUT_S] [default: 120]
     #[arg(long, value_name = "SECONDS")]
     pub request_timeout: Option<f64>,
     /// API: do not read or write the response cache (results/api-cache/)
@@ -276,7 +274,7 @@ pub struct ExecArgs {
     /// (time, memory, file-size and process limits; no network where the OS allows)
     #[arg(long)]
     pub allow_code_execution: bool,
-    /// Wall-clock seconds each program may run
+    /// Wall-clock seconds each program may run, at most 86400
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     pub exec_timeout: f64,
     /// Programs run at once [default: number of CPUs]
@@ -299,25 +297,34 @@ pub struct RunArgs {
     /// `n_eval_seeds`; smoke: `smoke.n_eval_seeds`]
     #[arg(long)]
     pub seeds: Option<usize>,
-    /// Local models: cpu, cuda or cuda:N [default: cuda when built with it and a GPU is present]
-    #[arg(long)]
-    pub device: Option<String>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub api: ApiArgs,
     #[command(flatten)]
     pub exec: ExecArgs,
 }
 
-/// How to load a local model: shared by every command that runs one.
-#[derive(Debug, Clone, Args)]
+/// How to run a local model: shared by every command that runs one (train, eval, run,
+/// generate, bench). Resolved by `Settings::engine`, which also reads BWB_CACHE_DIR.
+#[derive(Debug, Clone, Default, Args)]
 pub struct EngineArgs {
-    /// Model config id (configs/models/), local HF directory, or .gguf file
-    #[arg(long)]
-    pub model: String,
-    /// Frozen-base storage: none, q4k, q4_0 or q4_1 [default: none for HF weights; a GGUF keeps its own blocks]
+    /// Local models: frozen-base storage, none, q4k, q4_0 or q4_1 [default: q4k for train,
+    /// eval, run and bench train (the 4-bit QLoRA base); none for generate and bench infer;
+    /// a GGUF keeps its own blocks unless none]
     #[arg(long, value_name = "FORMAT")]
     pub quant: Option<String>,
-    /// Compute dtype: f32, bf16 or f16
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+/// Where and in which dtype a model computes: shared by the engine commands and
+/// `bench kernels`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DeviceArgs {
+    /// Compute dtype: f32, bf16 or f16 [default: f32]
+    #[arg(long)]
+    pub dtype: Option<String>,
     /// cpu, cuda or cuda:N [default: cuda when built with it and a GPU is present, else cpu]
     #[arg(long)]
     pub device: Option<String>,
@@ -325,6 +332,9 @@ pub struct EngineArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct GenerateArgs {
+    /// Model config id (configs/models/), local HF directory, or .gguf file
+    #[arg(long)]
+    pub model: String,
     #[command(flatten)]
     pub engine: EngineArgs,
     /// A PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors)

@@ -3,10 +3,17 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use crate::cli::GlobalArgs;
+use candle_core::DType;
+
+use crate::backend::api::{ApiOptions, RetryPolicy};
+use crate::cli::{ApiArgs, DeviceArgs, EngineArgs, GlobalArgs};
 use crate::config::Configs;
 use crate::error::{Error, Result};
+use crate::kernels::KernelSwitches;
+use crate::model::device::{self, DeviceSpec};
+use crate::model::QuantFormat;
 use crate::paths::Paths;
 
 /// Where a resolved value came from (shown with --verbose).
@@ -29,7 +36,10 @@ pub struct Env {
 impl Env {
     /// Process environment plus `<root>/.env` when present. A malformed .env is an error.
     pub fn load(root: &Path) -> Result<Env> {
-        let process = std::env::vars().collect();
+        // Variables that are not UTF-8 cannot be bwb's; skip them rather than panic.
+        let process = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
         let path = root.join(".env");
         let mut dotenv = BTreeMap::new();
         if path.exists() {
@@ -72,7 +82,7 @@ impl Env {
             .map(|v| (v.as_str(), Origin::DotEnv))
     }
 
-    fn parse<T: std::str::FromStr>(&self, key: &str) -> Result<Option<(T, Origin)>>
+    pub fn parse<T: std::str::FromStr>(&self, key: &str) -> Result<Option<(T, Origin)>>
     where
         T::Err: std::fmt::Display,
     {
@@ -88,7 +98,7 @@ impl Env {
         }
     }
 
-    fn flag(&self, key: &str) -> Result<Option<(bool, Origin)>> {
+    pub fn flag(&self, key: &str) -> Result<Option<(bool, Origin)>> {
         match self.get(key) {
             None => Ok(None),
             Some((v, origin)) => match v.trim().to_ascii_lowercase().as_str() {
@@ -133,6 +143,94 @@ pub struct HubSettings {
     pub endpoint: Option<String>,
 }
 
+/// How a frozen base is stored (`--quant`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BaseStorage {
+    /// As the checkpoint stores it: HF weights dense in the compute dtype, a GGUF in its own
+    /// blocks.
+    AsStored,
+    /// `--quant none`: dense in the compute dtype, a GGUF's own blocks dequantised.
+    Dense,
+    /// HF weights quantised to this format at load time; a GGUF keeps its own blocks.
+    Quantized(QuantFormat),
+}
+
+impl BaseStorage {
+    /// The `--quant` value this stands for (`default` when none was given).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AsStored => "default",
+            Self::Dense => "none",
+            Self::Quantized(f) => f.name(),
+        }
+    }
+}
+
+/// Which command runs a local model: the one place that states each command's `--quant`
+/// default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineUse {
+    /// `bwb train` (and `run`'s train stage): QLoRA trains on a 4-bit base.
+    Train,
+    /// `bwb eval` (and `run`'s eval stage): the same 4-bit base the adapters were trained on.
+    Eval,
+    /// `bwb bench train`: QLoRA, as `bwb train`.
+    BenchTrain,
+    /// `bwb generate`: the weights as stored.
+    Generate,
+    /// `bwb bench infer`: the weights as stored.
+    BenchInfer,
+}
+
+impl EngineUse {
+    /// `--quant` when not given.
+    pub fn default_storage(self) -> BaseStorage {
+        match self {
+            Self::Train | Self::Eval | Self::BenchTrain => BaseStorage::Quantized(QuantFormat::Q4K),
+            Self::Generate | Self::BenchInfer => BaseStorage::AsStored,
+        }
+    }
+}
+
+/// How local models run, resolved from the engine flags and the environment.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    pub device: DeviceSpec,
+    pub dtype: DType,
+    pub storage: BaseStorage,
+    /// Where quantised bases are cached (None: no cache): `BWB_CACHE_DIR`, else
+    /// `$XDG_CACHE_HOME/bwb/quantized`, else `~/.cache/bwb/quantized`; `off` disables it.
+    pub quant_cache: Option<PathBuf>,
+}
+
+/// Longest `--request-timeout` / `--exec-timeout` (and their variables): 24 hours.
+pub const MAX_TIMEOUT_S: f64 = 86_400.0;
+
+/// `value` seconds from `what` (a flag or variable) as a duration: positive, finite and at
+/// most [`MAX_TIMEOUT_S`], or a one-line error naming `what`.
+pub fn timeout_secs(what: &str, value: f64) -> Result<Duration> {
+    let shown = if value.is_finite() && value.abs() >= 1e9 {
+        format!("{value:e}") // 1e300, not 300 digits
+    } else {
+        value.to_string()
+    };
+    if !(value.is_finite() && value > 0.0 && value <= MAX_TIMEOUT_S) {
+        return Err(Error::Config(format!(
+            "{what} {shown}: must be a positive number of seconds, at most {MAX_TIMEOUT_S} (24 hours)"
+        )));
+    }
+    Duration::try_from_secs_f64(value).map_err(|e| Error::Config(format!("{what} {shown}: {e}")))
+}
+
+/// How a resolved value is named in an error: the flag, or the variable and where it was set.
+fn source_name(origin: Origin, flag: &str, var: &str) -> String {
+    match origin {
+        Origin::Env => format!("{var} (environment)"),
+        Origin::DotEnv => format!("{var} (.env)"),
+        Origin::Cli | Origin::File | Origin::Default => flag.to_string(),
+    }
+}
+
 /// Everything a command needs, validated.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -144,6 +242,8 @@ pub struct Settings {
     pub seed: u64,
     pub n_eval_seeds: usize,
     pub hub: HubSettings,
+    /// Fused kernels on or off (`BWB_KERNELS`, `BWB_ATTENTION_TC`).
+    pub kernels: KernelSwitches,
 }
 
 impl Settings {
@@ -199,6 +299,7 @@ impl Settings {
             3,
         );
         let hub = resolve_hub(&env)?;
+        let kernels = resolve_kernels(&env)?;
         Ok(Settings {
             paths: Paths::new(root, smoke),
             configs,
@@ -207,6 +308,7 @@ impl Settings {
             seed,
             n_eval_seeds,
             hub,
+            kernels,
         })
     }
 
@@ -214,6 +316,150 @@ impl Settings {
     pub fn seed_or(&self, cli: Option<u64>) -> u64 {
         cli.unwrap_or(self.seed)
     }
+
+    /// The first `n` of run_defaults.yaml `eval_seeds` (`--seeds`, else `default`).
+    pub fn eval_seeds(&self, cli: Option<usize>, default: usize) -> Result<&[u64]> {
+        let n = cli.unwrap_or(default);
+        let all = &self.configs.run_defaults.eval_seeds;
+        if n == 0 || n > all.len() {
+            return Err(Error::Config(format!(
+                "--seeds {n}: must be between 1 and the {} seeds listed in configs/run_defaults.yaml `eval_seeds`; add seeds there for more",
+                all.len()
+            )));
+        }
+        Ok(&all[..n])
+    }
+
+    /// The engine flags of a command that runs a local model for `usage`.
+    pub fn engine(&self, args: &EngineArgs, usage: EngineUse) -> Result<EngineSettings> {
+        let storage = match args.quant.as_deref() {
+            None => usage.default_storage(),
+            Some(q) => {
+                match QuantFormat::parse(q).map_err(|m| Error::Config(format!("--quant: {m}")))? {
+                    Some(f) => BaseStorage::Quantized(f),
+                    None => BaseStorage::Dense,
+                }
+            }
+        };
+        let (device, dtype) = resolve_device(&args.device)?;
+        Ok(EngineSettings {
+            device,
+            dtype,
+            storage,
+            quant_cache: quant_cache_dir(&self.env),
+        })
+    }
+
+    /// The API flags over `BWB_API_*` / `BWB_MAX_COST_USD` (environment, then .env) over
+    /// the defaults.
+    pub fn api(&self, args: &ApiArgs) -> Result<ApiOptions> {
+        resolve_api(args, &self.env, &self.paths)
+    }
+}
+
+/// `--device` (default: a GPU when built with CUDA and one is present) and `--dtype`
+/// (default: f32).
+pub fn resolve_device(args: &DeviceArgs) -> Result<(DeviceSpec, DType)> {
+    Ok((
+        DeviceSpec::parse(args.device.as_deref())?,
+        device::parse_dtype(args.dtype.as_deref().unwrap_or("f32"))?,
+    ))
+}
+
+fn resolve_api(args: &ApiArgs, env: &Env, paths: &Paths) -> Result<ApiOptions> {
+    let d = ApiOptions::default();
+    let (concurrency, origin) = layered(
+        args.concurrency,
+        env.parse::<usize>("BWB_API_CONCURRENCY")?,
+        None,
+        d.concurrency,
+    );
+    if concurrency == 0 {
+        return Err(Error::Config(format!(
+            "{} 0: must be at least 1",
+            source_name(origin, "--concurrency", "BWB_API_CONCURRENCY")
+        )));
+    }
+    let (timeout, origin) = layered(
+        args.request_timeout,
+        env.parse::<f64>("BWB_API_TIMEOUT_S")?,
+        None,
+        d.timeout.as_secs_f64(),
+    );
+    let timeout = timeout_secs(
+        &source_name(origin, "--request-timeout", "BWB_API_TIMEOUT_S"),
+        timeout,
+    )?;
+    let (max_cost_usd, origin) = layered(
+        args.max_cost_usd.map(Some),
+        env.parse::<f64>("BWB_MAX_COST_USD")?
+            .map(|(v, o)| (Some(v), o)),
+        None,
+        None,
+    );
+    if let Some(c) = max_cost_usd.filter(|c| !(c.is_finite() && *c >= 0.0)) {
+        return Err(Error::Config(format!(
+            "{} {c}: must be a number ≥ 0",
+            source_name(origin, "--max-cost-usd", "BWB_MAX_COST_USD")
+        )));
+    }
+    let mut retry = RetryPolicy::default();
+    if let Some((n, _)) = env.parse::<u32>("BWB_API_MAX_ATTEMPTS")? {
+        retry.max_attempts = n.max(1);
+    }
+    if let Some((ms, _)) = env.parse::<u64>("BWB_API_BACKOFF_MS")? {
+        retry.base = Duration::from_millis(ms);
+    }
+    Ok(ApiOptions {
+        concurrency,
+        timeout,
+        retry,
+        max_cost_usd,
+        cache_dir: (!args.no_cache).then(|| paths.results().join("api-cache")),
+    })
+}
+
+/// `BWB_KERNELS`: `off` (or `0`/`false`/`no`/`composed`) runs the composed candle ops;
+/// `BWB_ATTENTION_TC=off`: the CUDA attention forward on CUDA cores.
+fn resolve_kernels(env: &Env) -> Result<KernelSwitches> {
+    let d = KernelSwitches::default();
+    let fused = match env.get("BWB_KERNELS") {
+        None => d.fused,
+        Some((v, _)) => match v.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" | "fused" => true,
+            "0" | "false" | "no" | "off" | "composed" => false,
+            _ => {
+                return Err(Error::Config(format!(
+                    "environment variable BWB_KERNELS={v:?} is invalid: use on or off (composed)"
+                )))
+            }
+        },
+    };
+    let (attention_tensor_cores, _) = layered(
+        None,
+        env.flag("BWB_ATTENTION_TC")?,
+        None,
+        d.attention_tensor_cores,
+    );
+    Ok(KernelSwitches {
+        fused,
+        attention_tensor_cores,
+    })
+}
+
+/// Where quantised bases are cached (see [`EngineSettings::quant_cache`]).
+fn quant_cache_dir(env: &Env) -> Option<PathBuf> {
+    if let Some((d, _)) = env.get("BWB_CACHE_DIR") {
+        return (d != "off").then(|| PathBuf::from(d));
+    }
+    let base = env
+        .get("XDG_CACHE_HOME")
+        .map(|(v, _)| PathBuf::from(v))
+        .or_else(|| {
+            env.get("HOME")
+                .map(|(h, _)| PathBuf::from(h).join(".cache"))
+        })?;
+    Some(base.join("bwb").join("quantized"))
 }
 
 /// Every task's prompt files exist (they are read at evaluation time; fail early).
@@ -299,6 +545,132 @@ mod tests {
         assert_eq!(env.get("B"), Some(("3", Origin::DotEnv)));
         assert_eq!(env.get("C"), Some(("4", Origin::DotEnv)));
         assert_eq!(env.get("D"), None);
+    }
+
+    fn api_with(args: &ApiArgs, env: &Env) -> Result<ApiOptions> {
+        resolve_api(args, env, &Paths::new(PathBuf::from("/p"), false))
+    }
+
+    #[test]
+    fn api_settings_flag_over_env_over_dotenv_over_default() {
+        let none = ApiArgs::default();
+        let o = api_with(&none, &Env::default()).unwrap();
+        assert_eq!(o.concurrency, 8);
+        assert_eq!(o.timeout, Duration::from_secs(120));
+        assert_eq!(o.max_cost_usd, None);
+        assert_eq!(o.cache_dir, Some(PathBuf::from("/p/results/api-cache")));
+        let env = Env::from_pairs(
+            &[("BWB_API_CONCURRENCY", "3"), ("BWB_API_MAX_ATTEMPTS", "0")],
+            &[
+                ("BWB_API_CONCURRENCY", "5"),
+                ("BWB_API_TIMEOUT_S", "7.5"),
+                ("BWB_MAX_COST_USD", "2"),
+                ("BWB_API_BACKOFF_MS", "20"),
+            ],
+        );
+        let o = api_with(&none, &env).unwrap();
+        assert_eq!(o.concurrency, 3);
+        assert_eq!(o.timeout, Duration::from_millis(7500));
+        assert_eq!(o.max_cost_usd, Some(2.0));
+        assert_eq!(o.retry.max_attempts, 1);
+        assert_eq!(o.retry.base, Duration::from_millis(20));
+        let args = ApiArgs {
+            concurrency: Some(1),
+            request_timeout: Some(2.0),
+            max_cost_usd: Some(0.5),
+            no_cache: true,
+        };
+        let o = api_with(&args, &env).unwrap();
+        assert_eq!(
+            (o.concurrency, o.timeout, o.max_cost_usd, o.cache_dir),
+            (1, Duration::from_secs(2), Some(0.5), None)
+        );
+    }
+
+    #[test]
+    fn huge_timeouts_are_one_line_errors_naming_their_source() {
+        // Regression: 1e300 panicked in Duration::from_secs_f64.
+        let args = ApiArgs {
+            request_timeout: Some(1e300),
+            ..ApiArgs::default()
+        };
+        let err = api_with(&args, &Env::default()).unwrap_err().to_string();
+        assert!(err.starts_with("--request-timeout 1e300"), "{err}");
+        assert!(err.contains("at most 86400"), "{err}");
+        let env = Env::from_pairs(&[("BWB_API_TIMEOUT_S", "1e300")], &[]);
+        let err = api_with(&ApiArgs::default(), &env).unwrap_err().to_string();
+        assert!(
+            err.contains("BWB_API_TIMEOUT_S (environment) 1e300"),
+            "{err}"
+        );
+        let env = Env::from_pairs(&[], &[("BWB_API_TIMEOUT_S", "inf")]);
+        let err = api_with(&ApiArgs::default(), &env).unwrap_err().to_string();
+        assert!(err.contains("BWB_API_TIMEOUT_S (.env) inf"), "{err}");
+        let env = Env::from_pairs(&[("BWB_MAX_COST_USD", "-1")], &[]);
+        let err = api_with(&ApiArgs::default(), &env).unwrap_err().to_string();
+        assert!(err.contains("BWB_MAX_COST_USD (environment) -1"), "{err}");
+        let env = Env::from_pairs(&[("BWB_API_CONCURRENCY", "many")], &[]);
+        let err = api_with(&ApiArgs::default(), &env).unwrap_err().to_string();
+        assert!(err.contains("BWB_API_CONCURRENCY=\"many\""), "{err}");
+        assert_eq!(
+            timeout_secs("--exec-timeout", 86_400.0).unwrap().as_secs(),
+            86_400
+        );
+        for bad in [0.0, -1.0, 86_400.5, 1e300, f64::NAN] {
+            let err = timeout_secs("--exec-timeout", bad).unwrap_err().to_string();
+            assert!(err.starts_with("--exec-timeout"), "{err}");
+        }
+    }
+
+    #[test]
+    fn kernel_switches_and_quant_cache_read_env_and_dotenv() {
+        let k = resolve_kernels(&Env::default()).unwrap();
+        assert_eq!(k, KernelSwitches::default());
+        let env = Env::from_pairs(
+            &[],
+            &[("BWB_KERNELS", "composed"), ("BWB_ATTENTION_TC", "off")],
+        );
+        let k = resolve_kernels(&env).unwrap();
+        assert!(!k.fused && !k.attention_tensor_cores);
+        let env = Env::from_pairs(&[("BWB_KERNELS", "on")], &[("BWB_KERNELS", "off")]);
+        assert!(resolve_kernels(&env).unwrap().fused);
+        let env = Env::from_pairs(&[("BWB_KERNELS", "sometimes")], &[]);
+        let err = resolve_kernels(&env).unwrap_err().to_string();
+        assert!(
+            err.contains("BWB_KERNELS") && err.contains("sometimes"),
+            "{err}"
+        );
+
+        let env = Env::from_pairs(&[("HOME", "/home/u")], &[]);
+        assert_eq!(
+            quant_cache_dir(&env),
+            Some(PathBuf::from("/home/u/.cache/bwb/quantized"))
+        );
+        // Regression: BWB_CACHE_DIR in .env was ignored.
+        let env = Env::from_pairs(&[("HOME", "/home/u")], &[("BWB_CACHE_DIR", "/c")]);
+        assert_eq!(quant_cache_dir(&env), Some(PathBuf::from("/c")));
+        let env = Env::from_pairs(&[("XDG_CACHE_HOME", "/x")], &[("BWB_CACHE_DIR", "off")]);
+        assert_eq!(quant_cache_dir(&env), None);
+        let env = Env::from_pairs(&[("XDG_CACHE_HOME", "/x")], &[]);
+        assert_eq!(
+            quant_cache_dir(&env),
+            Some(PathBuf::from("/x/bwb/quantized"))
+        );
+    }
+
+    #[test]
+    fn quant_defaults_are_4_bit_for_qlora_and_as_stored_for_inference() {
+        use EngineUse::*;
+        let q4k = BaseStorage::Quantized(QuantFormat::Q4K);
+        for (usage, want) in [
+            (Train, q4k),
+            (Eval, q4k),
+            (BenchTrain, q4k),
+            (Generate, BaseStorage::AsStored),
+            (BenchInfer, BaseStorage::AsStored),
+        ] {
+            assert_eq!(usage.default_storage(), want, "{usage:?}");
+        }
     }
 
     #[test]

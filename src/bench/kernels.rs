@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::cli::BenchKernelsArgs;
 use crate::kernels::check::{self, randn, Check};
+use crate::model::device::DeviceSpec;
 use crate::model::ops::{RmsNorm, Rotary};
 
 /// One timed op: fused vs composed, same inputs and device.
@@ -28,9 +29,9 @@ pub struct KernelTiming {
     pub speedup: f64,
 }
 
-pub fn run(args: &BenchKernelsArgs) -> Result<()> {
-    let dev = crate::commands::generate::device(args.device.as_deref())?;
-    let dtype = crate::commands::generate::dtype(&args.dtype)?;
+/// Check and time on `device` (`--device`), timing inputs of `dtype` (`--dtype`).
+pub fn run(args: &BenchKernelsArgs, device: DeviceSpec, dtype: DType) -> Result<()> {
+    let dev = device.open()?;
     let dev_name = format!("{:?}", dev.location());
     let checks = check::run(&dev)?;
     let failed: Vec<&Check> = checks.iter().filter(|c| !c.ok()).collect();

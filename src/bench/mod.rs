@@ -11,12 +11,13 @@ use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::cli::{BenchInferArgs, EngineArgs, RandomWeightArgs};
+use crate::cli::{BenchInferArgs, RandomWeightArgs};
 use crate::error::Error;
+use crate::model::device::dtype_name;
 use crate::model::load::{self, LoadOptions, LoadedModel, ShapeOverrides};
 use crate::model::weights::LoraPlan;
 use crate::model::{ForwardCtx, Model, QuantFormat};
-use crate::settings::Settings;
+use crate::settings::{BaseStorage, EngineSettings, Settings};
 
 /// Result of `bwb bench infer`, one per batch size.
 #[derive(Debug, Clone, Serialize)]
@@ -139,28 +140,24 @@ fn unix_now() -> f64 {
 /// a note on what differs from the real checkpoint.
 fn load_bench_model(
     settings: &Settings,
-    engine: &EngineArgs,
+    model: &str,
+    engine: &EngineSettings,
     random: &RandomWeightArgs,
     lora: Option<LoraPlan>,
 ) -> Result<(LoadedModel, Option<String>)> {
     if !random.random_weights {
-        let m = crate::commands::generate::load_model(settings, engine, lora)?;
+        let m = load::load_named(model, &settings.configs, &settings.hub, engine, lora)?;
         return Ok((m, None));
     }
-    use crate::commands::generate::{device, dtype};
-    let quant = match engine.quant.as_deref() {
-        None => None,
-        Some(q) => QuantFormat::parse(q).map_err(|m| Error::Config(format!("--quant: {m}")))?,
-    };
     let opts = LoadOptions {
-        device: device(engine.device.as_deref())?,
-        dtype: dtype(&engine.dtype)?,
-        quant,
+        device: engine.device.open()?,
+        dtype: engine.dtype,
+        quant: quant_of(engine.storage),
         dense_gguf: false,
         lora,
         quant_cache: None,
     };
-    let (arch, cfg) = random_shape(settings, engine, random)?;
+    let (arch, cfg) = random_shape(settings, model, random)?;
     let m = load::load_random_shape(arch, &cfg, 0, &opts)?;
     let mut notes = vec!["random weights in the shape of the model config's `shape:`".to_string()];
     if random.layers.is_some() || random.vocab.is_some() {
@@ -169,16 +166,33 @@ fn load_bench_model(
     Ok((m, Some(notes.join("; "))))
 }
 
+/// The 4-bit format of a random-weight model's layers (dense unless `--quant` names one).
+fn quant_of(storage: BaseStorage) -> Option<QuantFormat> {
+    match storage {
+        BaseStorage::Quantized(f) => Some(f),
+        BaseStorage::AsStored | BaseStorage::Dense => None,
+    }
+}
+
+/// The `quant` a report names: a random-weight model is dense unless `--quant` says
+/// otherwise; a checkpoint without `--quant` runs as stored (`default`).
+fn quant_label(engine: &EngineSettings, random: bool) -> String {
+    match engine.storage {
+        BaseStorage::AsStored if random => "none".into(),
+        s => s.name().into(),
+    }
+}
+
 fn random_shape(
     settings: &Settings,
-    engine: &EngineArgs,
+    model: &str,
     random: &RandomWeightArgs,
 ) -> Result<(crate::config::Arch, serde_json::Value)> {
     let ov = ShapeOverrides {
         layers: random.layers,
         vocab: random.vocab,
     };
-    Ok(load::random_shape(&engine.model, &settings.configs, ov)?)
+    Ok(load::random_shape(model, &settings.configs, ov)?)
 }
 
 /// Token ids for random prompts: the model's embedding rows (random weights), else the
@@ -234,19 +248,15 @@ fn run_once(model: &Model, dev: &Device, ids: &Tensor, new: usize) -> Result<(f6
     Ok((prefill, t1.elapsed().as_secs_f64()))
 }
 
-pub fn infer(settings: &Settings, args: &BenchInferArgs) -> Result<()> {
+pub fn infer(settings: &Settings, args: &BenchInferArgs, engine: &EngineSettings) -> Result<()> {
     check_batch_sizes(&args.batch_size)?;
     if args.prompt_len == 0 || args.repeat == 0 {
         return Err(Error::Config("--prompt-len and --repeat must be at least 1".into()).into());
     }
-    let (m, note) = load_bench_model(settings, &args.engine, &args.random, None)?;
+    let (m, note) = load_bench_model(settings, &args.model, engine, &args.random, None)?;
     let dims = Dims::of(&m.model);
     let wbytes = if args.random.random_weights {
-        let quant = match args.engine.quant.as_deref() {
-            Some(q) => QuantFormat::parse(q).unwrap_or(None),
-            None => None,
-        };
-        Some(weight_bytes(&dims, quant, m.dtype))
+        Some(weight_bytes(&dims, quant_of(engine.storage), m.dtype))
     } else {
         None
     };
@@ -268,19 +278,11 @@ pub fn infer(settings: &Settings, args: &BenchInferArgs) -> Result<()> {
         }
         let (p, d) = (median(pre), median(dec));
         let r = InferReport {
-            model: args.engine.model.clone(),
+            model: args.model.clone(),
             random_weights: args.random.random_weights,
             device: format!("{:?}", m.device),
-            dtype: args.engine.dtype.clone(),
-            // A random-weight model is dense unless --quant says otherwise.
-            quant: args.engine.quant.clone().unwrap_or_else(|| {
-                if args.random.random_weights {
-                    "none"
-                } else {
-                    "default"
-                }
-                .into()
-            }),
+            dtype: dtype_name(engine.dtype).into(),
+            quant: quant_label(engine, args.random.random_weights),
             batch_size: batch,
             prompt_len: args.prompt_len,
             new_tokens: args.new_tokens,
@@ -374,32 +376,12 @@ pub fn train_flops(dims: &Dims, lora: usize, b: usize, l: usize) -> f64 {
 
 /// LoRA target modules for the model's architecture (with `--random-weights`, the config's;
 /// otherwise the checkpoint's, which is resolved, i.e. downloaded if needed).
-fn targets_for(
-    settings: &Settings,
-    engine: &EngineArgs,
-    random: &RandomWeightArgs,
-) -> Result<Vec<String>> {
-    use crate::model::load::ModelSource;
+fn targets_for(settings: &Settings, model: &str, random: &RandomWeightArgs) -> Result<Vec<String>> {
     let arch = if random.random_weights {
-        random_shape(settings, engine, random)?.0
+        random_shape(settings, model, random)?.0
     } else {
-        let (src, _) = load::resolve(&engine.model, &settings.configs, &settings.hub)?;
-        match &src {
-            ModelSource::Dir(d) => {
-                let p = d.join("config.json");
-                let text = std::fs::read_to_string(&p).map_err(|e| {
-                    Error::MissingInput(format!("cannot read {}: {e}", p.display()))
-                })?;
-                let v: serde_json::Value =
-                    serde_json::from_str(&text).map_err(|e| Error::BadFile {
-                        path: p.clone(),
-                        message: format!("not valid JSON: {e}"),
-                    })?;
-                load::arch_of(&v, &p)?
-            }
-            ModelSource::Gguf(_) => crate::config::Arch::Llama,
-            ModelSource::Random { arch, .. } => *arch,
-        }
+        let (src, _) = load::resolve(model, &settings.configs, &settings.hub)?;
+        load::source_arch(&src)?
     };
     let names: &[&str] = match arch {
         crate::config::Arch::Phi3 => &["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
@@ -418,7 +400,11 @@ fn targets_for(
 
 /// A few LoRA optimizer steps on random tokens of exactly `seq_len` (loss on every
 /// position), timed step by step, for each batch size on the one loaded model.
-pub fn train(settings: &Settings, args: &crate::cli::BenchTrainArgs) -> Result<()> {
+pub fn train(
+    settings: &Settings,
+    args: &crate::cli::BenchTrainArgs,
+    engine: &EngineSettings,
+) -> Result<()> {
     use crate::train::batch::{make_batch, Tokenized};
     use crate::train::{optim, validate};
     check_batch_sizes(&args.batch_size)?;
@@ -433,14 +419,11 @@ pub fn train(settings: &Settings, args: &crate::cli::BenchTrainArgs) -> Result<(
         alpha: 2.0 * args.rank as f64,
         dropout: 0.0,
         use_rslora: false,
-        target_modules: targets_for(settings, &args.engine, &args.random)?,
+        target_modules: targets_for(settings, &args.model, &args.random)?,
         init_seed: 0,
         adapter: None,
     };
-    // QLoRA, as `bwb train`: a 4-bit base unless asked otherwise.
-    let mut engine = args.engine.clone();
-    engine.quant = Some(engine.quant.unwrap_or_else(|| "q4k".into()));
-    let (m, note) = load_bench_model(settings, &engine, &args.random, Some(plan))?;
+    let (m, note) = load_bench_model(settings, &args.model, engine, &args.random, Some(plan))?;
     let dims = Dims::of(&m.model);
     let params: Vec<candle_core::Var> = m
         .lora_vars
@@ -490,11 +473,11 @@ pub fn train(settings: &Settings, args: &crate::cli::BenchTrainArgs) -> Result<(
         let tokens = (batch_size * args.seq_len) as f64;
         let flops = train_flops(&dims, trainable, batch_size, args.seq_len);
         let r = TrainReport {
-            model: args.engine.model.clone(),
+            model: args.model.clone(),
             random_weights: args.random.random_weights,
             device: format!("{:?}", m.device),
-            dtype: args.engine.dtype.clone(),
-            quant: engine.quant.clone().unwrap_or_default(),
+            dtype: dtype_name(engine.dtype).into(),
+            quant: engine.storage.name().into(),
             batch_size,
             seq_len: args.seq_len,
             rank: args.rank,

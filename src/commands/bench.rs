@@ -3,12 +3,21 @@
 use anyhow::Result;
 
 use crate::cli::BenchCommand;
-use crate::settings::Settings;
+use crate::settings::{resolve_device, EngineUse, Settings};
 
 pub fn run(settings: &Settings, cmd: &BenchCommand) -> Result<()> {
     match cmd {
-        BenchCommand::Infer(args) => crate::bench::infer(settings, args),
-        BenchCommand::Train(args) => crate::bench::train(settings, args),
-        BenchCommand::Kernels(args) => crate::bench::kernels::run(args),
+        BenchCommand::Infer(args) => {
+            let engine = settings.engine(&args.engine, EngineUse::BenchInfer)?;
+            crate::bench::infer(settings, args, &engine)
+        }
+        BenchCommand::Train(args) => {
+            let engine = settings.engine(&args.engine, EngineUse::BenchTrain)?;
+            crate::bench::train(settings, args, &engine)
+        }
+        BenchCommand::Kernels(args) => {
+            let (device, dtype) = resolve_device(&args.device)?;
+            crate::bench::kernels::run(args, device, dtype)
+        }
     }
 }

@@ -4,7 +4,7 @@ mod bench;
 mod data;
 mod eval;
 mod export;
-pub mod generate;
+mod generate;
 mod report;
 mod train;
 
@@ -15,6 +15,8 @@ use crate::settings::Settings;
 
 pub fn run(cli: Cli) -> Result<()> {
     let settings = Settings::resolve(&cli.global)?;
+    // The fused ops decide inside every forward, where no settings travel: set them once.
+    crate::kernels::configure(settings.kernels);
     if settings.paths.smoke {
         tracing::info!("smoke test: outputs go under */smoke/");
     }

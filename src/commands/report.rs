@@ -1,10 +1,8 @@
 //! `bwb classify`, `bwb dashboard` and `bwb run` (every stage in order, skipping what is done).
 
-use std::time::Duration;
-
 use anyhow::{Context, Result};
 
-use crate::cli::{EvalArgs, ExecArgs, PrepareArgs, RunArgs, TaskArgs, TrainArgs};
+use crate::cli::{ExecArgs, PrepareArgs, RunArgs, TaskArgs};
 use crate::config::{AnswerKind, ModelKind, TaskConfig};
 use crate::error::Error;
 use crate::eval::predictions::{self, Generation};
@@ -13,29 +11,10 @@ use crate::paths::display;
 use crate::report::summary::{Spread, Summary};
 use crate::report::{self};
 use crate::score::ErrorClass;
-use crate::settings::Settings;
-
-/// The first `n` eval seeds of run_defaults.yaml, or an error naming the limit.
-fn eval_seeds(settings: &Settings, n: usize) -> Result<Vec<u64>> {
-    let all = &settings.configs.run_defaults.eval_seeds;
-    if n == 0 || n > all.len() {
-        return Err(Error::Config(format!(
-            "--seeds {n}: must be between 1 and the {} seeds listed in configs/run_defaults.yaml `eval_seeds`; add seeds there for more",
-            all.len()
-        ))
-        .into());
-    }
-    Ok(all[..n].to_vec())
-}
+use crate::settings::{timeout_secs, EngineUse, Settings};
 
 fn exec_options(args: &ExecArgs) -> Result<report::Options> {
-    if !(args.exec_timeout.is_finite() && args.exec_timeout > 0.0) {
-        return Err(Error::Config(format!(
-            "--exec-timeout {}: must be a positive number of seconds",
-            args.exec_timeout
-        ))
-        .into());
-    }
+    let timeout = timeout_secs("--exec-timeout", args.exec_timeout)?;
     if args.exec_jobs == Some(0) {
         return Err(Error::Config("--exec-jobs 0: must be at least 1".into()).into());
     }
@@ -43,7 +22,7 @@ fn exec_options(args: &ExecArgs) -> Result<report::Options> {
         allow_code_execution: args.allow_code_execution,
         ..report::Options::default()
     };
-    opts.limits.timeout = Duration::from_secs_f64(args.exec_timeout);
+    opts.limits.timeout = timeout;
     opts.limits.cpu_seconds = args.exec_timeout.ceil() as u64;
     if let Some(j) = args.exec_jobs {
         opts.jobs = j;
@@ -121,7 +100,7 @@ pub fn classify(
 ) -> Result<()> {
     let tasks = settings.configs.select_tasks(task_sel)?;
     let mut opts = exec_options(exec)?;
-    opts.seeds = eval_seeds(settings, seeds.unwrap_or(settings.n_eval_seeds))?;
+    opts.seeds = settings.eval_seeds(seeds, settings.n_eval_seeds)?.to_vec();
     let explicit = task_sel.trim() != "all";
     let mut done = 0;
     let mut missing = Vec::new();
@@ -279,9 +258,11 @@ pub fn run(settings: &Settings, args: &RunArgs) -> Result<()> {
         }
         plan.push((m.clone(), mc.kind, conds));
     }
-    let n_seeds = args.seeds.unwrap_or(default_seeds);
-    let seeds = &eval_seeds(settings, n_seeds)?;
-    opts.seeds = seeds.clone();
+    let seeds = settings.eval_seeds(args.seeds, default_seeds)?;
+    opts.seeds = seeds.to_vec();
+    let train_engine = settings.engine(&args.engine, EngineUse::Train)?;
+    let eval_engine = settings.engine(&args.engine, EngineUse::Eval)?;
+    let api_opts = settings.api(&args.api)?;
     // An API model with evaluations left to run needs its key now, not after hours of training.
     for (model, kind, conds) in &plan {
         if *kind != ModelKind::Api {
@@ -297,7 +278,7 @@ pub fn run(settings: &Settings, args: &RunArgs) -> Result<()> {
                 configs.model(model)?,
                 &settings.env,
                 &configs.pricing,
-                crate::backend::api::ApiOptions::default(),
+                api_opts.clone(),
             )
             .with_context(|| format!("bwb run: model `{model}`"))?;
         }
@@ -366,17 +347,15 @@ pub fn run(settings: &Settings, args: &RunArgs) -> Result<()> {
                     println!("{model}/{}/{}: trained; skipped", task.id, cond.name());
                     continue;
                 }
-                super::train::train(
+                super::train::train_plan(
                     settings,
-                    &TrainArgs {
-                        model: model.clone(),
-                        task: task.id.clone(),
-                        condition: cond.name().to_string(),
-                        seed: None,
-                        quant: None,
-                        dtype: "f32".into(),
-                        device: args.device.clone(),
-                        save_every: 100,
+                    &super::train::TrainPlan {
+                        model,
+                        tasks: vec![task],
+                        conditions: crate::train::Condition::parse_list(cond.name())?,
+                        seed: settings.seed,
+                        engine: &train_engine,
+                        save_every: crate::train::DEFAULT_SAVE_EVERY,
                         stop_at_step: None,
                     },
                 )?;
@@ -392,27 +371,22 @@ pub fn run(settings: &Settings, args: &RunArgs) -> Result<()> {
                 if eval_done(settings, model, task, cond, seeds)? {
                     println!("{model}/{}/{}: evaluated; skipped", task.id, cond.name());
                 } else {
-                    todo.push(cond.name());
+                    todo.push(cond);
                 }
             }
             if todo.is_empty() {
                 continue;
             }
-            super::eval::eval(
+            super::eval::eval_plan(
                 settings,
-                &EvalArgs {
-                    model: model.clone(),
-                    task: task.id.clone(),
-                    condition: todo.join(","),
-                    seeds: Some(n_seeds),
-                    batch_size: 8,
-                    quant: None,
-                    dtype: "f32".into(),
-                    device: args.device.clone(),
-                    concurrency: None,
-                    max_cost_usd: None,
-                    request_timeout: None,
-                    no_cache: false,
+                &super::eval::EvalPlan {
+                    model,
+                    tasks: vec![task],
+                    conditions: todo,
+                    seeds,
+                    batch_size: crate::eval::DEFAULT_BATCH_SIZE,
+                    engine: &eval_engine,
+                    api: &api_opts,
                 },
             )?;
         }

@@ -4,60 +4,83 @@
 
 use anyhow::{Context, Result};
 
-use crate::cli::{EngineArgs, TrainArgs};
-use crate::config::TrainingConfig;
+use crate::cli::TrainArgs;
+use crate::config::TaskConfig;
 use crate::data::prepare::read_split;
 use crate::error::Error;
+use crate::model::load;
 use crate::paths::display;
 use crate::prompt::task::TaskPrompt;
-use crate::settings::Settings;
+use crate::settings::{EngineSettings, EngineUse, Settings};
 use crate::train::{self, Condition, Job, RunOptions, TrainingRecord};
 
-/// Hyperparameters: the model config's training file, or for a model given as a path the
-/// training file named like it; then the task's overrides.
-fn hyperparameters(
-    settings: &Settings,
-    spec: &str,
-    task: &crate::config::TaskConfig,
-) -> Result<TrainingConfig> {
+/// What to train, every setting resolved (`bwb train`, and `bwb run`'s train stage).
+pub struct TrainPlan<'a> {
+    /// `--model` as the user gave it.
+    pub model: &'a str,
+    pub tasks: Vec<&'a TaskConfig>,
+    pub conditions: Vec<Condition>,
+    pub seed: u64,
+    pub engine: &'a EngineSettings,
+    pub save_every: usize,
+    pub stop_at_step: Option<usize>,
+}
+
+/// Which configs/training/<name>.yaml a model trains with: the model config's, or for a
+/// model given as a path the one named like it.
+fn training_name(settings: &Settings, spec: &str) -> Result<String> {
     let c = &settings.configs;
     if let Ok(mc) = c.model(spec) {
-        return Ok(c.training_for(mc, task)?);
+        return Ok(mc.training_name().to_string());
     }
     let name = crate::paths::model_name(spec);
-    let base = c.training.get(&name).ok_or_else(|| {
-        Error::Config(format!(
-            "--model {spec}: no configs/training/{name}.yaml for a model given as a path; add one, or name a model config id"
-        ))
-    })?;
-    Ok(base.with_overrides(&task.training))
+    if c.training.contains_key(&name) {
+        return Ok(name);
+    }
+    Err(Error::Config(format!(
+        "--model {spec}: no configs/training/{name}.yaml for a model given as a path; add one, or name a model config id"
+    ))
+    .into())
 }
 
 pub fn train(settings: &Settings, args: &TrainArgs) -> Result<()> {
-    let conditions = Condition::parse_list(&args.condition)?;
-    let tasks = settings.configs.select_tasks(&args.task)?;
-    let seed = settings.seed_or(args.seed);
-    let name = crate::paths::model_name(&args.model);
-    let engine = EngineArgs {
-        model: args.model.clone(),
-        // QLoRA: a 4-bit base unless asked otherwise.
-        quant: Some(args.quant.clone().unwrap_or_else(|| "q4k".into())),
-        dtype: args.dtype.clone(),
-        device: args.device.clone(),
-    };
-    for task in tasks {
-        let hp = hyperparameters(settings, &args.model, task)?;
+    let engine = settings.engine(&args.engine, EngineUse::Train)?;
+    train_plan(
+        settings,
+        &TrainPlan {
+            model: &args.model,
+            tasks: settings.configs.select_tasks(&args.task)?,
+            conditions: Condition::parse_list(&args.condition)?,
+            seed: settings.seed_or(args.seed),
+            engine: &engine,
+            save_every: args.save_every,
+            stop_at_step: args.stop_at_step,
+        },
+    )
+}
+
+pub fn train_plan(settings: &Settings, plan: &TrainPlan) -> Result<()> {
+    let seed = plan.seed;
+    let name = crate::paths::model_name(plan.model);
+    let training = training_name(settings, plan.model)?;
+    for &task in &plan.tasks {
+        let hp = settings.configs.training_named(&training, task)?;
         let all_train = read_split(&settings.paths, &task.id, "train")?;
         let val = read_split(&settings.paths, &task.id, "val")?;
         let prompt = TaskPrompt::load(&settings.paths.prompts(), task)?;
-        for &cond in &conditions {
+        for &cond in &plan.conditions {
             let examples = cond.select(all_train.clone());
-            let m =
-                super::generate::load_model(settings, &engine, Some(train::lora_plan(&hp, seed)))?;
+            let m = load::load_named(
+                plan.model,
+                &settings.configs,
+                &settings.hub,
+                plan.engine,
+                Some(train::lora_plan(&hp, seed)),
+            )?;
             let dir = settings.paths.run_dir(&name, &task.id, cond.name());
             let job = Job {
                 model: &m,
-                base_model: args.model.clone(),
+                base_model: plan.model.to_string(),
                 task,
                 prompt: &prompt,
                 hp: &hp,
@@ -66,15 +89,15 @@ pub fn train(settings: &Settings, args: &TrainArgs) -> Result<()> {
                 val: &val,
                 dir: dir.clone(),
                 opts: RunOptions {
-                    save_every: Some(args.save_every),
-                    stop_at_step: args.stop_at_step,
+                    save_every: Some(plan.save_every),
+                    stop_at_step: plan.stop_at_step,
                     progress: true,
                     val_batch_size: 8,
                 },
             };
             let what = format!(
                 "bwb train --model {} --task {} --condition {}",
-                args.model,
+                plan.model,
                 task.id,
                 cond.name()
             );

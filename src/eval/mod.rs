@@ -28,6 +28,9 @@ use predictions::{Generation, Prediction, PredictionFile};
 /// Demonstrations in a few-shot prompt.
 pub const N_SHOTS: usize = 5;
 
+/// Prompts per generate call of a local model (`bwb eval --batch-size`, `bwb run`).
+pub const DEFAULT_BATCH_SIZE: usize = 8;
+
 /// An evaluation condition, serialised by its name (`zero-shot`, `5-shot`, `lora-500`,
 /// `lora-full`) and ordered by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

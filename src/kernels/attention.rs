@@ -588,25 +588,16 @@ pub fn tensor_core_backward(dtype: DType, d: usize) -> bool {
 
 /// Whether the CUDA forward runs on tensor cores (`attn_fwd_tc_*`): bf16/f16 inputs, head
 /// dimension 64, 128 or 256, a build for compute capability 8.0 or newer, and
-/// `BWB_ATTENTION_TC` not `off` (then the CUDA-core kernel `attn_fwd` runs, e.g. for A/B runs).
+/// `BWB_ATTENTION_TC` not `off` ([`super::KernelSwitches`]; then the CUDA-core kernel
+/// `attn_fwd` runs, e.g. for A/B runs).
 pub fn tensor_core_forward(dtype: DType, d: usize) -> bool {
     if NO_TENSOR_CORES.with(|c| c.get()) {
         return false;
     }
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let on = *ON.get_or_init(|| {
-        let cap_ok = option_env!("BWB_CUDA_COMPUTE_CAP")
-            .and_then(|c| c.parse::<u32>().ok())
-            .is_some_and(|c| c >= 80);
-        let off = matches!(
-            std::env::var("BWB_ATTENTION_TC")
-                .unwrap_or_default()
-                .to_ascii_lowercase()
-                .as_str(),
-            "off" | "0" | "false" | "no"
-        );
-        cap_ok && !off
-    });
+    let cap_ok = option_env!("BWB_CUDA_COMPUTE_CAP")
+        .and_then(|c| c.parse::<u32>().ok())
+        .is_some_and(|c| c >= 80);
+    let on = cap_ok && super::attention_tensor_cores();
     on && matches!(dtype, DType::BF16 | DType::F16) && matches!(d, 64 | 128 | 256)
 }
 

@@ -23,20 +23,47 @@ pub mod rope;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
 
-/// Whether the models use the fused ops (default) or the composed candle ops they replace:
-/// `BWB_KERNELS=off` (or `0`/`false`/`composed`) switches them off for A/B benchmarks and as
-/// an escape hatch; read once per process.
+/// Which fused paths are on, resolved once by settings.rs (`BWB_KERNELS`,
+/// `BWB_ATTENTION_TC`) and set for the process by [`configure`]: the ops choose inside
+/// every forward, where no settings travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelSwitches {
+    /// The fused ops (default) or the composed candle ops they replace (A/B benchmarks, an
+    /// escape hatch).
+    pub fused: bool,
+    /// The CUDA attention forward on tensor cores where it can (default), or on CUDA cores.
+    pub attention_tensor_cores: bool,
+}
+
+impl Default for KernelSwitches {
+    fn default() -> Self {
+        Self {
+            fused: true,
+            attention_tensor_cores: true,
+        }
+    }
+}
+
+static FUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+static ATTENTION_TC: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Set the process's kernel switches (bwb does it once, right after resolving settings;
+/// library users that never call it get the defaults).
+pub fn configure(s: KernelSwitches) {
+    use std::sync::atomic::Ordering::Relaxed;
+    FUSED.store(s.fused, Relaxed);
+    ATTENTION_TC.store(s.attention_tensor_cores, Relaxed);
+}
+
+/// Whether the models use the fused ops (see [`KernelSwitches::fused`]).
 pub fn enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| {
-        !matches!(
-            std::env::var("BWB_KERNELS")
-                .unwrap_or_default()
-                .to_ascii_lowercase()
-                .as_str(),
-            "off" | "0" | "false" | "no" | "composed"
-        )
-    })
+    FUSED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Whether the CUDA attention may use tensor cores (see
+/// [`KernelSwitches::attention_tensor_cores`]).
+pub fn attention_tensor_cores() -> bool {
+    ATTENTION_TC.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 thread_local! {

@@ -13,9 +13,10 @@ use tokenizers::Tokenizer;
 use super::linear::QuantFormat;
 use super::weights::{Builder, LoraPlan, LoraVars, QuantCache, Source};
 use super::{gemma3, llama, phi3, qwen3, Model};
-use crate::config::{Arch, ModelConfig, RandomInit};
+use crate::config::{Arch, Configs, ModelConfig, RandomInit};
 use crate::error::{Error, Result};
 use crate::prompt::chat_template::ChatTemplate;
+use crate::settings::{BaseStorage, EngineSettings, HubSettings};
 
 pub const SUPPORTED_ARCHS: &str =
     "qwen3 (Qwen3ForCausalLM), gemma3 (Gemma3ForCausalLM / Gemma3ForConditionalGeneration text), \
@@ -82,6 +83,57 @@ pub struct LoadedModel {
 impl LoadedModel {
     pub fn vocab_size(&self) -> usize {
         self.tokenizer.get_vocab_size(true)
+    }
+}
+
+impl LoadOptions {
+    /// The options the resolved engine settings ask for (the device is opened here).
+    pub fn from_engine(engine: &EngineSettings, lora: Option<LoraPlan>) -> Result<Self> {
+        let (quant, dense_gguf) = match engine.storage {
+            BaseStorage::AsStored => (None, false),
+            BaseStorage::Dense => (None, true),
+            BaseStorage::Quantized(f) => (Some(f), false),
+        };
+        Ok(Self {
+            device: engine.device.open()?,
+            dtype: engine.dtype,
+            quant,
+            dense_gguf,
+            lora,
+            quant_cache: engine.quant_cache.clone(),
+        })
+    }
+}
+
+/// Load the model a user named (`--model`: config id, hub id, HF directory or .gguf file)
+/// with the resolved engine settings and an optional LoRA plan.
+pub fn load_named(
+    spec: &str,
+    configs: &Configs,
+    hub: &HubSettings,
+    engine: &EngineSettings,
+    lora: Option<LoraPlan>,
+) -> anyhow::Result<LoadedModel> {
+    use anyhow::Context;
+    let opts = LoadOptions::from_engine(engine, lora)?;
+    let (source, mc) = resolve(spec, configs, hub)?;
+    let mut m = load(&source, &opts).with_context(|| format!("loading {spec}"))?;
+    if let Some(mc) = mc {
+        m.chat_kwargs = mc.chat_template_kwargs.clone();
+    }
+    Ok(m)
+}
+
+/// The architecture of a model source, without loading its weights (an HF directory's
+/// config.json; a GGUF is Llama, the one GGUF architecture bwb runs).
+pub fn source_arch(source: &ModelSource) -> Result<Arch> {
+    match source {
+        ModelSource::Dir(d) => {
+            let p = d.join("config.json");
+            arch_of(&read_json(&p)?, &p)
+        }
+        ModelSource::Gguf(_) => Ok(Arch::Llama),
+        ModelSource::Random { arch, .. } => Ok(*arch),
     }
 }
 
@@ -646,8 +698,8 @@ pub fn byte_tokenizer(vocab_size: usize) -> Result<Tokenizer> {
 /// from configs/models/ (random, a GGUF in a hub repo, or a hub repo).
 pub fn resolve(
     spec: &str,
-    configs: &crate::config::Configs,
-    hub: &crate::settings::HubSettings,
+    configs: &Configs,
+    hub: &HubSettings,
 ) -> Result<(ModelSource, Option<ModelConfig>)> {
     let p = Path::new(spec);
     if p.is_file() {

@@ -10,6 +10,7 @@
 pub mod adapter;
 pub mod cache;
 pub mod common;
+pub mod device;
 pub mod gemma3;
 pub mod generate;
 pub mod linear;

@@ -87,6 +87,9 @@ pub fn lora_plan(hp: &TrainingConfig, seed: u64) -> LoraPlan {
     }
 }
 
+/// Mid-epoch checkpoint interval in optimizer steps (`bwb train --save-every`, `bwb run`).
+pub const DEFAULT_SAVE_EVERY: usize = 100;
+
 /// Knobs that do not change the result (so they are not part of the fingerprint).
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {

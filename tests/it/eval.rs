@@ -735,6 +735,41 @@ fn a_huge_retry_after_is_capped_not_a_panic() {
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
 }
 
+/// Regression: `--request-timeout 1e300`, `BWB_API_TIMEOUT_S=1e300` and `--exec-timeout
+/// 1e300` panicked in `Duration::from_secs_f64`; now each is one line naming its source.
+#[test]
+fn huge_timeouts_are_one_line_errors() {
+    let p = Project::new().set_env("OPENAI_API_KEY", KEY);
+    let err = eval_api(&p, &["--request-timeout", "1e300"]).fails(1);
+    assert!(
+        err.contains("--request-timeout 1e300") && err.contains("at most 86400"),
+        "{err}"
+    );
+    let q = Project::new()
+        .set_env("OPENAI_API_KEY", KEY)
+        .set_env("BWB_API_TIMEOUT_S", "1e300");
+    let err = eval_api(&q, &[]).fails(1);
+    assert!(
+        err.contains("BWB_API_TIMEOUT_S (environment) 1e300"),
+        "{err}"
+    );
+    // From .env too.
+    p.write(".env", "BWB_API_TIMEOUT_S=1e300\n");
+    let err = eval_api(&p, &[]).fails(1);
+    assert!(err.contains("BWB_API_TIMEOUT_S (.env) 1e300"), "{err}");
+    std::fs::remove_file(p.path(".env")).unwrap();
+    for args in [
+        &["classify", "--task", "fpb", "--exec-timeout", "1e300"][..],
+        &["run", "--exec-timeout", "1e300"][..],
+    ] {
+        let err = p.bwb(args).fails(1);
+        assert!(
+            err.contains("--exec-timeout 1e300") && err.contains("at most 86400"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
 #[test]
 fn bad_input_gives_one_line_errors() {
     let p = fpb_project();
