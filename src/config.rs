@@ -891,6 +891,19 @@ impl Configs {
         )?;
         Ok(merged)
     }
+
+    /// For a model given as a path with no training file of its own: the training file of
+    /// the local model config with the same architecture (one with real weights before the
+    /// random `smoke` model, then by id), as (training name, model config id).
+    pub fn training_fallback(&self, arch: Arch) -> Option<(&str, &str)> {
+        let mut same: Vec<&ModelConfig> = self
+            .models
+            .values()
+            .filter(|m| m.kind == ModelKind::Local && m.arch == Some(arch))
+            .collect();
+        same.sort_by_key(|m| (m.random_init.is_some(), m.id.clone()));
+        same.first().map(|m| (m.training_name(), m.id.as_str()))
+    }
 }
 
 /// A merged training config out of bounds: the task file's `training:` override did it (the

@@ -26,8 +26,9 @@ pub struct TrainPlan<'a> {
     pub stop_at_step: Option<usize>,
 }
 
-/// Which configs/training/<name>.yaml a model trains with: the model config's, or for a
-/// model given as a path the one named like it.
+/// Which configs/training/<name>.yaml a model trains with: the model config's; for a model
+/// given as a path, the one named like it, else (with one warning) the one of the model
+/// config with the same architecture.
 fn training_name(settings: &Settings, spec: &str) -> Result<String> {
     let c = &settings.configs;
     if let Ok(mc) = c.model(spec) {
@@ -37,10 +38,17 @@ fn training_name(settings: &Settings, spec: &str) -> Result<String> {
     if c.training.contains_key(&name) {
         return Ok(name);
     }
-    Err(Error::Config(format!(
-        "--model {spec}: no configs/training/{name}.yaml for a model given as a path; add one, or name a model config id"
-    ))
-    .into())
+    let (source, _) = load::resolve(spec, c, &settings.hub)?;
+    let arch = load::source_arch(&source)?;
+    let (fallback, model_id) = c.training_fallback(arch).ok_or_else(|| {
+        Error::Config(format!(
+            "--model {spec}: no configs/training/{name}.yaml and no model config of its architecture ({arch:?}) to borrow one from; add configs/training/{name}.yaml"
+        ))
+    })?;
+    tracing::warn!(
+        "--model {spec}: no configs/training/{name}.yaml; using configs/training/{fallback}.yaml (model `{model_id}`, same architecture {arch:?}); add configs/training/{name}.yaml to choose your own"
+    );
+    Ok(fallback.to_string())
 }
 
 pub fn train(settings: &Settings, args: &TrainArgs) -> Result<()> {
@@ -63,6 +71,7 @@ pub fn train_plan(settings: &Settings, plan: &TrainPlan) -> Result<()> {
     let seed = plan.seed;
     let name = crate::paths::model_name(plan.model);
     let training = training_name(settings, plan.model)?;
+    let training_file = format!("configs/training/{training}.yaml");
     for &task in &plan.tasks {
         let hp = settings.configs.training_named(&training, task)?;
         let all_train = read_split(&settings.paths, &task.id, "train")?;
@@ -115,7 +124,7 @@ pub fn train_plan(settings: &Settings, plan: &TrainPlan) -> Result<()> {
                 );
                 return Ok(());
             }
-            let record = TrainingRecord::new(&job, &out, &name, cond.name());
+            let record = TrainingRecord::new(&job, &out, &name, cond.name(), &training_file);
             let path = settings.paths.training_record(&name, &task.id, cond.name());
             crate::fsutil::write_json_atomic(&path, &record)?;
             let best = out

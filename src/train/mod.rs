@@ -480,12 +480,21 @@ pub struct TrainingRecord<'a> {
     pub truncated: TruncationCounts,
     pub adapter: Option<&'a Path>,
     pub hyperparameters: &'a TrainingConfig,
+    /// The training file the hyperparameters came from (before the task's overrides), e.g.
+    /// `configs/training/qwen3-8b.yaml`.
+    pub training_config: &'a str,
     pub device: String,
     pub dtype: String,
 }
 
 impl<'a> TrainingRecord<'a> {
-    pub fn new(job: &'a Job, out: &'a Outcome, model_name: &'a str, condition: &'a str) -> Self {
+    pub fn new(
+        job: &'a Job,
+        out: &'a Outcome,
+        model_name: &'a str,
+        condition: &'a str,
+        training_config: &'a str,
+    ) -> Self {
         let s = &out.state;
         Self {
             model: model_name,
@@ -510,6 +519,7 @@ impl<'a> TrainingRecord<'a> {
             truncated: out.truncated,
             adapter: out.adapter_dir.as_deref(),
             hyperparameters: job.hp,
+            training_config,
             device: format!("{:?}", job.model.device),
             dtype: format!("{:?}", job.model.dtype),
         }

@@ -349,6 +349,7 @@ fn smoke_train_writes_a_peft_adapter_and_a_training_record() {
     }
     assert_eq!(rec["steps"], 8);
     assert_eq!(rec["train_examples"], 30);
+    assert_eq!(rec["training_config"], "configs/training/smoke.yaml");
     // FPB's per-task override (lower lr, higher weight decay) wins over the model's file.
     assert_eq!(rec["hyperparameters"]["lr"], 1.0e-4);
     assert_eq!(rec["hyperparameters"]["weight_decay"], 0.1);
@@ -476,6 +477,63 @@ fn task_training_overrides_are_checked_after_the_merge() {
             "{over}: {err}"
         );
     }
+}
+
+/// `bwb train --model ./dir` without configs/training/<dir>.yaml borrows the training file
+/// of the model config with the same architecture, says so in one warning line, and the
+/// training record names the file used.
+#[test]
+fn a_model_directory_without_its_own_training_file_borrows_its_architectures() {
+    let p = prepared_project();
+    let ad = p.path("adapter");
+    crate::export::smoke_adapter(&ad);
+    let dir = p.path("my-qwen");
+    p.bwb(&[
+        "export",
+        "--model",
+        "smoke",
+        "--adapter",
+        ad.to_str().unwrap(),
+        "--merge",
+        dir.to_str().unwrap(),
+    ])
+    .ok();
+    // The qwen3 architecture's real-weights config is qwen3-8b: give it one quick epoch so
+    // the test stays fast.
+    let quick = RESUME_CFG
+        .replace("epochs: 2", "epochs: 1")
+        .replace("batch_size: 4", "batch_size: 8")
+        .replace("gradient_accumulation: 2", "gradient_accumulation: 1");
+    p.write("configs/training/qwen3-8b.yaml", &quick);
+    let run = p
+        .bwb(&[
+            "--smoke-test",
+            "train",
+            "--model",
+            dir.to_str().unwrap(),
+            "--task",
+            "fpb",
+            "--condition",
+            "lora-500",
+        ])
+        .ok();
+    let warnings: Vec<String> = run
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("WARN"))
+        .map(String::from)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("no configs/training/my-qwen.yaml")
+            && warnings[0].contains("configs/training/qwen3-8b.yaml"),
+        "{}",
+        warnings[0]
+    );
+    let rec: serde_json::Value =
+        serde_json::from_str(&p.read("results/smoke/training/my-qwen_fpb_lora-500.json")).unwrap();
+    assert_eq!(rec["training_config"], "configs/training/qwen3-8b.yaml");
+    assert_eq!(rec["hyperparameters"]["batch_size"], 8);
 }
 
 /// QLoRA on the real SmolLM2-135M (4-bit GGUF from ../shared, loaded through the engine):
