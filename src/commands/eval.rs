@@ -91,49 +91,87 @@ pub fn eval(settings: &Settings, args: &EvalArgs) -> Result<()> {
 }
 
 pub fn eval_plan(settings: &Settings, plan: &EvalPlan) -> Result<()> {
-    let configs = &settings.configs;
-    let api = match configs.model(plan.model) {
+    let api = match settings.configs.model(plan.model) {
         Ok(m) if m.kind == ModelKind::Api => Some(m),
         _ => None,
     };
-    let conditions = &plan.conditions;
-    let seeds = plan.seeds;
-    let name = crate::paths::model_name(plan.model);
-
     // 1. Check every input before loading a model or sending a request.
-    let mut inputs = Vec::new();
-    for &task in &plan.tasks {
-        let test = read_split(&settings.paths, &task.id, "test")?;
-        let train = if conditions.contains(&Condition::FiveShot) {
-            read_split(&settings.paths, &task.id, "train")?
-        } else {
-            Vec::new()
-        };
-        let prompt = TaskPrompt::load(&settings.paths.prompts(), task)?;
-        let mut adapters = Vec::new();
-        for &c in conditions.iter().filter(|c| c.is_lora()) {
-            adapters.push((c, adapter_dir(settings, plan.model, &task.id, c)?));
-        }
-        inputs.push(TaskInputs {
-            task,
-            test,
-            train,
-            prompt,
-            adapters,
-        });
-    }
+    let inputs = plan
+        .tasks
+        .iter()
+        .map(|&task| task_inputs(settings, plan, task))
+        .collect::<Result<Vec<_>>>()?;
     let api_backend = match api {
         Some(m) => Some(ApiBackend::new(
             m,
             &settings.env,
-            &configs.pricing,
+            &settings.configs.pricing,
             plan.api.clone(),
         )?),
         None => None,
     };
 
     // 2. Run: the base model once for the prompt-only conditions, each adapter on its own.
-    let load_model = |lora| {
+    let mut base: Option<LocalBackend> = None;
+    let mut total_spent = 0.0;
+    for inp in &inputs {
+        for &cond in &plan.conditions {
+            let lora_backend;
+            let backend: &dyn Backend = match (&api_backend, cond.is_lora()) {
+                (Some(b), _) => b,
+                (None, false) => match &mut base {
+                    Some(b) => b,
+                    empty => empty.insert(local_backend(settings, plan, None)?),
+                },
+                (None, true) => {
+                    lora_backend = local_backend(settings, plan, Some((inp, cond)))?;
+                    &lora_backend
+                }
+            };
+            let api = api_backend.is_some();
+            total_spent += generate_condition(settings, plan, inp, cond, backend, api)?;
+        }
+    }
+    if api_backend.is_some() {
+        println!("total spent this run: ${total_spent:.6}");
+    }
+    Ok(())
+}
+
+/// A task's test set, demonstrations, prompt and adapters, or the error that stops the run.
+fn task_inputs<'a>(
+    settings: &Settings,
+    plan: &EvalPlan,
+    task: &'a TaskConfig,
+) -> Result<TaskInputs<'a>> {
+    let test = read_split(&settings.paths, &task.id, "test")?;
+    let train = if plan.conditions.contains(&Condition::FiveShot) {
+        read_split(&settings.paths, &task.id, "train")?
+    } else {
+        Vec::new()
+    };
+    let prompt = TaskPrompt::load(&settings.paths.prompts(), task)?;
+    let mut adapters = Vec::new();
+    for &c in plan.conditions.iter().filter(|c| c.is_lora()) {
+        adapters.push((c, adapter_dir(settings, plan.model, &task.id, c)?));
+    }
+    Ok(TaskInputs {
+        task,
+        test,
+        train,
+        prompt,
+        adapters,
+    })
+}
+
+/// The local model, with the task's adapter for a LoRA condition.
+fn local_backend(
+    settings: &Settings,
+    plan: &EvalPlan,
+    lora: Option<(&TaskInputs<'_>, Condition)>,
+) -> Result<LocalBackend> {
+    let name = crate::paths::model_name(plan.model);
+    let load = |lora| {
         load::load_named(
             plan.model,
             &settings.configs,
@@ -142,109 +180,102 @@ pub fn eval_plan(settings: &Settings, plan: &EvalPlan) -> Result<()> {
             lora,
         )
     };
-    let mut base: Option<LocalBackend> = None;
-    let mut total_spent = 0.0;
-    for inp in &inputs {
-        for &cond in conditions {
-            let lora_backend;
-            let backend: &dyn Backend = match (&api_backend, cond.is_lora()) {
-                (Some(b), _) => b,
-                (None, false) => {
-                    if base.is_none() {
-                        let m = load_model(None)?;
-                        base = Some(LocalBackend::new(m, plan.batch_size, name.clone()));
-                    }
-                    base.as_ref()
-                        .ok_or_else(|| anyhow::anyhow!("base model not loaded"))?
-                }
-                (None, true) => {
-                    let dir = inp
-                        .adapters
-                        .iter()
-                        .find(|(c, _)| *c == cond)
-                        .map(|(_, d)| d.clone())
-                        .ok_or_else(|| {
-                            anyhow::anyhow!("adapter for {} not checked", cond.name())
-                        })?;
-                    let lora = adapter::load(&dir, &plan.engine.device.open()?)?;
-                    let m = load_model(Some(lora)).with_context(|| {
-                        format!("loading the {} adapter {}", cond.name(), dir.display())
-                    })?;
-                    lora_backend = LocalBackend::new(m, plan.batch_size, name.clone());
-                    &lora_backend
-                }
-            };
-            let generation = eval::generation_of(backend);
-            let gen_seeds = eval::generation_seeds(generation, seeds);
-            for (draw, &seed) in gen_seeds.iter().enumerate() {
-                let shots: Vec<Example> = if cond == Condition::FiveShot {
-                    let no_answer = inp.task.answer.no_answer.as_deref().unwrap_or("");
-                    let s: Vec<Example> =
-                        sample::shots(&inp.train, &inp.task.id, seed, eval::N_SHOTS)
-                            .into_iter()
-                            .map(|e| eval::shot_view(e, no_answer))
-                            .collect();
-                    if s.len() < eval::N_SHOTS {
-                        tracing::warn!(
-                            "task `{}`: only {} training examples for {} shots",
-                            inp.task.id,
-                            s.len(),
-                            eval::N_SHOTS
-                        );
-                    }
-                    s
-                } else {
-                    Vec::new()
-                };
-                let path = settings
-                    .paths
-                    .predictions(&name, &inp.task.id, cond.name(), seed);
-                let job = Job {
-                    backend,
-                    model: &name,
-                    task: inp.task,
-                    prompt: &inp.prompt,
-                    condition: cond,
-                    seed,
-                    draw: draw as u64,
-                    test: &inp.test,
-                    shots: shots.iter().collect(),
-                    path: path.clone(),
-                    progress: true,
-                };
-                let what = format!("{name}/{}/{}/seed-{seed}", inp.task.id, cond.name());
-                let out = eval::run(&job).with_context(|| what.clone())?;
-                total_spent += out.spent_usd;
-                let api_part = if api_backend.is_some() {
-                    format!(
-                        ", {} requests sent, {} cached, ${:.6} spent",
-                        out.requests_sent, out.cache_hits, out.spent_usd
-                    )
-                } else {
-                    String::new()
-                };
-                let spread = match generation {
-                    Generation::Sampled => {
-                        format!("sampled: generation {} of {}", draw + 1, gen_seeds.len())
-                    }
-                    _ => format!(
-                        "greedy: the one generation, spread over {} resamples when scored",
-                        seeds.len()
-                    ),
-                };
-                println!(
-                    "{what}: {} examples ({} already done, {} generated, {} errors; {spread}){api_part} → {}",
-                    out.examples,
-                    out.skipped,
-                    out.written,
-                    out.errors,
-                    display(&settings.paths.root, &path)
-                );
+    let Some((inp, cond)) = lora else {
+        return Ok(LocalBackend::new(load(None)?, plan.batch_size, name));
+    };
+    let dir = inp
+        .adapters
+        .iter()
+        .find(|(c, _)| *c == cond)
+        .map(|(_, d)| d.clone())
+        .ok_or_else(|| anyhow::anyhow!("adapter for {} not checked", cond.name()))?;
+    let lora = adapter::load(&dir, &plan.engine.device.open()?)?;
+    let m = load(Some(lora))
+        .with_context(|| format!("loading the {} adapter {}", cond.name(), dir.display()))?;
+    Ok(LocalBackend::new(m, plan.batch_size, name))
+}
+
+/// The 5-shot demonstrations seed `seed` picks (none for other conditions).
+fn demonstrations(inp: &TaskInputs<'_>, cond: Condition, seed: u64) -> Vec<Example> {
+    if cond != Condition::FiveShot {
+        return Vec::new();
+    }
+    let no_answer = inp.task.answer.no_answer.as_deref().unwrap_or("");
+    let s: Vec<Example> = sample::shots(&inp.train, &inp.task.id, seed, eval::N_SHOTS)
+        .into_iter()
+        .map(|e| eval::shot_view(e, no_answer))
+        .collect();
+    if s.len() < eval::N_SHOTS {
+        tracing::warn!(
+            "task `{}`: only {} training examples for {} shots",
+            inp.task.id,
+            s.len(),
+            eval::N_SHOTS
+        );
+    }
+    s
+}
+
+/// Every generation one condition needs (one for a greedy backend, one per seed for a
+/// sampling one), a line each; returns the USD spent.
+fn generate_condition(
+    settings: &Settings,
+    plan: &EvalPlan,
+    inp: &TaskInputs<'_>,
+    cond: Condition,
+    backend: &dyn Backend,
+    api: bool,
+) -> Result<f64> {
+    let name = crate::paths::model_name(plan.model);
+    let generation = eval::generation_of(backend);
+    let gen_seeds = eval::generation_seeds(generation, plan.seeds);
+    let mut spent = 0.0;
+    for (draw, &seed) in gen_seeds.iter().enumerate() {
+        let shots = demonstrations(inp, cond, seed);
+        let path = settings
+            .paths
+            .predictions(&name, &inp.task.id, cond.name(), seed);
+        let job = Job {
+            backend,
+            model: &name,
+            task: inp.task,
+            prompt: &inp.prompt,
+            condition: cond,
+            seed,
+            draw: draw as u64,
+            test: &inp.test,
+            shots: shots.iter().collect(),
+            path: path.clone(),
+            progress: true,
+        };
+        let what = format!("{name}/{}/{}/seed-{seed}", inp.task.id, cond.name());
+        let out = eval::run(&job).with_context(|| what.clone())?;
+        spent += out.spent_usd;
+        let api_part = if api {
+            format!(
+                ", {} requests sent, {} cached, ${:.6} spent",
+                out.requests_sent, out.cache_hits, out.spent_usd
+            )
+        } else {
+            String::new()
+        };
+        let spread = match generation {
+            Generation::Sampled => {
+                format!("sampled: generation {} of {}", draw + 1, gen_seeds.len())
             }
-        }
+            _ => format!(
+                "greedy: the one generation, spread over {} resamples when scored",
+                plan.seeds.len()
+            ),
+        };
+        println!(
+            "{what}: {} examples ({} already done, {} generated, {} errors; {spread}){api_part} → {}",
+            out.examples,
+            out.skipped,
+            out.written,
+            out.errors,
+            display(&settings.paths.root, &path)
+        );
     }
-    if api_backend.is_some() {
-        println!("total spent this run: ${total_spent:.6}");
-    }
-    Ok(())
+    Ok(spent)
 }

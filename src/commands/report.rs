@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 
+use crate::backend::api::{ApiBackend, ApiOptions};
 use crate::cli::{ExecArgs, PrepareArgs, RunArgs, TaskArgs};
 use crate::config::{AnswerKind, ModelKind, TaskConfig};
 use crate::error::Error;
@@ -11,7 +12,7 @@ use crate::paths::display;
 use crate::report::summary::{Spread, Summary};
 use crate::report::{self};
 use crate::score::ErrorClass;
-use crate::settings::{timeout_secs, EngineUse, Settings};
+use crate::settings::{timeout_secs, EngineSettings, EngineUse, Settings};
 
 fn exec_options(args: &ExecArgs) -> Result<report::Options> {
     let timeout = timeout_secs("--exec-timeout", args.exec_timeout)?;
@@ -221,73 +222,116 @@ fn eval_done(
     Ok(true)
 }
 
+/// One model of a `bwb run` and the conditions it runs.
+struct PlannedModel {
+    model: String,
+    kind: ModelKind,
+    conditions: Vec<Condition>,
+}
+
+/// Everything a `bwb run` does, resolved and checked before the first stage.
+struct RunPlan<'a> {
+    models: Vec<PlannedModel>,
+    tasks: Vec<&'a TaskConfig>,
+    seeds: &'a [u64],
+    opts: report::Options,
+    train_engine: EngineSettings,
+    eval_engine: EngineSettings,
+    api: ApiOptions,
+}
+
 pub fn run(settings: &Settings, args: &RunArgs) -> Result<()> {
+    let plan = run_plan(settings, args)?;
+    check_api_keys(settings, &plan)?;
+    let stage = |name: &str| println!("==> {name}");
+    stage("download");
+    download_stage(settings, &plan)?;
+    stage("prepare");
+    prepare_stage(settings, &plan)?;
+    stage("train");
+    train_stage(settings, &plan)?;
+    stage("eval");
+    eval_stage(settings, &plan)?;
+    stage("classify");
+    classify_stage(settings, &plan)?;
+    stage("dashboard");
+    dashboard(settings)
+}
+
+/// Models, tasks, conditions, seeds and options from the flags, the run defaults (a smoke
+/// run has its own: the random smoke model, nothing downloaded or paid for) and settings.
+fn run_plan<'a>(settings: &'a Settings, args: &RunArgs) -> Result<RunPlan<'a>> {
     let configs = &settings.configs;
-    let smoke = settings.paths.smoke;
-    // A smoke run has its own defaults: the random smoke model, nothing downloaded or paid for.
     let d = &configs.run_defaults;
-    let (default_models, default_tasks, default_conditions, default_seeds) = if smoke {
+    let (default_models, default_tasks, default_conditions, default_seeds) = if settings.paths.smoke
+    {
         let s = &d.smoke;
         (&s.models, &s.tasks, &s.conditions, s.n_eval_seeds)
     } else {
         (&d.models, &d.tasks, &d.conditions, settings.n_eval_seeds)
     };
-    let models = list(&args.models, default_models);
     let task_sel = args
         .tasks
         .clone()
         .unwrap_or_else(|| default_tasks.join(","));
     let tasks = configs.select_tasks(&task_sel)?;
     let cond_names = list(&args.conditions, default_conditions);
-    let mut opts = exec_options(&args.exec)?;
-    // Check everything before the first stage runs.
-    let mut plan = Vec::new();
-    for m in &models {
-        let mc = configs.model(m)?;
-        let api = (mc.kind == ModelKind::Api).then_some(m.as_str());
-        let mut conds = Vec::new();
+    let mut models = Vec::new();
+    for m in list(&args.models, default_models) {
+        let kind = configs.model(&m)?.kind;
+        let mut conditions = Vec::new();
         for c in &cond_names {
             for cond in Condition::parse(c, None)? {
-                if api.is_some() && cond.is_lora() {
-                    continue; // API models have no adapters.
-                }
-                if !conds.contains(&cond) {
-                    conds.push(cond);
+                // API models have no adapters.
+                let no_adapter = kind == ModelKind::Api && cond.is_lora();
+                if !no_adapter && !conditions.contains(&cond) {
+                    conditions.push(cond);
                 }
             }
         }
-        plan.push((m.clone(), mc.kind, conds));
+        models.push(PlannedModel {
+            model: m,
+            kind,
+            conditions,
+        });
     }
     let seeds = settings.eval_seeds(args.seeds, default_seeds)?;
+    let mut opts = exec_options(&args.exec)?;
     opts.seeds = seeds.to_vec();
-    let train_engine = settings.engine(&args.engine, EngineUse::Train)?;
-    let eval_engine = settings.engine(&args.engine, EngineUse::Eval)?;
-    let api_opts = settings.api(&args.api)?;
-    // An API model with evaluations left to run needs its key now, not after hours of training.
-    for (model, kind, conds) in &plan {
-        if *kind != ModelKind::Api {
-            continue;
-        }
-        let all_done = tasks.iter().all(|t| {
-            conds
+    Ok(RunPlan {
+        models,
+        tasks,
+        seeds,
+        opts,
+        train_engine: settings.engine(&args.engine, EngineUse::Train)?,
+        eval_engine: settings.engine(&args.engine, EngineUse::Eval)?,
+        api: settings.api(&args.api)?,
+    })
+}
+
+/// An API model with evaluations left to run needs its key now, not after hours of training.
+fn check_api_keys(settings: &Settings, plan: &RunPlan<'_>) -> Result<()> {
+    for pm in plan.models.iter().filter(|m| m.kind == ModelKind::Api) {
+        let all_done = plan.tasks.iter().all(|t| {
+            pm.conditions
                 .iter()
-                .all(|&c| eval_done(settings, model, t, c, seeds).unwrap_or(false))
+                .all(|&c| eval_done(settings, &pm.model, t, c, plan.seeds).unwrap_or(false))
         });
         if !all_done {
-            crate::backend::api::ApiBackend::new(
-                configs.model(model)?,
+            ApiBackend::new(
+                settings.configs.model(&pm.model)?,
                 &settings.env,
-                &configs.pricing,
-                api_opts.clone(),
+                &settings.configs.pricing,
+                plan.api.clone(),
             )
-            .with_context(|| format!("bwb run: model `{model}`"))?;
+            .with_context(|| format!("bwb run: model `{}`", pm.model))?;
         }
     }
-    let root = &settings.paths.root;
-    let stage = |name: &str| println!("==> {name}");
+    Ok(())
+}
 
-    stage("download");
-    for task in &tasks {
+fn download_stage(settings: &Settings, plan: &RunPlan<'_>) -> Result<()> {
+    for task in &plan.tasks {
         let manifest = settings
             .paths
             .raw(&task.id)
@@ -303,20 +347,13 @@ pub fn run(settings: &Settings, args: &RunArgs) -> Result<()> {
             },
         )?;
     }
+    Ok(())
+}
 
-    stage("prepare");
-    for task in &tasks {
-        if settings
-            .paths
-            .prepared(&task.id)
-            .join("manifest.json")
-            .is_file()
-            && settings
-                .paths
-                .prepared(&task.id)
-                .join("test.jsonl")
-                .is_file()
-        {
+fn prepare_stage(settings: &Settings, plan: &RunPlan<'_>) -> Result<()> {
+    for task in &plan.tasks {
+        let dir = settings.paths.prepared(&task.id);
+        if dir.join("manifest.json").is_file() && dir.join("test.jsonl").is_file() {
             println!("{}: prepared; skipped", task.id);
             continue;
         }
@@ -330,14 +367,14 @@ pub fn run(settings: &Settings, args: &RunArgs) -> Result<()> {
             },
         )?;
     }
+    Ok(())
+}
 
-    stage("train");
-    for (model, kind, conds) in &plan {
-        if *kind == ModelKind::Api {
-            continue;
-        }
-        for task in &tasks {
-            for cond in conds.iter().filter(|c| c.is_lora()) {
+fn train_stage(settings: &Settings, plan: &RunPlan<'_>) -> Result<()> {
+    for pm in plan.models.iter().filter(|m| m.kind == ModelKind::Local) {
+        let model = &pm.model;
+        for task in &plan.tasks {
+            for cond in pm.conditions.iter().filter(|c| c.is_lora()) {
                 let record = settings.paths.training_record(model, &task.id, cond.name());
                 let adapter = settings
                     .paths
@@ -354,7 +391,7 @@ pub fn run(settings: &Settings, args: &RunArgs) -> Result<()> {
                         tasks: vec![task],
                         conditions: crate::train::Condition::parse_list(cond.name())?,
                         seed: settings.seed,
-                        engine: &train_engine,
+                        engine: &plan.train_engine,
                         save_every: crate::train::DEFAULT_SAVE_EVERY,
                         stop_at_step: None,
                     },
@@ -362,14 +399,21 @@ pub fn run(settings: &Settings, args: &RunArgs) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
 
-    stage("eval");
-    for (model, _, conds) in &plan {
-        for task in &tasks {
+fn eval_stage(settings: &Settings, plan: &RunPlan<'_>) -> Result<()> {
+    for pm in &plan.models {
+        for task in &plan.tasks {
             let mut todo = Vec::new();
-            for &cond in conds {
-                if eval_done(settings, model, task, cond, seeds)? {
-                    println!("{model}/{}/{}: evaluated; skipped", task.id, cond.name());
+            for &cond in &pm.conditions {
+                if eval_done(settings, &pm.model, task, cond, plan.seeds)? {
+                    println!(
+                        "{}/{}/{}: evaluated; skipped",
+                        pm.model,
+                        task.id,
+                        cond.name()
+                    );
                 } else {
                     todo.push(cond);
                 }
@@ -380,30 +424,30 @@ pub fn run(settings: &Settings, args: &RunArgs) -> Result<()> {
             super::eval::eval_plan(
                 settings,
                 &super::eval::EvalPlan {
-                    model,
+                    model: &pm.model,
                     tasks: vec![task],
                     conditions: todo,
-                    seeds,
+                    seeds: plan.seeds,
                     batch_size: crate::eval::DEFAULT_BATCH_SIZE,
-                    engine: &eval_engine,
-                    api: &api_opts,
+                    engine: &plan.eval_engine,
+                    api: &plan.api,
                 },
             )?;
         }
     }
+    Ok(())
+}
 
-    stage("classify");
-    let mut code_skipped = Vec::new();
-    for task in &tasks {
-        if task.answer.kind == AnswerKind::Code && !opts.allow_code_execution {
-            code_skipped.push(task.id.clone());
+fn classify_stage(settings: &Settings, plan: &RunPlan<'_>) -> Result<()> {
+    for task in &plan.tasks {
+        if task.answer.kind == AnswerKind::Code && !plan.opts.allow_code_execution {
             println!(
                 "{}: not scored — it runs model-written code; rerun with --allow-code-execution",
                 task.id
             );
             continue;
         }
-        let r = report::classify_task(&settings.paths, configs, task, &opts)
+        let r = report::classify_task(&settings.paths, &settings.configs, task, &plan.opts)
             .with_context(|| format!("bwb classify --task {}", task.id))?;
         if let Some(r) = r {
             for (path, s) in &r.summaries {
@@ -412,10 +456,7 @@ pub fn run(settings: &Settings, args: &RunArgs) -> Result<()> {
         }
     }
     if let Some(p) = report::write_overview(&settings.paths)? {
-        println!("overview → {}", display(root, &p));
+        println!("overview → {}", display(&settings.paths.root, &p));
     }
-
-    stage("dashboard");
-    dashboard(settings)?;
     Ok(())
 }
