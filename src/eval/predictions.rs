@@ -14,8 +14,6 @@
 //! anything was dropped; the ids left are "finished" and are never written twice.
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::Condition;
 use crate::data::Answer;
 use crate::error::{Error, Result};
+use crate::fsutil::{complete_lines, JsonlFile, Line};
 use crate::prompt::chat_template::Message;
 use crate::score::Parsed;
 
@@ -101,7 +100,7 @@ fn one() -> usize {
 /// An open prediction file: the finished ids, and an append handle.
 pub struct PredictionFile {
     pub path: PathBuf,
-    file: File,
+    file: JsonlFile,
     done: HashSet<String>,
     /// Lines dropped when opening (torn tail, errors to retry).
     pub dropped: usize,
@@ -111,59 +110,42 @@ impl PredictionFile {
     /// Open (creating) `path` for a run of `generation`, recovering from an interrupted run
     /// and upgrading a bootstrap-draw file of an earlier bwb (see the module docs).
     pub fn open(path: &Path, generation: Generation) -> Result<Self> {
-        let write_err = |source| Error::Write {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut text = match std::fs::read(path) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => {
-                return Err(Error::BadFile {
-                    path: path.to_path_buf(),
-                    message: format!("cannot read predictions: {e}"),
-                })
-            }
-        };
         let foreign = |p: &Prediction| {
             p.generation != generation
                 && !(p.generation == Generation::BootstrapDraw && generation == Generation::Greedy)
         };
-        if text
-            .lines()
+        let (lines, _) = complete_lines(path, "predictions")?;
+        if lines
+            .iter()
             .filter_map(|l| serde_json::from_str::<Prediction>(l).ok())
             .any(|p| foreign(&p))
         {
             set_aside(path)?;
-            text.clear();
         }
-        let complete = text.ends_with('\n');
-        let lines: Vec<&str> = text.split_terminator('\n').collect();
-        let n = lines.len();
-        let mut kept: Vec<String> = Vec::with_capacity(n);
         let mut done = HashSet::new();
-        let mut dropped = 0;
         let (mut upgraded, mut repeats) = (0usize, 0usize);
-        for (i, line) in lines.into_iter().enumerate() {
-            let torn = i + 1 == n && !complete;
-            match serde_json::from_str::<Prediction>(line) {
-                Ok(p) if !torn && p.error.is_none() && !done.contains(&p.id) => {
+        let (file, removed) = JsonlFile::open(path, "predictions", |line| {
+            Ok(match serde_json::from_str::<Prediction>(line) {
+                Ok(p) if p.error.is_none() && !done.contains(&p.id) => {
                     if p.generation == generation {
                         done.insert(p.id);
-                        kept.push(line.to_string());
+                        Line::Keep
                     } else if p.id != p.example_id {
                         // A repeated bootstrap draw: the same completion as its example's line.
                         repeats += 1;
+                        Line::Drop
                     } else {
                         let p = Prediction { generation, ..p };
-                        kept.push(to_line(path, &p)?);
+                        let line = to_line(path, &p)?;
                         done.insert(p.id);
                         upgraded += 1;
+                        Line::Replace(line)
                     }
                 }
-                _ => dropped += 1,
-            }
-        }
+                _ => Line::Drop,
+            })
+        })?;
+        let dropped = removed - repeats;
         if upgraded + repeats > 0 {
             tracing::info!(
                 "{}: written by an earlier bwb as a bootstrap draw; kept its {upgraded} completion(s) as one {} generation of the test set (dropped {repeats} repeated draw(s) of the same completions)",
@@ -177,23 +159,6 @@ impl PredictionFile {
                 path.display()
             );
         }
-        if dropped + upgraded + repeats > 0 {
-            crate::fsutil::write_atomic(path, |w| {
-                for l in &kept {
-                    w.write_all(l.as_bytes())?;
-                    w.write_all(b"\n")?;
-                }
-                Ok(())
-            })?;
-        }
-        if let Some(dir) = path.parent() {
-            crate::fsutil::create_dir_all(dir)?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(write_err)?;
         Ok(Self {
             path: path.to_path_buf(),
             file,
@@ -215,16 +180,7 @@ impl PredictionFile {
         if self.done.contains(&p.id) {
             return Ok(());
         }
-        let mut line = to_line(&self.path, p)?.into_bytes();
-        line.push(b'\n');
-        self.file.write_all(&line).map_err(|source| Error::Write {
-            path: self.path.clone(),
-            source,
-        })?;
-        self.file.flush().map_err(|source| Error::Write {
-            path: self.path.clone(),
-            source,
-        })?;
+        self.file.append(p)?;
         if p.error.is_none() {
             self.done.insert(p.id.clone());
         }
@@ -274,25 +230,13 @@ fn set_aside(path: &Path) -> Result<()> {
 /// The examples a run of `generation` would find finished in `path`, read without changing
 /// the file (what [`PredictionFile::open`] would keep; a file of another kind counts none).
 pub fn finished_ids(path: &Path, generation: Generation) -> Result<HashSet<String>> {
-    let text = match std::fs::read(path) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashSet::new()),
-        Err(e) => {
-            return Err(Error::BadFile {
-                path: path.to_path_buf(),
-                message: format!("cannot read predictions: {e}"),
-            })
-        }
-    };
-    let complete = text.ends_with('\n');
-    let lines: Vec<&str> = text.split_terminator('\n').collect();
-    let n = lines.len();
+    let (lines, _) = complete_lines(path, "predictions")?;
     let mut done = HashSet::new();
-    for (i, line) in lines.into_iter().enumerate() {
+    for line in &lines {
         let Ok(p) = serde_json::from_str::<Prediction>(line) else {
             continue;
         };
-        let finished = p.error.is_none() && (i + 1 < n || complete);
+        let finished = p.error.is_none();
         if p.generation == generation {
             if finished {
                 done.insert(p.id);
@@ -310,20 +254,7 @@ pub fn finished_ids(path: &Path, generation: Generation) -> Result<HashSet<Strin
 
 /// Every valid line of a prediction file (for summaries and tests).
 pub fn read(path: &Path) -> Result<Vec<Prediction>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::BadFile {
-        path: path.to_path_buf(),
-        message: format!("cannot read predictions: {e}"),
-    })?;
-    text.lines()
-        .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| Error::BadRow {
-                path: path.to_path_buf(),
-                line: i + 1,
-                message: format!("not a prediction: {e}"),
-            })
-        })
-        .collect()
+    crate::fsutil::read_jsonl(path, "predictions", "a prediction")
 }
 
 #[cfg(test)]
