@@ -31,6 +31,10 @@ pub struct GlobalArgs {
     /// Project root holding configs/ and prompts/ [env: BWB_ROOT] [default: current directory]
     #[arg(long, global = true, value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// Where stderr is not a terminal (job logs, CI, nohup): a progress line every this many
+    /// seconds during train and eval, 0 for every step [env: BWB_LOG_EVERY] [default: 30]
+    #[arg(long, global = true, value_name = "SECONDS")]
+    pub log_every: Option<f64>,
 }
 
 #[derive(Debug, Subcommand)]

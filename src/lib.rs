@@ -20,6 +20,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod paths;
+pub mod progress;
 pub mod prompt;
 pub mod report;
 pub mod score;

@@ -15,6 +15,7 @@ use crate::kernels::KernelSwitches;
 use crate::model::device::{self, DeviceSpec};
 use crate::model::QuantFormat;
 use crate::paths::Paths;
+use crate::progress::ProgressMode;
 
 /// Where a resolved value came from (shown with --verbose).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,6 +245,8 @@ pub struct Settings {
     pub hub: HubSettings,
     /// Fused kernels on or off (`BWB_KERNELS`, `BWB_ATTENTION_TC`).
     pub kernels: KernelSwitches,
+    /// Interval of the progress lines written where stderr is not a terminal.
+    pub log_every: Duration,
 }
 
 impl Settings {
@@ -300,6 +303,7 @@ impl Settings {
         );
         let hub = resolve_hub(&env)?;
         let kernels = resolve_kernels(&env)?;
+        let log_every = resolve_log_every(global.log_every, &env)?;
         Ok(Settings {
             paths: Paths::new(root, smoke),
             configs,
@@ -309,7 +313,13 @@ impl Settings {
             n_eval_seeds,
             hub,
             kernels,
+            log_every,
         })
+    }
+
+    /// How train and eval show progress: a bar on a terminal, else lines every `log_every`.
+    pub fn progress(&self) -> ProgressMode {
+        ProgressMode::for_stderr(self.log_every)
     }
 
     /// A command's own `--seed` over the resolved one.
@@ -480,6 +490,27 @@ fn check_prompts(root: &Path, configs: &Configs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--log-every` > `BWB_LOG_EVERY` > 30 s; a number of seconds ≥ 0.
+fn resolve_log_every(cli: Option<f64>, env: &Env) -> Result<Duration> {
+    let (secs, origin) = layered(
+        cli,
+        env.parse::<f64>("BWB_LOG_EVERY")?,
+        None,
+        crate::progress::DEFAULT_LOG_EVERY.as_secs_f64(),
+    );
+    let name = match origin {
+        Origin::Cli => "--log-every".to_string(),
+        _ => format!("BWB_LOG_EVERY={secs}"),
+    };
+    // At most a year: `Duration` cannot hold every f64.
+    if !(0.0..=3.2e7).contains(&secs) {
+        return Err(Error::Config(format!(
+            "{name}: must be a number of seconds from 0 (every step) to 32000000"
+        )));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 fn resolve_hub(env: &Env) -> Result<HubSettings> {
@@ -671,6 +702,32 @@ mod tests {
         ] {
             assert_eq!(usage.default_storage(), want, "{usage:?}");
         }
+    }
+
+    #[test]
+    fn log_every_flag_over_env_over_default_and_bounded() {
+        let none = Env::default();
+        let env = Env::from_pairs(&[("BWB_LOG_EVERY", "5")], &[]);
+        let secs = |cli, env: &Env| resolve_log_every(cli, env).map(|d| d.as_secs_f64());
+        assert_eq!(secs(None, &none).unwrap(), 30.0);
+        assert_eq!(secs(None, &env).unwrap(), 5.0);
+        assert_eq!(secs(Some(0.0), &env).unwrap(), 0.0);
+        for bad in [-1.0, 1e300, f64::NAN, f64::INFINITY] {
+            let err = resolve_log_every(Some(bad), &none).unwrap_err().to_string();
+            assert!(
+                err.starts_with("--log-every") && err.contains("seconds"),
+                "{err}"
+            );
+        }
+        let env = Env::from_pairs(&[], &[("BWB_LOG_EVERY", "-3")]);
+        let err = resolve_log_every(None, &env).unwrap_err().to_string();
+        assert!(err.contains("BWB_LOG_EVERY=-3"), "{err}");
+        let env = Env::from_pairs(&[("BWB_LOG_EVERY", "soon")], &[]);
+        let err = resolve_log_every(None, &env).unwrap_err().to_string();
+        assert!(
+            err.contains("BWB_LOG_EVERY") && err.contains("soon"),
+            "{err}"
+        );
     }
 
     #[test]

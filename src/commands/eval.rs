@@ -246,7 +246,7 @@ fn generate_condition(
             test: &inp.test,
             shots: shots.iter().collect(),
             path: path.clone(),
-            progress: true,
+            progress: settings.progress(),
         };
         let what = format!("{name}/{}/{}/seed-{seed}", inp.task.id, cond.name());
         let out = eval::run(&job).with_context(|| what.clone())?;

@@ -20,6 +20,7 @@ use crate::backend::{Backend, Completion, Request, Usage};
 use crate::config::{AnswerKind, TaskConfig};
 use crate::data::Example;
 use crate::error::{Error, Result};
+use crate::progress::{Progress, ProgressMode};
 use crate::prompt::chat_template::Message;
 use crate::prompt::task::TaskPrompt;
 use crate::score::{Parsed, Scorer};
@@ -247,8 +248,8 @@ pub struct Job<'a> {
     pub shots: Vec<&'a Example>,
     /// The prediction file.
     pub path: PathBuf,
-    /// Draw a progress bar (hidden when stderr is not a terminal).
-    pub progress: bool,
+    /// How progress is shown: a bar, periodic log lines, or nothing.
+    pub progress: ProgressMode,
 }
 
 /// What a run did.
@@ -400,7 +401,14 @@ pub fn run(job: &Job<'_>) -> Result<Outcome> {
     if requests.is_empty() {
         return Ok(out);
     }
-    let bar = progress_bar(job.progress, units.len());
+    let label = format!(
+        "eval {}/{}/{}/seed-{}",
+        job.model,
+        job.task.id,
+        job.condition.name(),
+        job.seed
+    );
+    let mut progress = Progress::new(job.progress, label, "examples", units.len() as u64);
     let t0 = Instant::now();
     let mut out_tokens = 0u64;
     let mut cost = 0.0f64;
@@ -424,17 +432,23 @@ pub fn run(job: &Job<'_>) -> Result<Outcome> {
         }
         file.append(&p)?;
         out.written += 1;
-        bar.inc(1);
         let secs = t0.elapsed().as_secs_f64().max(1e-9);
-        bar.set_message(format!(
-            "{:.2} ex/s · {:.1} tok/s · ${cost:.4}",
-            out.written as f64 / secs,
-            out_tokens as f64 / secs
-        ));
+        progress.update(
+            out.written as u64,
+            format!(
+                "{} errors, {:.2} examples/s, {:.1} tokens/s, ${cost:.4}",
+                out.errors,
+                out.written as f64 / secs,
+                out_tokens as f64 / secs
+            ),
+        );
         Ok(())
     };
     let res = job.backend.generate(requests, &mut sink);
-    bar.finish_and_clear();
+    match &res {
+        Ok(_) => progress.finish(),
+        Err(_) => progress.discard(),
+    }
     let stats = res?;
     out.requests_sent = stats.requests_sent;
     out.cache_hits = stats.cache_hits;
@@ -511,17 +525,4 @@ fn prediction(
         windows: done.len(),
         from_cache: done.iter().all(|c| c.from_cache),
     }
-}
-
-fn progress_bar(show: bool, total: usize) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(total as u64);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{bar:30} {pos}/{len} examples {msg} [{elapsed_precise} < {eta_precise}]",
-    ) {
-        bar.set_style(style);
-    }
-    bar
 }

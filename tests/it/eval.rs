@@ -1099,7 +1099,7 @@ fn cuad_long_contracts_are_split_into_windows_and_aggregated() {
             test: &test,
             shots: Vec::new(),
             path: dir.path().join(format!("seed-{seed}.jsonl")),
-            progress: false,
+            progress: bwb::progress::ProgressMode::Hidden,
         };
         let out = eval::run(&job).unwrap();
         let these = bwb::eval::predictions::read(&job.path).unwrap();
