@@ -75,6 +75,13 @@ impl Paths {
             .join("training")
             .join(format!("{model}_{task}_{condition}.json"))
     }
+    /// results/training/<model>_<task>_<condition>.metrics.jsonl — a training run's figures
+    /// per optimizer step and per epoch, appended as it trains.
+    pub fn training_metrics(&self, model: &str, task: &str, condition: &str) -> PathBuf {
+        self.results()
+            .join("training")
+            .join(format!("{model}_{task}_{condition}.metrics.jsonl"))
+    }
     /// The hub-cache-layout fixtures that smoke runs download from.
     pub fn smoke_hub_cache(&self) -> PathBuf {
         self.root.join("tests").join("fixtures").join("hub")

@@ -100,7 +100,12 @@ pub fn train_plan(settings: &Settings, plan: &TrainPlan) -> Result<()> {
                 opts: RunOptions {
                     save_every: Some(plan.save_every),
                     stop_at_step: plan.stop_at_step,
-                    progress: true,
+                    progress: settings.progress(),
+                    metrics: Some(
+                        settings
+                            .paths
+                            .training_metrics(&name, &task.id, cond.name()),
+                    ),
                     val_batch_size: 8,
                 },
             };

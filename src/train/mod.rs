@@ -8,10 +8,13 @@
 //! After each epoch: validation loss and the task metric on greedy answers; the best epoch
 //! (metric, ties → lower loss) is kept and becomes the final adapter; optional early stop.
 //! Checkpoints (see [`checkpoint`]) make a rerun resume exactly where it stopped.
+//! Progress shows as a bar on a terminal or as periodic log lines ([`crate::progress`]);
+//! each step's and epoch's figures also go to a JSONL file ([`metrics_log`]).
 
 pub mod batch;
 pub mod checkpoint;
 pub mod merge;
+pub mod metrics_log;
 pub mod optim;
 pub mod validate;
 
@@ -28,9 +31,11 @@ use crate::model::adapter::AdapterConfig;
 use crate::model::load::LoadedModel;
 use crate::model::weights::LoraPlan;
 use crate::model::ForwardCtx;
+use crate::progress::{Progress, ProgressMode};
 use crate::prompt::task::TaskPrompt;
 use batch::{epoch_batches, make_batch, tokenize, Tokenized, Truncations};
 use checkpoint::{EpochRecord, Status, TrainState};
+use metrics_log::{EpochMetrics, MetricsLine, MetricsLog, StepMetrics};
 use optim::AdamW;
 use validate::ValScores;
 
@@ -97,8 +102,10 @@ pub struct RunOptions {
     pub save_every: Option<usize>,
     /// Stop (after checkpointing) once this many optimizer steps are done in total.
     pub stop_at_step: Option<usize>,
-    /// Draw an indicatif progress bar (hidden when stderr is not a terminal).
-    pub progress: bool,
+    /// How progress is shown: a bar, periodic log lines, or nothing.
+    pub progress: ProgressMode,
+    /// Append each step's and epoch's figures to this JSONL file ([`metrics_log`]).
+    pub metrics: Option<PathBuf>,
     /// Prompts per generate call during validation.
     pub val_batch_size: usize,
 }
@@ -183,169 +190,340 @@ fn params_of(m: &LoadedModel) -> Vec<Var> {
 /// Train (or resume, or report an already finished run).
 pub fn run(job: &Job) -> Result<Outcome> {
     let started = Instant::now();
-    let m = job.model;
     let hp = job.hp;
-    if m.lora_vars.is_empty() {
-        return Err(Error::Config(
-            "the model has no LoRA parameters; load it with train::lora_plan".into(),
-        ));
-    }
-    if job.train.is_empty() {
-        return Err(Error::MissingInput(format!(
-            "task `{}` has no training examples; run `bwb prepare --task {}` again",
-            job.task.id, job.task.id
-        )));
-    }
-    let (rows, t1) = tokenize(m, job.prompt, job.train, hp.max_seq_length)?;
-    let (val_rows, _) = tokenize(m, job.prompt, job.val, hp.max_seq_length)?;
-    let truncated = TruncationCounts {
-        prompt: t1.prompt,
-        answer: t1.answer,
-    };
-    warn_truncations(&t1, rows.len(), hp.max_seq_length);
-    let lens: Vec<usize> = rows.iter().map(Tokenized::len).collect();
-    let micro_per_epoch = rows.len().div_ceil(hp.batch_size);
-    let steps_per_epoch = micro_per_epoch.div_ceil(hp.gradient_accumulation);
-    let total = steps_per_epoch * hp.epochs;
-    let warmup = optim::warmup_steps(hp.warmup_ratio, total);
-    let fp = fingerprint(job, &rows);
-    let adapter_cfg = AdapterConfig::for_plan(&lora_plan(hp, job.seed), &job.base_model);
-
-    let params = params_of(m);
+    let data = Data::new(job)?;
+    let params = params_of(job.model);
     let mut opt = AdamW::new(params.clone(), hp.weight_decay)?;
-    let mut state = match checkpoint::latest(&job.dir)? {
-        Some((ck, state)) => {
-            if let Some(why) = checkpoint::fingerprint_mismatch(&state.fingerprint, &fp) {
-                return Err(Error::Config(format!(
-                    "cannot resume {}: {why}; rerun with the original settings, or delete {} to start over",
-                    ck.display(),
-                    job.dir.display()
-                )));
-            }
-            checkpoint::restore(&ck, &m.lora_vars, &mut opt, &state)?;
-            if state.step > 0 {
-                tracing::info!("resuming {} at step {}", job.dir.display(), state.step);
-            }
-            state
-        }
-        None => TrainState::new(fp, job.seed, total),
-    };
-    let outcome = |state: TrainState, finished: bool, was_done: bool| Outcome {
-        finished,
-        was_done,
-        adapter_dir: finished.then(|| job.dir.join(checkpoint::FINAL_DIR)),
-        state,
-        truncated,
-        train_examples: rows.len(),
-        val_examples: val_rows.len(),
-    };
+    let mut state = resume(job, &data, &mut opt)?;
     if state.status == Status::Done {
-        return Ok(outcome(state, true, true));
+        return Ok(data.outcome(state, true, true));
     }
-    if job.opts.stop_at_step.is_some_and(|s| state.step >= s) {
-        return Ok(outcome(state, false, false));
+    if stop_due(job, &state) {
+        return Ok(data.outcome(state, false, false));
     }
 
-    let bar = progress_bar(job.opts.progress, total, state.step);
-    let mut wall_mark = Instant::now();
-    let save = |opt: &AdamW, state: &mut TrainState, wall_mark: &mut Instant| -> Result<()> {
-        state.wall_seconds += wall_mark.elapsed().as_secs_f64();
-        *wall_mark = Instant::now();
-        checkpoint::save(&job.dir, &adapter_cfg, &m.lora_vars, opt, state)
-    };
+    let mut t = Trainer::new(job, &data, params, opt, &state)?;
     while state.epoch < hp.epochs {
-        let batches = epoch_batches(&lens, hp.batch_size, job.seed, state.epoch);
+        let batches = epoch_batches(&data.lens, hp.batch_size, job.seed, state.epoch);
         let steps: Vec<&[Vec<usize>]> = batches.chunks(hp.gradient_accumulation).collect();
         while state.step_in_epoch < steps.len() {
-            let t0 = Instant::now();
             let micro = steps[state.step_in_epoch];
-            let denom: usize = micro.iter().flatten().map(|&i| rows[i].n_answer()).sum();
-            let mut acc: Vec<Option<Tensor>> = vec![None; params.len()];
-            let mut step_loss = 0.0;
-            let mut tokens = 0;
-            for (j, mb) in micro.iter().enumerate() {
-                let refs: Vec<&Tokenized> = mb.iter().map(|&i| &rows[i]).collect();
-                let batch = make_batch(&refs, m.pad_id, &m.device)?;
-                tokens += batch.n_tokens;
-                if batch.n_targets == 0 {
-                    continue;
-                }
-                let ctx = ForwardCtx {
-                    train: true,
-                    seed: step_seed(job.seed, state.step, j),
-                };
-                let loss = validate::batch_loss(m, &batch, &ctx, denom.max(1) as f64)?;
-                step_loss += loss.to_scalar::<f32>()? as f64;
-                let grads = loss.backward()?;
-                for (slot, p) in acc.iter_mut().zip(&params) {
-                    if let Some(g) = grads.get(p.as_tensor()) {
-                        *slot = Some(match slot.take() {
-                            Some(a) => (a + g)?,
-                            None => g.clone(),
-                        });
-                    }
-                }
+            let done = t.optimizer_step(&mut state, micro)?;
+            t.report_step(&state, &done)?;
+            if state.step_in_epoch == steps.len() {
+                break; // the epoch's end validates and checkpoints
             }
-            let mut grads: Vec<Tensor> = acc
-                .into_iter()
-                .zip(&params)
-                .map(|(g, p)| match g {
-                    Some(g) => Ok(g),
-                    None => p.as_tensor().zeros_like(),
-                })
-                .collect::<candle_core::Result<_>>()?;
-            optim::clip(&mut grads, hp.max_grad_norm)?;
-            let lr = optim::lr_at(hp.lr_schedule, hp.lr, state.step, warmup, total);
-            opt.step(&grads, lr)?;
-
-            state.step += 1;
-            state.step_in_epoch += 1;
-            state.rng.next_step = state.step;
-            state.epoch_loss_sum += step_loss;
-            state.tokens += tokens as u64;
-            state.train_seconds += t0.elapsed().as_secs_f64();
-            let tps = state.tokens as f64 / state.train_seconds.max(1e-9);
-            bar.set_position(state.step as u64);
-            bar.set_message(format!(
-                "epoch {}/{} loss {step_loss:.4} lr {lr:.2e} {tps:.0} tok/s",
-                state.epoch + 1,
-                hp.epochs
-            ));
-            let epoch_end = state.step_in_epoch == steps.len();
-            let stop = job.opts.stop_at_step.is_some_and(|s| state.step >= s);
+            let stop = stop_due(job, &state);
             let periodic = job
                 .opts
                 .save_every
                 .is_some_and(|n| n > 0 && state.step.is_multiple_of(n));
-            if !epoch_end && (stop || periodic) {
-                save(&opt, &mut state, &mut wall_mark)?;
+            if stop || periodic {
+                t.save(&mut state)?;
             }
-            if stop && !epoch_end {
-                bar.abandon();
-                return Ok(outcome(state, false, false));
+            if stop {
+                t.progress.abandon();
+                return Ok(data.outcome(state, false, false));
             }
         }
+        t.end_of_epoch(&mut state, steps.len())?;
+        if state.epoch < hp.epochs {
+            t.save(&mut state)?;
+            if stop_due(job, &state) {
+                t.progress.abandon();
+                return Ok(data.outcome(state, false, false));
+            }
+        }
+    }
+    t.finish(&mut state)?;
+    tracing::debug!("trained in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(data.outcome(state, true, false))
+}
 
-        // End of epoch: validate, keep the best adapter, decide on early stopping.
-        bar.set_message(format!("epoch {}: validating", state.epoch + 1));
-        let val = validation(job, &val_rows)?;
+/// `--stop-at-step` reached.
+fn stop_due(job: &Job, state: &TrainState) -> bool {
+    job.opts.stop_at_step.is_some_and(|s| state.step >= s)
+}
+
+/// The tokenised data and the run's step arithmetic.
+struct Data {
+    rows: Vec<Tokenized>,
+    val_rows: Vec<Tokenized>,
+    /// Token count of each training row (for length-grouped batches).
+    lens: Vec<usize>,
+    truncated: TruncationCounts,
+    /// Optimizer steps in the whole run, and of them the warm-up.
+    total: usize,
+    warmup: usize,
+    /// Where the final adapter goes.
+    adapter_dir: PathBuf,
+}
+
+impl Data {
+    fn new(job: &Job) -> Result<Self> {
+        let hp = job.hp;
+        if job.model.lora_vars.is_empty() {
+            return Err(Error::Config(
+                "the model has no LoRA parameters; load it with train::lora_plan".into(),
+            ));
+        }
+        if job.train.is_empty() {
+            return Err(Error::MissingInput(format!(
+                "task `{}` has no training examples; run `bwb prepare --task {}` again",
+                job.task.id, job.task.id
+            )));
+        }
+        let (rows, t) = tokenize(job.model, job.prompt, job.train, hp.max_seq_length)?;
+        let (val_rows, _) = tokenize(job.model, job.prompt, job.val, hp.max_seq_length)?;
+        warn_truncations(&t, rows.len(), hp.max_seq_length);
+        let micro_per_epoch = rows.len().div_ceil(hp.batch_size);
+        let steps_per_epoch = micro_per_epoch.div_ceil(hp.gradient_accumulation);
+        let total = steps_per_epoch * hp.epochs;
+        Ok(Self {
+            lens: rows.iter().map(Tokenized::len).collect(),
+            rows,
+            val_rows,
+            truncated: TruncationCounts {
+                prompt: t.prompt,
+                answer: t.answer,
+            },
+            total,
+            warmup: optim::warmup_steps(hp.warmup_ratio, total),
+            adapter_dir: job.dir.join(checkpoint::FINAL_DIR),
+        })
+    }
+
+    fn outcome(&self, state: TrainState, finished: bool, was_done: bool) -> Outcome {
+        Outcome {
+            finished,
+            was_done,
+            adapter_dir: finished.then(|| self.adapter_dir.clone()),
+            state,
+            truncated: self.truncated,
+            train_examples: self.rows.len(),
+            val_examples: self.val_rows.len(),
+        }
+    }
+}
+
+/// The state to continue from: the latest checkpoint (its optimizer and adapter restored),
+/// refused when it was made with other settings; or a fresh start.
+fn resume(job: &Job, data: &Data, opt: &mut AdamW) -> Result<TrainState> {
+    let fp = fingerprint(job, &data.rows);
+    let Some((ck, state)) = checkpoint::latest(&job.dir)? else {
+        return Ok(TrainState::new(fp, job.seed, data.total));
+    };
+    if let Some(why) = checkpoint::fingerprint_mismatch(&state.fingerprint, &fp) {
+        return Err(Error::Config(format!(
+            "cannot resume {}: {why}; rerun with the original settings, or delete {} to start over",
+            ck.display(),
+            job.dir.display()
+        )));
+    }
+    checkpoint::restore(&ck, &job.model.lora_vars, opt, &state)?;
+    if state.step > 0 {
+        tracing::info!("resuming {} at step {}", job.dir.display(), state.step);
+    }
+    Ok(state)
+}
+
+/// What one optimizer step did.
+struct StepDone {
+    /// Mean cross-entropy over the step's answer tokens.
+    loss: f64,
+    lr: f64,
+    /// Before clipping.
+    grad_norm: f64,
+    /// Non-padding tokens.
+    tokens: usize,
+    seconds: f64,
+}
+
+/// A run in progress: everything besides its [`TrainState`].
+struct Trainer<'a> {
+    job: &'a Job<'a>,
+    data: &'a Data,
+    adapter_cfg: AdapterConfig,
+    params: Vec<Var>,
+    opt: AdamW,
+    progress: Progress,
+    metrics: Option<MetricsLog>,
+    /// Wall time since the last save (added to the state when saving).
+    wall_mark: Instant,
+}
+
+impl<'a> Trainer<'a> {
+    fn new(
+        job: &'a Job<'a>,
+        data: &'a Data,
+        params: Vec<Var>,
+        opt: AdamW,
+        state: &TrainState,
+    ) -> Result<Self> {
+        let condition = job
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let label = format!(
+            "train {}/{}/{condition}",
+            crate::paths::model_name(&job.base_model),
+            job.task.id
+        );
+        let progress = Progress::new(job.opts.progress, label, "steps", data.total as u64)
+            .starting_at(state.step as u64);
+        let metrics = match &job.opts.metrics {
+            Some(path) => Some(MetricsLog::open(path, state.step)?),
+            None => None,
+        };
+        Ok(Self {
+            job,
+            data,
+            adapter_cfg: AdapterConfig::for_plan(&lora_plan(job.hp, job.seed), &job.base_model),
+            params,
+            opt,
+            progress,
+            metrics,
+            wall_mark: Instant::now(),
+        })
+    }
+
+    /// One optimizer step over the micro-batches `micro`: accumulate their gradients, clip
+    /// the global norm, AdamW at the scheduled lr; the state counts the step.
+    fn optimizer_step(&mut self, state: &mut TrainState, micro: &[Vec<usize>]) -> Result<StepDone> {
+        let t0 = Instant::now();
+        let hp = self.job.hp;
+        let (mut grads, loss, tokens) = self.accumulate_grads(state.step, micro)?;
+        let grad_norm = optim::clip(&mut grads, hp.max_grad_norm)?;
+        let lr = optim::lr_at(
+            hp.lr_schedule,
+            hp.lr,
+            state.step,
+            self.data.warmup,
+            self.data.total,
+        );
+        self.opt.step(&grads, lr)?;
+        let seconds = t0.elapsed().as_secs_f64();
+        state.step += 1;
+        state.step_in_epoch += 1;
+        state.rng.next_step = state.step;
+        state.epoch_loss_sum += loss;
+        state.tokens += tokens as u64;
+        state.train_seconds += seconds;
+        Ok(StepDone {
+            loss,
+            lr,
+            grad_norm,
+            tokens,
+            seconds,
+        })
+    }
+
+    /// Gradients of step `step` summed over its micro-batches, each contributing
+    /// `Σ CE / (answer tokens in the whole step)`, so the step's loss is the mean over its
+    /// answer tokens however they are split. Returns (grads, loss, non-padding tokens).
+    fn accumulate_grads(
+        &self,
+        step: usize,
+        micro: &[Vec<usize>],
+    ) -> Result<(Vec<Tensor>, f64, usize)> {
+        let (m, rows) = (self.job.model, &self.data.rows);
+        let denom: usize = micro.iter().flatten().map(|&i| rows[i].n_answer()).sum();
+        let mut acc: Vec<Option<Tensor>> = vec![None; self.params.len()];
+        let (mut loss_sum, mut tokens) = (0.0, 0);
+        for (j, mb) in micro.iter().enumerate() {
+            let refs: Vec<&Tokenized> = mb.iter().map(|&i| &rows[i]).collect();
+            let batch = make_batch(&refs, m.pad_id, &m.device)?;
+            tokens += batch.n_tokens;
+            if batch.n_targets == 0 {
+                continue;
+            }
+            let ctx = ForwardCtx {
+                train: true,
+                seed: step_seed(self.job.seed, step, j),
+            };
+            let loss = validate::batch_loss(m, &batch, &ctx, denom.max(1) as f64)?;
+            loss_sum += loss.to_scalar::<f32>()? as f64;
+            let grads = loss.backward()?;
+            for (slot, p) in acc.iter_mut().zip(&self.params) {
+                if let Some(g) = grads.get(p.as_tensor()) {
+                    *slot = Some(match slot.take() {
+                        Some(a) => (a + g)?,
+                        None => g.clone(),
+                    });
+                }
+            }
+        }
+        let grads = acc
+            .into_iter()
+            .zip(&self.params)
+            .map(|(g, p)| match g {
+                Some(g) => Ok(g),
+                None => p.as_tensor().zeros_like(),
+            })
+            .collect::<candle_core::Result<_>>()?;
+        Ok((grads, loss_sum, tokens))
+    }
+
+    /// The step's figures: the progress bar or log line, and a line of the metrics file.
+    fn report_step(&mut self, state: &TrainState, s: &StepDone) -> Result<()> {
+        let tps = state.tokens as f64 / state.train_seconds.max(1e-9);
+        self.progress.update(
+            state.step as u64,
+            format!(
+                "epoch {}/{}, loss {:.4}, lr {:.2e}, grad norm {:.3}, {tps:.0} tokens/s",
+                state.epoch + 1,
+                self.job.hp.epochs,
+                s.loss,
+                s.lr,
+                s.grad_norm
+            ),
+        );
+        let line = MetricsLine::Step(StepMetrics {
+            step: state.step,
+            epoch: state.epoch + 1,
+            loss: s.loss,
+            lr: s.lr,
+            grad_norm: s.grad_norm,
+            tokens: s.tokens,
+            tokens_per_s: s.tokens as f64 / s.seconds.max(1e-9),
+            elapsed_s: self.elapsed(state),
+        });
+        self.append(&line)
+    }
+
+    /// End of an epoch: validation loss and task metric; the epoch's adapter is kept when it
+    /// is the best so far (metric, ties → lower loss); early stopping.
+    fn end_of_epoch(&mut self, state: &mut TrainState, steps: usize) -> Result<()> {
+        let (job, hp) = (self.job, self.job.hp);
+        self.progress
+            .phase(&format!("epoch {}: validating", state.epoch + 1));
+        let val = validation(job, &self.data.val_rows)?;
         let rec = EpochRecord {
             epoch: state.epoch + 1,
             step: state.step,
-            train_loss: state.epoch_loss_sum / steps.len().max(1) as f64,
+            train_loss: state.epoch_loss_sum / steps.max(1) as f64,
             val,
         };
-        bar.println(format!(
-            "epoch {}: train loss {:.4}, val loss {:.4}, val {} {:.4}",
-            rec.epoch,
-            rec.train_loss,
-            val.loss,
-            validate::metric_name(job.task),
-            val.metric
+        let metric = validate::metric_name(job.task);
+        self.progress.note(&format!(
+            "epoch {}: train loss {:.4}, val loss {:.4}, val {metric} {:.4}",
+            rec.epoch, rec.train_loss, val.loss, val.metric
         ));
-        if state.best.is_none_or(|b| val.better_than(&b.val)) {
+        let best = state.best.is_none_or(|b| val.better_than(&b.val));
+        self.append(&MetricsLine::Epoch(EpochMetrics {
+            step: rec.step,
+            epoch: rec.epoch,
+            train_loss: rec.train_loss,
+            val_loss: val.loss,
+            val_metric: val.metric,
+            metric: metric.to_string(),
+            best,
+            elapsed_s: self.elapsed(state),
+        }))?;
+        if best {
             checkpoint::write_dir(&job.dir, &checkpoint::epoch_dir(rec.epoch), |d| {
-                crate::model::adapter::save(d, &adapter_cfg, &m.lora_vars)?;
+                crate::model::adapter::save(d, &self.adapter_cfg, &job.model.lora_vars)?;
                 crate::fsutil::write_json_atomic(&d.join("scores.json"), &rec)
             })?;
             state.best = Some(rec);
@@ -368,39 +546,58 @@ pub fn run(job: &Job) -> Result<Outcome> {
                 state.epoch = hp.epochs;
             }
         }
-        let stop = job.opts.stop_at_step.is_some_and(|s| state.step >= s);
-        if state.epoch < hp.epochs {
-            save(&opt, &mut state, &mut wall_mark)?;
-            if stop {
-                bar.abandon();
-                return Ok(outcome(state, false, false));
-            }
-        }
+        Ok(())
     }
 
-    // Done: the best epoch's adapter becomes the final one.
-    let best = state
-        .best
-        .ok_or_else(|| Error::Config("training finished without a validated epoch".into()))?;
-    let best_dir = job.dir.join(checkpoint::epoch_dir(best.epoch));
-    checkpoint::write_dir(&job.dir, checkpoint::FINAL_DIR, |d| {
-        for f in [
-            crate::model::adapter::CONFIG_FILE,
-            crate::model::adapter::WEIGHTS_FILE,
-            "scores.json",
-        ] {
-            std::fs::copy(best_dir.join(f), d.join(f)).map_err(|source| Error::Write {
-                path: d.join(f),
-                source,
-            })?;
-        }
+    /// Done: the best epoch's adapter becomes the final one.
+    fn finish(&mut self, state: &mut TrainState) -> Result<()> {
+        let best = state
+            .best
+            .ok_or_else(|| Error::Config("training finished without a validated epoch".into()))?;
+        let best_dir = self.job.dir.join(checkpoint::epoch_dir(best.epoch));
+        checkpoint::write_dir(&self.job.dir, checkpoint::FINAL_DIR, |d| {
+            for f in [
+                crate::model::adapter::CONFIG_FILE,
+                crate::model::adapter::WEIGHTS_FILE,
+                "scores.json",
+            ] {
+                std::fs::copy(best_dir.join(f), d.join(f)).map_err(|source| Error::Write {
+                    path: d.join(f),
+                    source,
+                })?;
+            }
+            Ok(())
+        })?;
+        state.status = Status::Done;
+        self.save(state)?;
+        self.progress.finish();
         Ok(())
-    })?;
-    state.status = Status::Done;
-    save(&opt, &mut state, &mut wall_mark)?;
-    bar.finish_and_clear();
-    tracing::debug!("trained in {:.1}s", started.elapsed().as_secs_f64());
-    Ok(outcome(state, true, false))
+    }
+
+    /// Checkpoint (optimizer state, adapter, `latest.json`), counting the wall time.
+    fn save(&mut self, state: &mut TrainState) -> Result<()> {
+        state.wall_seconds += self.wall_mark.elapsed().as_secs_f64();
+        self.wall_mark = Instant::now();
+        checkpoint::save(
+            &self.job.dir,
+            &self.adapter_cfg,
+            &self.job.model.lora_vars,
+            &self.opt,
+            state,
+        )
+    }
+
+    /// Training wall time so far, across resumes.
+    fn elapsed(&self, state: &TrainState) -> f64 {
+        state.wall_seconds + self.wall_mark.elapsed().as_secs_f64()
+    }
+
+    fn append(&mut self, line: &MetricsLine) -> Result<()> {
+        match &mut self.metrics {
+            Some(log) => log.append(line),
+            None => Ok(()),
+        }
+    }
 }
 
 fn validation(job: &Job, val_rows: &[Tokenized]) -> Result<ValScores> {
@@ -430,20 +627,6 @@ fn warn_truncations(t: &Truncations, n: usize, max_len: usize) {
             t.answer
         );
     }
-}
-
-fn progress_bar(show: bool, total: usize, at: usize) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(total as u64);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{bar:30} {pos}/{len} steps {msg} [{elapsed_precise} < {eta_precise}]",
-    ) {
-        bar.set_style(style);
-    }
-    bar.set_position(at as u64);
-    bar
 }
 
 /// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.

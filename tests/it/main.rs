@@ -19,6 +19,7 @@ mod metrics;
 mod model_reference;
 mod peft;
 mod prepare;
+mod progress;
 mod report;
 mod sandbox;
 mod scoring;

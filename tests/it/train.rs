@@ -300,6 +300,22 @@ fn stopped_killed_and_resumed_run_ends_with_the_same_adapter_bit_for_bit() {
         rec(&b)["tokens"],
         "redone steps count once"
     );
+    // The metrics file holds each step and epoch once, with the uninterrupted run's figures:
+    // the lines the kill left past the checkpoint were dropped and redone (timings differ).
+    let metrics = |p: &Project| -> Vec<serde_json::Value> {
+        let text = p.read("results/smoke/training/smoke_fpb_lora-500.metrics.jsonl");
+        let mut rows = crate::common::jsonl(&text);
+        for r in &mut rows {
+            let o = r.as_object_mut().unwrap();
+            o.remove("elapsed_s");
+            o.remove("tokens_per_s");
+        }
+        rows
+    };
+    let (ma, mb) = (metrics(&a), metrics(&b));
+    let steps: Vec<&serde_json::Value> = mb.iter().map(|r| &r["step"]).collect();
+    assert_eq!(steps, [1, 2, 3, 4, 4, 5, 6, 7, 8, 8], "{mb:?}");
+    assert_eq!(ma, mb);
 
     // Rerunning a finished run trains nothing.
     let out = a.bwb(&train_args(&[])).ok().stdout();
