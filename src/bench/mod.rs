@@ -156,6 +156,7 @@ fn load_bench_model(
         dense_gguf: false,
         lora,
         quant_cache: None,
+        record: None,
     };
     let (arch, cfg) = random_shape(settings, model, random)?;
     let m = load::load_random_shape(arch, &cfg, 0, &opts)?;

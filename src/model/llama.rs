@@ -33,6 +33,8 @@ pub struct Config {
     pub mlp_bias: bool,
     #[serde(default = "silu")]
     pub hidden_act: String,
+    #[serde(default)]
+    pub max_position_embeddings: Option<usize>,
 }
 
 fn silu() -> String {
@@ -59,6 +61,7 @@ impl Config {
             tie_word_embeddings: self.tie_word_embeddings,
             attention_bias: self.attention_bias,
             hidden_act: self.hidden_act.clone(),
+            max_position_embeddings: self.max_position_embeddings,
         })
     }
 
@@ -129,6 +132,7 @@ impl Config {
             attention_bias: false,
             mlp_bias: false,
             hidden_act: "silu".into(),
+            max_position_embeddings: num("context_length").ok(),
         })
     }
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokenizers::Tokenizer;
 
 use super::linear::QuantFormat;
-use super::weights::{Builder, LoraPlan, LoraVars, QuantCache, Source};
+use super::weights::{Builder, LoraPlan, LoraVars, QuantCache, Source, TensorRecord};
 use super::{gemma3, llama, phi3, qwen3, Model};
 use crate::config::{Arch, Configs, ModelConfig, RandomInit};
 use crate::error::{Error, Result};
@@ -45,6 +45,8 @@ pub struct LoadOptions {
     pub lora: Option<LoraPlan>,
     /// Directory for cached quantised bases (None: no cache).
     pub quant_cache: Option<PathBuf>,
+    /// Record every tensor the model reads (merged exports).
+    pub record: Option<TensorRecord>,
 }
 
 impl Default for LoadOptions {
@@ -56,7 +58,17 @@ impl Default for LoadOptions {
             dense_gguf: false,
             lora: None,
             quant_cache: None,
+            record: None,
         }
+    }
+}
+
+/// The builder a model file descends: `opts` with the frozen-base format `quant`.
+fn builder(src: Source, opts: &LoadOptions, quant: Option<QuantFormat>) -> Builder {
+    let vb = Builder::new(src, &opts.device, opts.dtype, quant, opts.lora.clone());
+    match &opts.record {
+        Some(r) => vb.with_record(r.clone()),
+        None => vb,
     }
 }
 
@@ -101,6 +113,7 @@ impl LoadOptions {
             dense_gguf,
             lora,
             quant_cache: engine.quant_cache.clone(),
+            record: None,
         })
     }
 }
@@ -146,7 +159,8 @@ pub fn load(source: &ModelSource, opts: &LoadOptions) -> Result<LoadedModel> {
     }
 }
 
-fn read_json(path: &Path) -> Result<Value> {
+/// A JSON file (config.json and its siblings), with errors naming the file.
+pub fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::MissingInput(format!("cannot read {}: {e}", path.display())))?;
     serde_json::from_str(&text).map_err(|e| Error::BadFile {
@@ -244,13 +258,7 @@ pub fn load_dir_weights(dir: &Path, opts: &LoadOptions) -> Result<(Model, Arch, 
     }
     let cfg = read_json(&cfg_path)?;
     let arch = arch_of(&cfg, &cfg_path)?;
-    let mut vb = Builder::new(
-        Source::safetensors_dir(dir)?,
-        &opts.device,
-        opts.dtype,
-        opts.quant,
-        opts.lora.clone(),
-    );
+    let mut vb = builder(Source::safetensors_dir(dir)?, opts, opts.quant);
     if let (Some(cache_dir), Some(fmt)) = (&opts.quant_cache, opts.quant) {
         let key = quant_cache_key(dir, fmt)?;
         vb = vb.with_quant_cache(QuantCache::open(cache_dir.join(format!("{key}.gguf"))));
@@ -309,13 +317,7 @@ pub fn from_tensors(
     tensors: HashMap<String, candle_core::Tensor>,
     opts: &LoadOptions,
 ) -> Result<(Model, LoraVars)> {
-    let vb = Builder::new(
-        Source::Tensors(tensors),
-        &opts.device,
-        opts.dtype,
-        opts.quant,
-        opts.lora.clone(),
-    );
+    let vb = builder(Source::Tensors(tensors), opts, opts.quant);
     let model = build(arch, cfg, Path::new("<memory>"), &vb)?;
     Ok((model, vb.finish()?))
 }
@@ -443,13 +445,7 @@ fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
     } else {
         opts.quant.or(Some(QuantFormat::Q4K))
     };
-    let vb = Builder::new(
-        Source::gguf(path, content, heads, kv)?,
-        &opts.device,
-        opts.dtype,
-        quant,
-        opts.lora.clone(),
-    );
+    let vb = builder(Source::gguf(path, content, heads, kv)?, opts, quant);
     let model = Model::Llama(qwen3::Model::with_qk_norm(&dcfg, &vb, false)?);
     let lora_vars = vb.finish()?;
     let mut eos_ids = special.eos_ids.clone();
@@ -542,24 +538,10 @@ pub fn load_random_shape(
         .get("vocab_size")
         .and_then(Value::as_u64)
         .ok_or_else(|| Error::Config("random shape: `vocab_size` is missing".into()))?;
-    let tokenizer = byte_tokenizer(vocab as usize)?;
-    let vb = Builder::new(
-        Source::Random { seed },
-        &opts.device,
-        opts.dtype,
-        opts.quant,
-        opts.lora.clone(),
-    );
-    let model = build(arch, cfg, Path::new("<shape: in the model config>"), &vb)?;
-    let lora_vars = vb.finish()?;
-    random_loaded(
-        arch,
-        model,
-        tokenizer,
-        lora_vars,
-        format!("random-weight {arch:?} shape (seed {seed})"),
-        opts,
-    )
+    let origin = format!("random-weight {arch:?} shape (seed {seed})");
+    random_loaded(arch, vocab as usize, seed, origin, opts, |vb| {
+        build(arch, cfg, Path::new("<shape: in the model config>"), vb)
+    })
 }
 
 fn load_random(arch: Arch, init: &RandomInit, opts: &LoadOptions) -> Result<LoadedModel> {
@@ -568,8 +550,15 @@ fn load_random(arch: Arch, init: &RandomInit, opts: &LoadOptions) -> Result<Load
             "random_init builds the qwen3 architecture only, not {arch:?}"
         )));
     }
-    let tokenizer = byte_tokenizer(init.vocab_size)?;
-    let cfg = qwen3::Config {
+    let origin = format!("random {arch:?} (seed {})", init.seed);
+    random_loaded(arch, init.vocab_size, init.seed, origin, opts, |vb| {
+        Ok(Model::Qwen3(qwen3::Model::new(&random_config(init), vb)?))
+    })
+}
+
+/// The decoder config of a `random_init:` model (configs/models/smoke.yaml).
+fn random_config(init: &RandomInit) -> qwen3::Config {
+    qwen3::Config {
         vocab_size: init.vocab_size,
         hidden_size: init.hidden_size,
         intermediate_size: init.intermediate_size,
@@ -585,35 +574,24 @@ fn load_random(arch: Arch, init: &RandomInit, opts: &LoadOptions) -> Result<Load
         tie_word_embeddings: false,
         attention_bias: false,
         hidden_act: "silu".into(),
-    };
-    let vb = Builder::new(
-        Source::Random { seed: init.seed },
-        &opts.device,
-        opts.dtype,
-        opts.quant,
-        opts.lora.clone(),
-    );
-    let model = Model::Qwen3(qwen3::Model::new(&cfg, &vb)?);
-    let lora_vars = vb.finish()?;
-    random_loaded(
-        arch,
-        model,
-        tokenizer,
-        lora_vars,
-        format!("random {arch:?} (seed {})", init.seed),
-        opts,
-    )
+        max_position_embeddings: None,
+    }
 }
 
-/// A random-weight model with the byte tokenizer, ChatML and its special tokens as stops.
+/// A model that `build_model` builds from seeded random weights, with the byte tokenizer,
+/// ChatML and its special tokens as stops.
 fn random_loaded(
     arch: Arch,
-    model: Model,
-    tokenizer: Tokenizer,
-    lora_vars: LoraVars,
+    vocab_size: usize,
+    seed: u64,
     origin: String,
     opts: &LoadOptions,
+    build_model: impl FnOnce(&Builder) -> Result<Model>,
 ) -> Result<LoadedModel> {
+    let tokenizer = byte_tokenizer(vocab_size)?;
+    let vb = builder(Source::Random { seed }, opts, opts.quant);
+    let model = build_model(&vb)?;
+    let lora_vars = vb.finish()?;
     let im_end = tokenizer.token_to_id("<|im_end|>").unwrap_or(0);
     let eot = tokenizer.token_to_id("<|endoftext|>").unwrap_or(0);
     Ok(LoadedModel {

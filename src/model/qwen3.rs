@@ -34,6 +34,9 @@ pub struct Config {
     pub attention_bias: bool,
     #[serde(default = "silu")]
     pub hidden_act: String,
+    /// Context length the checkpoint was made for (written into merged exports).
+    #[serde(default)]
+    pub max_position_embeddings: Option<usize>,
 }
 
 fn silu() -> String {

@@ -6,7 +6,7 @@
 //! Names are HF checkpoint names (`model.layers.0.self_attn.q_proj.weight`); the GGUF source
 //! maps them to llama.cpp names and undoes llama.cpp's Q/K row permutation.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -55,41 +55,10 @@ pub enum Source {
 impl Source {
     /// Memory-map `model.safetensors` or every shard named in `model.safetensors.index.json`.
     pub fn safetensors_dir(dir: &Path) -> Result<Self> {
-        let index = dir.join("model.safetensors.index.json");
-        let files: Vec<PathBuf> = if index.exists() {
-            let text = std::fs::read_to_string(&index).map_err(|e| bad(&index, e))?;
-            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(&index, e))?;
-            let map = v
-                .get("weight_map")
-                .and_then(|m| m.as_object())
-                .ok_or_else(|| bad(&index, "no `weight_map` object"))?;
-            let mut shards: Vec<String> = map
-                .values()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect();
-            shards.sort();
-            shards.dedup();
-            shards.iter().map(|s| dir.join(s)).collect()
-        } else {
-            let single = dir.join("model.safetensors");
-            if !single.exists() {
-                return Err(Error::MissingInput(format!(
-                    "{}: no model.safetensors or model.safetensors.index.json; download the \
-                     model's weights into this directory",
-                    dir.display()
-                )));
-            }
-            vec![single]
-        };
-        for f in &files {
-            if !f.exists() {
-                return Err(Error::MissingInput(format!(
-                    "missing shard {} (listed in {}); download it again",
-                    f.display(),
-                    index.display()
-                )));
-            }
-        }
+        let files: Vec<PathBuf> = safetensors_files(dir)?
+            .iter()
+            .map(|f| dir.join(f))
+            .collect();
         // SAFETY: the files are opened read-only; we never write them while mapped.
         let st = unsafe { MmapedSafetensors::multi(&files) }.map_err(|e| bad(dir, e))?;
         let names: HashSet<String> = st.tensors().into_iter().map(|(n, _)| n).collect();
@@ -152,6 +121,51 @@ impl Source {
         }
     }
 }
+
+/// The weight files of an HF model directory, relative to it: every shard named in
+/// `model.safetensors.index.json` (sorted, once each), else `model.safetensors`. Each must
+/// exist.
+pub fn safetensors_files(dir: &Path) -> Result<Vec<String>> {
+    let index = dir.join(INDEX_FILE);
+    let files: Vec<String> = if index.exists() {
+        let text = std::fs::read_to_string(&index).map_err(|e| bad(&index, e))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(&index, e))?;
+        let map = v
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| bad(&index, "no `weight_map` object"))?;
+        let mut shards: Vec<String> = map
+            .values()
+            .filter_map(|s| s.as_str().map(str::to_owned))
+            .collect();
+        shards.sort();
+        shards.dedup();
+        shards
+    } else {
+        if !dir.join(SINGLE_FILE).exists() {
+            return Err(Error::MissingInput(format!(
+                "{}: no {SINGLE_FILE} or {INDEX_FILE}; download the \
+                 model's weights into this directory",
+                dir.display()
+            )));
+        }
+        vec![SINGLE_FILE.to_string()]
+    };
+    for f in &files {
+        if !dir.join(f).exists() {
+            return Err(Error::MissingInput(format!(
+                "missing shard {} (listed in {}); download it again",
+                dir.join(f).display(),
+                index.display()
+            )));
+        }
+    }
+    Ok(files)
+}
+
+/// An HF directory's single weight file, and the index of a sharded one.
+pub const SINGLE_FILE: &str = "model.safetensors";
+pub const INDEX_FILE: &str = "model.safetensors.index.json";
 
 fn map_key(map: &[(String, String)], name: &str) -> String {
     for (from, to) in map {
@@ -261,6 +275,30 @@ impl LoraPlan {
     }
 }
 
+/// Every tensor a model build reads, by HF name, in f32 as the model holds it before any
+/// quantisation: a merged export walks its base through the model files with this instead
+/// of listing tensor names itself.
+#[derive(Debug, Clone, Default)]
+pub struct TensorRecord(Arc<Mutex<BTreeMap<String, Tensor>>>);
+
+impl TensorRecord {
+    fn keep(&self, name: &str, t: &Tensor) -> Result<()> {
+        let t = t.to_dtype(DType::F32).map_err(ce)?;
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(name.to_string(), t);
+        }
+        Ok(())
+    }
+
+    /// The tensors recorded so far (the record is left empty).
+    pub fn take(&self) -> BTreeMap<String, Tensor> {
+        self.0
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default()
+    }
+}
+
 /// Quantised bases cached on disk as a GGUF file, so the second load of a checkpoint skips
 /// reading and quantising the dense weights.
 pub struct QuantCache {
@@ -332,6 +370,7 @@ impl QuantCache {
 struct Shared {
     src: Source,
     qcache: Option<QuantCache>,
+    record: Option<TensorRecord>,
     device: Device,
     dtype: DType,
     quant: Option<QuantFormat>,
@@ -361,6 +400,7 @@ impl Builder {
             shared: Arc::new(Shared {
                 src,
                 qcache: None,
+                record: None,
                 device: device.clone(),
                 dtype,
                 quant,
@@ -379,6 +419,22 @@ impl Builder {
             sh.qcache = Some(cache);
         }
         self
+    }
+
+    /// Record every tensor the model build reads (see [`TensorRecord`]). Call before
+    /// building the model.
+    pub fn with_record(mut self, record: TensorRecord) -> Self {
+        if let Some(sh) = Arc::get_mut(&mut self.shared) {
+            sh.record = Some(record);
+        }
+        self
+    }
+
+    fn keep(&self, full: &str, t: &Tensor) -> Result<()> {
+        match &self.shared.record {
+            Some(r) => r.keep(full, t),
+            None => Ok(()),
+        }
     }
 
     pub fn pp(&self, name: impl std::fmt::Display) -> Self {
@@ -492,7 +548,9 @@ impl Builder {
             Raw::Dense(t) => t,
             Raw::Quant(q) => q.dequantize(&self.shared.device).map_err(ce)?,
         };
-        t.to_dtype(self.shared.dtype).map_err(ce)
+        let t = t.to_dtype(self.shared.dtype).map_err(ce)?;
+        self.keep(&self.full(name), &t)?;
+        Ok(t)
     }
 
     /// A dense tensor kept in f32 (norm weights).
@@ -501,7 +559,9 @@ impl Builder {
             Raw::Dense(t) => t,
             Raw::Quant(q) => q.dequantize(&self.shared.device).map_err(ce)?,
         };
-        t.to_dtype(DType::F32).map_err(ce)
+        let t = t.to_dtype(DType::F32).map_err(ce)?;
+        self.keep(&self.full(name), &t)?;
+        Ok(t)
     }
 
     /// The linear layer `name` (`[out, in]` weight, optional bias): quantised when a 4-bit
@@ -556,6 +616,13 @@ impl Builder {
                 }
             },
         };
+        if sh.record.is_some() {
+            let w = match &base {
+                FrozenWeight::Dense(w) => w.clone(),
+                FrozenWeight::Quant { q, .. } => q.dequantize(&sh.device).map_err(ce)?,
+            };
+            self.keep(&wname, &w)?;
+        }
         let bias = if bias {
             Some(self.tensor(&format!("{name}.bias"), &[out_f], Init::Zeros)?)
         } else {

@@ -15,19 +15,17 @@
 //!   rounding on top of the one the adapter learned to correct. It costs 4 bytes a
 //!   parameter (SmolLM2-135M: ~0.5 GB).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor};
 use serde_json::{json, Value};
 
 use crate::config::Arch;
 use crate::error::{Error, Result};
-use crate::model::adapter;
 use crate::model::load::{self, LoadOptions, ModelSource};
-use crate::model::qwen3;
-use crate::model::weights::{Builder, Init, LoraPlan, Source};
+use crate::model::weights::{self, LoraPlan, TensorRecord};
+use crate::model::{adapter, qwen3, Model};
 
 /// What `bwb export --merge` wrote.
 #[derive(Debug, Clone)]
@@ -225,50 +223,20 @@ fn merge_hf_dir(base: &Path, folder: &mut Folder, out: &Path) -> Result<Vec<Stri
             base.display()
         )));
     }
-    let text = std::fs::read_to_string(&cfg_path)
-        .map_err(|e| Error::MissingInput(format!("cannot read {}: {e}", cfg_path.display())))?;
-    let cfg: Value = serde_json::from_str(&text).map_err(|e| Error::BadFile {
-        path: cfg_path.clone(),
-        message: format!("not valid JSON: {e}"),
-    })?;
-    load::arch_of(&cfg, &cfg_path)?;
+    load::arch_of(&load::read_json(&cfg_path)?, &cfg_path)?;
     let mut written = vec!["config.json".to_string()];
     copy(&cfg_path, &out.join("config.json"))?;
     // The shards, each rewritten under its own name (the index stays valid).
-    let index = base.join("model.safetensors.index.json");
-    let shards: Vec<String> = if index.is_file() {
-        let text = std::fs::read_to_string(&index)
-            .map_err(|e| Error::MissingInput(format!("cannot read {}: {e}", index.display())))?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| Error::BadFile {
-            path: index.clone(),
-            message: format!("not valid JSON: {e}"),
-        })?;
-        let mut s: Vec<String> = v
-            .get("weight_map")
-            .and_then(Value::as_object)
-            .ok_or_else(|| Error::BadFile {
-                path: index.clone(),
-                message: "no `weight_map` object".into(),
-            })?
-            .values()
-            .filter_map(|x| x.as_str().map(str::to_owned))
-            .collect();
-        s.sort();
-        s.dedup();
-        copy(&index, &out.join("model.safetensors.index.json"))?;
-        written.push("model.safetensors.index.json".into());
-        s
-    } else {
-        vec!["model.safetensors".into()]
-    };
+    let shards = weights::safetensors_files(base)?;
+    if base.join(weights::INDEX_FILE).is_file() {
+        copy(
+            &base.join(weights::INDEX_FILE),
+            &out.join(weights::INDEX_FILE),
+        )?;
+        written.push(weights::INDEX_FILE.into());
+    }
     for shard in &shards {
         let path = base.join(shard);
-        if !path.is_file() {
-            return Err(Error::MissingInput(format!(
-                "{}: missing; download the base model's weights again",
-                path.display()
-            )));
-        }
         let mut tensors =
             candle_core::safetensors::load(&path, &Device::Cpu).map_err(|e| Error::BadFile {
                 path: path.clone(),
@@ -287,122 +255,8 @@ fn merge_hf_dir(base: &Path, folder: &mut Folder, out: &Path) -> Result<Vec<Stri
     Ok(written)
 }
 
-/// The decoder config and tensor source of a base the engine reads itself (GGUF, random).
-fn engine_base(source: &ModelSource) -> Result<(Arch, qwen3::Config, Source, Option<usize>)> {
-    match source {
-        ModelSource::Random { arch, init } => {
-            if *arch != Arch::Qwen3 {
-                return Err(Error::Config(format!(
-                    "random_init builds the qwen3 architecture only, not {arch:?}"
-                )));
-            }
-            // As load::load_random builds it.
-            let cfg = qwen3::Config {
-                vocab_size: init.vocab_size,
-                hidden_size: init.hidden_size,
-                intermediate_size: init.intermediate_size,
-                num_hidden_layers: init.num_hidden_layers,
-                num_attention_heads: init.num_attention_heads,
-                num_key_value_heads: init.num_key_value_heads,
-                head_dim: Some(init.head_dim),
-                rms_norm_eps: 1e-6,
-                rope: crate::model::common::RopeFields {
-                    rope_theta: Some(10_000.0),
-                    ..Default::default()
-                },
-                tie_word_embeddings: false,
-                attention_bias: false,
-                hidden_act: "silu".into(),
-            };
-            Ok((Arch::Qwen3, cfg, Source::Random { seed: init.seed }, None))
-        }
-        ModelSource::Gguf(path) => {
-            let mut f = std::fs::File::open(path)
-                .map_err(|e| Error::MissingInput(format!("cannot open {}: {e}", path.display())))?;
-            let content = gguf_file::Content::read(&mut f).map_err(|e| Error::BadFile {
-                path: path.clone(),
-                message: format!("not a readable GGUF file: {e}"),
-            })?;
-            let tied = !content.tensor_infos.contains_key("output.weight");
-            let lcfg = crate::model::llama::Config::from_gguf(&content.metadata, tied, path)?;
-            let ctx = content
-                .metadata
-                .get("llama.context_length")
-                .and_then(|v| v.to_u32().ok())
-                .map(|x| x as usize);
-            let cfg = lcfg.to_decoder()?;
-            let (h, kv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
-            Ok((Arch::Llama, cfg, Source::gguf(path, content, h, kv)?, ctx))
-        }
-        ModelSource::Dir(_) => Err(Error::Config(
-            "an HF directory base is merged tensor by tensor, not through the engine".into(),
-        )),
-    }
-}
-
-/// Every tensor of the Qwen3/Llama decoder by HF name, dense f32.
-fn decoder_tensors(
-    cfg: &qwen3::Config,
-    qk_norm: bool,
-    vb: &Builder,
-) -> Result<BTreeMap<String, Tensor>> {
-    let (h, i, d) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim());
-    let (nh, kv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
-    let w = Init::Normal(0.02);
-    let mut specs: Vec<(String, Vec<usize>, Init)> = vec![
-        (
-            "model.embed_tokens.weight".into(),
-            vec![cfg.vocab_size, h],
-            w,
-        ),
-        ("model.norm.weight".into(), vec![h], Init::Ones),
-    ];
-    for l in 0..cfg.num_hidden_layers {
-        let p = format!("model.layers.{l}");
-        specs.push((format!("{p}.input_layernorm.weight"), vec![h], Init::Ones));
-        specs.push((
-            format!("{p}.post_attention_layernorm.weight"),
-            vec![h],
-            Init::Ones,
-        ));
-        for (m, out, inp) in [
-            ("q_proj", nh * d, h),
-            ("k_proj", kv * d, h),
-            ("v_proj", kv * d, h),
-            ("o_proj", h, nh * d),
-        ] {
-            specs.push((format!("{p}.self_attn.{m}.weight"), vec![out, inp], w));
-            if cfg.attention_bias {
-                specs.push((format!("{p}.self_attn.{m}.bias"), vec![out], Init::Zeros));
-            }
-        }
-        if qk_norm {
-            specs.push((format!("{p}.self_attn.q_norm.weight"), vec![d], Init::Ones));
-            specs.push((format!("{p}.self_attn.k_norm.weight"), vec![d], Init::Ones));
-        }
-        for (m, out, inp) in [("gate_proj", i, h), ("up_proj", i, h), ("down_proj", h, i)] {
-            specs.push((format!("{p}.mlp.{m}.weight"), vec![out, inp], w));
-        }
-    }
-    if !cfg.tie_word_embeddings || vb.contains("lm_head.weight") {
-        specs.push(("lm_head.weight".into(), vec![cfg.vocab_size, h], w));
-    }
-    let mut out = BTreeMap::new();
-    for (name, shape, init) in specs {
-        let t = vb.tensor_f32(&name, &shape, init)?;
-        out.insert(name, t);
-    }
-    Ok(out)
-}
-
 /// HF config.json for the Qwen3/Llama decoder.
-fn hf_config(
-    arch: Arch,
-    cfg: &qwen3::Config,
-    tied: bool,
-    ctx: Option<usize>,
-    eos: &[u32],
-) -> Value {
+fn hf_config(arch: Arch, cfg: &qwen3::Config, tied: bool, eos: &[u32]) -> Value {
     let (class, model_type) = match arch {
         Arch::Llama => ("LlamaForCausalLM", "llama"),
         _ => ("Qwen3ForCausalLM", "qwen3"),
@@ -428,7 +282,7 @@ fn hf_config(
         "attention_bias": cfg.attention_bias,
         "mlp_bias": false,
         "hidden_act": cfg.hidden_act,
-        "max_position_embeddings": ctx.unwrap_or(4096),
+        "max_position_embeddings": cfg.max_position_embeddings.unwrap_or(4096),
         "eos_token_id": eos_v,
         "torch_dtype": "float32",
     })
@@ -438,45 +292,43 @@ fn write_json(path: &Path, v: &Value) -> Result<()> {
     crate::fsutil::write_json_atomic(path, v)
 }
 
+/// A base the engine reads itself (GGUF, random): loaded through the loader in f32 without
+/// quantisation, recording every tensor the model file reads by its HF name (GGUF's Q/K
+/// rows un-permuted), so the tensor names, config and GGUF handling are the loader's.
 fn merge_engine_base(source: &ModelSource, folder: &mut Folder, out: &Path) -> Result<Vec<String>> {
-    // Tokenizer, chat template and stop ids as the engine loads them (4-bit blocks kept, so
-    // this costs little memory).
-    let meta = load::load(source, &LoadOptions::default())?;
-    let (arch, cfg, src, ctx) = engine_base(source)?;
-    let vb = Builder::new(src, &Device::Cpu, DType::F32, None, None);
-    let tensors = decoder_tensors(&cfg, arch == Arch::Qwen3, &vb)?;
-    let tied = !tensors.contains_key("lm_head.weight");
-    let mut tensors: HashMap<String, Tensor> = tensors.into_iter().collect();
+    let record = TensorRecord::default();
+    let opts = LoadOptions {
+        dense_gguf: true,
+        record: Some(record.clone()),
+        ..LoadOptions::default()
+    };
+    let base = load::load(source, &opts)?;
+    let (arch, cfg) = match &base.model {
+        Model::Qwen3(m) => (Arch::Qwen3, m.cfg.clone()),
+        Model::Llama(m) => (Arch::Llama, m.cfg.clone()),
+        _ => {
+            return Err(Error::Config(format!(
+                "{}: merging into a GGUF or random base supports the qwen3 and llama architectures",
+                base.origin
+            )))
+        }
+    };
+    let tied = base.model.lm_head_is_tied();
+    drop(base.model);
+    let mut tensors: HashMap<String, Tensor> = record.take().into_iter().collect();
     folder.fold(&mut tensors)?;
     save_safetensors(&tensors, &out.join("model.safetensors"))?;
     drop(tensors);
-
-    let tok = &meta.tokenizer;
     write_json(
         &out.join("config.json"),
-        &hf_config(arch, &cfg, tied, ctx, &meta.eos_ids),
+        &hf_config(arch, &cfg, tied, &base.eos_ids),
     )?;
-    let tok_path = out.join("tokenizer.json");
-    tok.save(&tok_path, false).map_err(|e| Error::Write {
-        path: tok_path.clone(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
-    let name = |id: u32| tok.id_to_token(id);
-    let mut tc = serde_json::Map::new();
-    if let Some(t) = &meta.chat_template {
-        tc.insert("chat_template".into(), json!(t.source()));
-    }
-    if let Some(e) = meta.eos_ids.last().copied().and_then(name) {
-        tc.insert("eos_token".into(), json!(e));
-    }
-    if let Some(p) = name(meta.pad_id) {
-        tc.insert("pad_token".into(), json!(p));
-    }
-    tc.insert("tokenizer_class".into(), json!("PreTrainedTokenizerFast"));
-    write_json(&out.join("tokenizer_config.json"), &Value::Object(tc))?;
-    write_json(
-        &out.join("generation_config.json"),
-        &json!({"eos_token_id": meta.eos_ids, "pad_token_id": meta.pad_id}),
+    write_tokenizer_files(
+        &base.tokenizer,
+        base.chat_template.as_ref(),
+        &base.eos_ids,
+        base.pad_id,
+        out,
     )?;
     Ok([
         "model.safetensors",
@@ -487,4 +339,37 @@ fn merge_engine_base(source: &ModelSource, folder: &mut Folder, out: &Path) -> R
     ]
     .map(String::from)
     .to_vec())
+}
+
+/// tokenizer.json, tokenizer_config.json (chat template, eos and pad tokens) and
+/// generation_config.json of an engine-read base.
+fn write_tokenizer_files(
+    tok: &tokenizers::Tokenizer,
+    chat_template: Option<&crate::prompt::chat_template::ChatTemplate>,
+    eos_ids: &[u32],
+    pad_id: u32,
+    out: &Path,
+) -> Result<()> {
+    let tok_path = out.join("tokenizer.json");
+    tok.save(&tok_path, false).map_err(|e| Error::Write {
+        path: tok_path.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let name = |id: u32| tok.id_to_token(id);
+    let mut tc = serde_json::Map::new();
+    if let Some(t) = chat_template {
+        tc.insert("chat_template".into(), json!(t.source()));
+    }
+    if let Some(e) = eos_ids.last().copied().and_then(name) {
+        tc.insert("eos_token".into(), json!(e));
+    }
+    if let Some(p) = name(pad_id) {
+        tc.insert("pad_token".into(), json!(p));
+    }
+    tc.insert("tokenizer_class".into(), json!("PreTrainedTokenizerFast"));
+    write_json(&out.join("tokenizer_config.json"), &Value::Object(tc))?;
+    write_json(
+        &out.join("generation_config.json"),
+        &json!({"eos_token_id": eos_ids, "pad_token_id": pad_id}),
+    )
 }

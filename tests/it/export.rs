@@ -1,5 +1,6 @@
 //! `bwb export --merge`: the merged model computes what base + adapter computes, for every
-//! architecture's HF fixture and for the in-process smoke model; bad input gives one line.
+//! architecture's HF fixture, for the in-process smoke model and for a GGUF base; bad input
+//! gives one line.
 
 use std::path::{Path, PathBuf};
 
@@ -186,6 +187,86 @@ fn merged_smoke_model_loads_as_an_hf_directory_with_its_tokenizer_and_template()
     let cfg: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["architectures"][0], "Qwen3ForCausalLM");
+}
+
+/// The real SmolLM2 GGUF (4-bit Llama) merged with an adapter: the HF directory computes
+/// what the dequantised GGUF plus the adapter computes, and its config.json carries the
+/// GGUF's shape and context length (the loader's, read once).
+#[test]
+fn merged_gguf_base_gives_base_plus_adapter_logits() {
+    let gguf = Path::new(REPO)
+        .join("../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !gguf.exists() {
+        println!(
+            "skipped: {} is absent (../shared not mounted)",
+            gguf.display()
+        );
+        return;
+    }
+    let p = Project::new();
+    let src = ModelSource::Gguf(gguf.clone());
+    let plan = bwb::model::weights::LoraPlan {
+        r: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        use_rslora: false,
+        target_modules: vec!["q_proj".into(), "k_proj".into(), "down_proj".into()],
+        init_seed: 5,
+        adapter: None,
+    };
+    let dense = |lora| LoadOptions {
+        dense_gguf: true,
+        lora,
+        ..Default::default()
+    };
+    let m = load::load(&src, &dense(Some(plan.clone()))).unwrap();
+    for (_, _, b) in &m.lora_vars {
+        b.set(&Tensor::randn(0f32, 0.05, b.shape(), &Device::Cpu).unwrap())
+            .unwrap();
+    }
+    let ad = p.path("adapter");
+    adapter::save(
+        &ad,
+        &adapter::AdapterConfig::for_plan(&plan, "smollm2"),
+        &m.lora_vars,
+    )
+    .unwrap();
+    let msgs = [bwb::prompt::chat_template::Message::user("What is 2 + 2?")];
+    let ids = m.encode_prompt(&msgs, false).unwrap();
+    let want = logits(&m.model, &ids);
+    drop(m);
+
+    let out = p.path("merged");
+    p.bwb(&[
+        "export",
+        "--model",
+        gguf.to_str().unwrap(),
+        "--adapter",
+        ad.to_str().unwrap(),
+        "--merge",
+        out.to_str().unwrap(),
+    ])
+    .ok();
+    let got = load::load(&ModelSource::Dir(out.clone()), &LoadOptions::default()).unwrap();
+    assert_eq!(got.encode_prompt(&msgs, false).unwrap(), ids);
+    let d = max_abs_diff(&want, &logits(&got.model, &ids));
+    assert!(d < 1e-3, "merged GGUF logits differ by {d}");
+    let plain = logits(&load::load(&src, &dense(None)).unwrap().model, &ids);
+    assert!(
+        max_abs_diff(&plain, &want) > 1e-2,
+        "the adapter changed nothing"
+    );
+
+    let cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["model_type"], "llama");
+    assert_eq!(cfg["num_hidden_layers"], 30);
+    assert_eq!(cfg["tie_word_embeddings"], true);
+    assert_eq!(cfg["max_position_embeddings"], 8192, "llama.context_length");
+    let st = candle_core::safetensors::load(out.join("model.safetensors"), &Device::Cpu).unwrap();
+    // Embeddings, final norm, and per layer two norms and seven projections; no LM head.
+    assert_eq!(st.len(), 2 + 30 * 9);
+    assert!(!st.contains_key("lm_head.weight"));
 }
 
 #[test]
