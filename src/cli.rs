@@ -108,8 +108,9 @@ pub struct RandomWeightArgs {
     pub vocab: Option<usize>,
 }
 
+/// The model a benchmark runs, and how: shared by `bench infer` and `bench train`.
 #[derive(Debug, Clone, Args)]
-pub struct BenchTrainArgs {
+pub struct BenchModelArgs {
     /// Model config id (configs/models/), local HF directory, or .gguf file
     #[arg(long)]
     pub model: String,
@@ -117,6 +118,12 @@ pub struct BenchTrainArgs {
     pub engine: EngineArgs,
     #[command(flatten)]
     pub random: RandomWeightArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchTrainArgs {
+    #[command(flatten)]
+    pub bench: BenchModelArgs,
     /// Rows per optimizer step; a comma-separated list runs each on the one loaded model
     #[arg(long, value_delimiter = ',', default_value = "4")]
     pub batch_size: Vec<usize>,
@@ -136,13 +143,8 @@ pub struct BenchTrainArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchInferArgs {
-    /// Model config id (configs/models/), local HF directory, or .gguf file
-    #[arg(long)]
-    pub model: String,
     #[command(flatten)]
-    pub engine: EngineArgs,
-    #[command(flatten)]
-    pub random: RandomWeightArgs,
+    pub bench: BenchModelArgs,
     /// Rows per batch; a comma-separated list runs each on the one loaded model
     #[arg(long, value_delimiter = ',', default_value = "1")]
     pub batch_size: Vec<usize>,
@@ -189,16 +191,26 @@ pub struct PrepareArgs {
     pub seed: Option<u64>,
 }
 
+/// What `bwb train` and `bwb eval` run: a model, tasks and conditions.
 #[derive(Debug, Clone, Args)]
-pub struct TrainArgs {
-    /// Model config id, local HF directory or .gguf file
+pub struct TargetArgs {
+    /// Model config id (local, or an API model for eval), hub id, local HF directory or .gguf
+    /// file
     #[arg(long)]
     pub model: String,
+    /// Task id, a comma-separated list, or `all`
     #[arg(long)]
     pub task: String,
-    /// lora-500, lora-full or all
+    /// zero-shot, 5-shot, lora (lora-500 and lora-full), lora-500, lora-full or all. Training
+    /// takes the LoRA ones (all: both); API models have only zero-shot and 5-shot
     #[arg(long, default_value = "all")]
     pub condition: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Seed for LoRA init, shuffling and dropout [env: BWB_SEED] [default: run_defaults.yaml `seed`]
     #[arg(long)]
     pub seed: Option<u64>,
@@ -214,18 +226,11 @@ pub struct TrainArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct EvalArgs {
-    /// Model config id (local or API), local HF directory or .gguf file
-    #[arg(long)]
-    pub model: String,
-    /// Task id, a comma-separated list, or `all`
-    #[arg(long)]
-    pub task: String,
-    /// zero-shot, 5-shot, lora (both adapters), lora-500, lora-full or all (API models:
-    /// zero-shot and 5-shot)
-    #[arg(long, default_value = "all")]
-    pub condition: String,
-    /// Number of seeded test resamples (the first N of run_defaults.yaml `eval_seeds`)
-    /// [env: BWB_N_EVAL_SEEDS] [default: run_defaults.yaml `n_eval_seeds`]
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Eval seeds (the first N of run_defaults.yaml `eval_seeds`): a greedy model generates the
+    /// test set once and is resampled N times when scored; a sampling model generates it once
+    /// per seed [env: BWB_N_EVAL_SEEDS] [default: run_defaults.yaml `n_eval_seeds`]
     #[arg(long)]
     pub seeds: Option<usize>,
     /// Local: prompts per generate call

@@ -254,14 +254,20 @@ pub fn infer(settings: &Settings, args: &BenchInferArgs, engine: &EngineSettings
     if args.prompt_len == 0 || args.repeat == 0 {
         return Err(Error::Config("--prompt-len and --repeat must be at least 1".into()).into());
     }
-    let (m, note) = load_bench_model(settings, &args.model, engine, &args.random, None)?;
+    let (m, note) = load_bench_model(
+        settings,
+        &args.bench.model,
+        engine,
+        &args.bench.random,
+        None,
+    )?;
     let dims = Dims::of(&m.model);
-    let wbytes = if args.random.random_weights {
+    let wbytes = if args.bench.random.random_weights {
         Some(weight_bytes(&dims, quant_of(engine.storage), m.dtype))
     } else {
         None
     };
-    let vocab = id_range(&m, args.random.random_weights, &dims);
+    let vocab = id_range(&m, args.bench.random.random_weights, &dims);
     for &batch in &args.batch_size {
         let t_start = unix_now();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
@@ -279,11 +285,11 @@ pub fn infer(settings: &Settings, args: &BenchInferArgs, engine: &EngineSettings
         }
         let (p, d) = (median(pre), median(dec));
         let r = InferReport {
-            model: args.model.clone(),
-            random_weights: args.random.random_weights,
+            model: args.bench.model.clone(),
+            random_weights: args.bench.random.random_weights,
             device: format!("{:?}", m.device),
             dtype: dtype_name(engine.dtype).into(),
-            quant: quant_label(engine, args.random.random_weights),
+            quant: quant_label(engine, args.bench.random.random_weights),
             batch_size: batch,
             prompt_len: args.prompt_len,
             new_tokens: args.new_tokens,
@@ -420,11 +426,17 @@ pub fn train(
         alpha: 2.0 * args.rank as f64,
         dropout: 0.0,
         use_rslora: false,
-        target_modules: targets_for(settings, &args.model, &args.random)?,
+        target_modules: targets_for(settings, &args.bench.model, &args.bench.random)?,
         init_seed: 0,
         adapter: None,
     };
-    let (m, note) = load_bench_model(settings, &args.model, engine, &args.random, Some(plan))?;
+    let (m, note) = load_bench_model(
+        settings,
+        &args.bench.model,
+        engine,
+        &args.bench.random,
+        Some(plan),
+    )?;
     let dims = Dims::of(&m.model);
     let params: Vec<candle_core::Var> = m
         .lora_vars
@@ -432,7 +444,7 @@ pub fn train(
         .flat_map(|(_, a, b)| [a.clone(), b.clone()])
         .collect();
     let trainable: usize = params.iter().map(|p| p.elem_count()).sum();
-    let vocab = id_range(&m, args.random.random_weights, &dims);
+    let vocab = id_range(&m, args.bench.random.random_weights, &dims);
     let ctx = ForwardCtx {
         train: true,
         seed: 0,
@@ -474,8 +486,8 @@ pub fn train(
         let tokens = (batch_size * args.seq_len) as f64;
         let flops = train_flops(&dims, trainable, batch_size, args.seq_len);
         let r = TrainReport {
-            model: args.model.clone(),
-            random_weights: args.random.random_weights,
+            model: args.bench.model.clone(),
+            random_weights: args.bench.random.random_weights,
             device: format!("{:?}", m.device),
             dtype: dtype_name(engine.dtype).into(),
             quant: engine.storage.name().into(),

@@ -8,11 +8,11 @@ use crate::settings::{resolve_device, EngineUse, Settings};
 pub fn run(settings: &Settings, cmd: &BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Infer(args) => {
-            let engine = settings.engine(&args.engine, EngineUse::BenchInfer)?;
+            let engine = settings.engine(&args.bench.engine, EngineUse::BenchInfer)?;
             crate::bench::infer(settings, args, &engine)
         }
         BenchCommand::Train(args) => {
-            let engine = settings.engine(&args.engine, EngineUse::BenchTrain)?;
+            let engine = settings.engine(&args.bench.engine, EngineUse::BenchTrain)?;
             crate::bench::train(settings, args, &engine)
         }
         BenchCommand::Kernels(args) => {

@@ -72,16 +72,16 @@ pub fn eval(settings: &Settings, args: &EvalArgs) -> Result<()> {
     let configs = &settings.configs;
     let engine = settings.engine(&args.engine, EngineUse::Eval)?;
     let api_opts = settings.api(&args.api)?;
-    let api = match configs.model(&args.model) {
+    let api = match configs.model(&args.target.model) {
         Ok(m) if m.kind == ModelKind::Api => Some(m.id.as_str()),
         _ => None,
     };
     eval_plan(
         settings,
         &EvalPlan {
-            model: &args.model,
-            tasks: configs.select_tasks(&args.task)?,
-            conditions: Condition::parse(&args.condition, api)?,
+            model: &args.target.model,
+            tasks: configs.select_tasks(&args.target.task)?,
+            conditions: Condition::parse(&args.target.condition, api)?,
             seeds: settings.eval_seeds(args.seeds, settings.n_eval_seeds)?,
             batch_size: args.batch_size,
             engine: &engine,

@@ -24,11 +24,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Download(args) => data::download(&settings, &args),
         Command::Prepare(args) => data::prepare(&settings, &args),
         Command::Train(args) => {
-            check_model_and_task(&settings, &args.model, &args.task)?;
+            check_model_and_task(&settings, &args.target.model, &args.target.task)?;
             train::train(&settings, &args)
         }
         Command::Eval(args) => {
-            check_model_and_task(&settings, &args.model, &args.task)?;
+            check_model_and_task(&settings, &args.target.model, &args.target.task)?;
             eval::eval(&settings, &args)
         }
         Command::Classify(args) => report::classify(&settings, &args.task, args.seeds, &args.exec),

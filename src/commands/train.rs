@@ -56,9 +56,9 @@ pub fn train(settings: &Settings, args: &TrainArgs) -> Result<()> {
     train_plan(
         settings,
         &TrainPlan {
-            model: &args.model,
-            tasks: settings.configs.select_tasks(&args.task)?,
-            conditions: Condition::parse_list(&args.condition)?,
+            model: &args.target.model,
+            tasks: settings.configs.select_tasks(&args.target.task)?,
+            conditions: Condition::parse_list(&args.target.condition)?,
             seed: settings.seed_or(args.seed),
             engine: &engine,
             save_every: args.save_every,
