@@ -228,13 +228,72 @@ pub enum Provider {
     Gemini,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Arch {
-    Qwen3,
-    Gemma3,
-    Phi3,
-    Llama,
+/// A model architecture: one of [`crate::model::ARCHS`], named in configs by its
+/// [`ArchSpec::name`](crate::model::ArchSpec) (`qwen3`, `gemma3`, `phi3`, `llama`).
+#[derive(Clone, Copy)]
+pub struct Arch(&'static crate::model::ArchSpec);
+
+#[allow(non_upper_case_globals)]
+impl Arch {
+    /// The architectures code refers to by name (random smoke models, GGUF files, tests).
+    pub const Qwen3: Arch = Arch(&crate::model::qwen3::ARCH);
+    pub const Gemma3: Arch = Arch(&crate::model::gemma3::ARCH);
+    pub const Phi3: Arch = Arch(&crate::model::phi3::ARCH);
+    pub const Llama: Arch = Arch(&crate::model::llama::ARCH);
+
+    pub fn spec(self) -> &'static crate::model::ArchSpec {
+        self.0
+    }
+
+    pub fn name(self) -> &'static str {
+        self.0.name
+    }
+
+    /// The registered architecture called `name`.
+    pub fn by_name(name: &str) -> Option<Arch> {
+        crate::model::ARCHS
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| Arch(a))
+    }
+
+    /// Every registered name, comma-separated (for errors).
+    pub fn names() -> String {
+        let v: Vec<&str> = crate::model::ARCHS.iter().map(|a| a.name).collect();
+        v.join(", ")
+    }
+}
+
+impl PartialEq for Arch {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for Arch {}
+
+impl std::fmt::Debug for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for Arch {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Arch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Arch::by_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown architecture `{name}`, expected one of {}",
+                Arch::names()
+            ))
+        })
+    }
 }
 
 /// Shape of the deterministic random-weight model used by smoke runs.

@@ -70,27 +70,15 @@ pub struct Dims {
 
 impl Dims {
     pub fn of(model: &Model) -> Self {
-        let (layers, hidden, intermediate, heads, kv_heads, head_dim, vocab) = match model {
-            Model::Qwen3(m) | Model::Llama(m) => {
-                let c = &m.cfg;
-                let (l, h, i) = (c.num_hidden_layers, c.hidden_size, c.intermediate_size);
-                let (nh, kv) = (c.num_attention_heads, c.num_key_value_heads);
-                (l, h, i, nh, kv, c.head_dim(), c.vocab_size)
-            }
-            Model::Gemma3(m) => {
-                let c = &m.cfg;
-                let (l, h, i) = (c.num_hidden_layers, c.hidden_size, c.intermediate_size);
-                let (nh, kv) = (c.num_attention_heads, c.num_key_value_heads);
-                (l, h, i, nh, kv, c.head_dim, c.vocab_size)
-            }
-            Model::Phi3(m) => {
-                let c = &m.cfg;
-                let (l, h, i) = (c.num_hidden_layers, c.hidden_size, c.intermediate_size);
-                let nh = c.num_attention_heads;
-                let kv = c.num_key_value_heads.unwrap_or(nh);
-                (l, h, i, nh, kv, c.head_dim(), c.vocab_size)
-            }
-        };
+        let crate::model::Shape {
+            layers,
+            hidden,
+            intermediate,
+            heads,
+            kv_heads,
+            head_dim,
+            vocab,
+        } = model.decoder().shape();
         // q and o: H × heads·D; k and v: H × kv·D; gate, up, down: H × I.
         let per_layer = 2 * hidden * heads * head_dim
             + 2 * hidden * kv_heads * head_dim
@@ -390,18 +378,7 @@ fn targets_for(settings: &Settings, model: &str, random: &RandomWeightArgs) -> R
         let (src, _) = load::resolve(model, &settings.configs, &settings.hub)?;
         load::source_arch(&src)?
     };
-    let names: &[&str] = match arch {
-        crate::config::Arch::Phi3 => &["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
-        _ => &[
-            "q_proj",
-            "k_proj",
-            "v_proj",
-            "o_proj",
-            "gate_proj",
-            "up_proj",
-            "down_proj",
-        ],
-    };
+    let names = arch.spec().lora_targets;
     Ok(names.iter().map(|s| s.to_string()).collect())
 }
 

@@ -281,3 +281,53 @@ fn half_round(v: f64, dtype: candle_core::DType) -> f64 {
         _ => v as f32 as f64,
     }
 }
+
+/// Gemma 3 text (`google/gemma-3-4b-it`: the multimodal checkpoint nests the text config
+/// and weights).
+pub const ARCH: super::ArchSpec = super::ArchSpec {
+    name: "gemma3",
+    model_types: &["gemma3_text", "gemma3"],
+    classes: &["Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"],
+    lora_targets: &super::ATTENTION_MLP_TARGETS,
+    build: |cfg, path, vb| {
+        let text = cfg.get("text_config").unwrap_or(cfg);
+        let m = Model::new(&super::load::parse_cfg(text, path)?, vb)?;
+        Ok(std::sync::Arc::new(m))
+    },
+};
+
+impl super::Decoder for Model {
+    fn forward_hidden(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        cache: Option<&mut Cache>,
+        ctx: &ForwardCtx,
+    ) -> Result<Tensor> {
+        Model::forward_hidden(self, ids, positions, cache, ctx)
+    }
+    fn lm_head(&self) -> &Tensor {
+        Model::lm_head(self)
+    }
+    fn lm_head_is_tied(&self) -> bool {
+        true
+    }
+    fn final_softcap(&self) -> Option<f64> {
+        self.cfg.final_logit_softcapping
+    }
+    fn num_layers(&self) -> usize {
+        Model::num_layers(self)
+    }
+    fn shape(&self) -> super::Shape {
+        let c = &self.cfg;
+        super::Shape {
+            layers: c.num_hidden_layers,
+            hidden: c.hidden_size,
+            intermediate: c.intermediate_size,
+            heads: c.num_attention_heads,
+            kv_heads: c.num_key_value_heads,
+            head_dim: c.head_dim,
+            vocab: c.vocab_size,
+        }
+    }
+}

@@ -136,3 +136,16 @@ impl Config {
         })
     }
 }
+
+/// Llama (`HuggingFaceTB/SmolLM2-135M-Instruct`), run on the Qwen3 decoder without q/k norms.
+pub const ARCH: super::ArchSpec = super::ArchSpec {
+    name: "llama",
+    model_types: &["llama"],
+    classes: &["LlamaForCausalLM"],
+    lora_targets: &super::ATTENTION_MLP_TARGETS,
+    build: |cfg, path, vb| {
+        let c: Config = super::load::parse_cfg(cfg, path)?;
+        let m = qwen3::Model::with_qk_norm(&c.to_decoder()?, vb, false)?;
+        Ok(std::sync::Arc::new(m))
+    },
+};

@@ -12,15 +12,11 @@ use tokenizers::Tokenizer;
 
 use super::linear::QuantFormat;
 use super::weights::{Builder, LoraPlan, LoraVars, QuantCache, Source, TensorRecord};
-use super::{gemma3, llama, phi3, qwen3, Model};
+use super::{llama, qwen3, Model};
 use crate::config::{Arch, Configs, ModelConfig, RandomInit};
 use crate::error::{Error, Result};
 use crate::prompt::chat_template::ChatTemplate;
 use crate::settings::{BaseStorage, EngineSettings, HubSettings};
-
-pub const SUPPORTED_ARCHS: &str =
-    "qwen3 (Qwen3ForCausalLM), gemma3 (Gemma3ForCausalLM / Gemma3ForConditionalGeneration text), \
-     phi3 (Phi3ForCausalLM), llama (LlamaForCausalLM)";
 
 /// Where the weights come from.
 #[derive(Debug, Clone)]
@@ -169,7 +165,7 @@ pub fn read_json(path: &Path) -> Result<Value> {
     })
 }
 
-fn parse_cfg<T: serde::de::DeserializeOwned>(v: &Value, path: &Path) -> Result<T> {
+pub(crate) fn parse_cfg<T: serde::de::DeserializeOwned>(v: &Value, path: &Path) -> Result<T> {
     serde_json::from_value(v.clone()).map_err(|e| Error::BadFile {
         path: path.to_path_buf(),
         message: format!("unexpected config: {e}"),
@@ -184,44 +180,36 @@ pub fn arch_of(cfg: &Value, path: &Path) -> Result<Arch> {
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    let by_type = match mt {
-        "qwen3" => Some(Arch::Qwen3),
-        "gemma3" | "gemma3_text" => Some(Arch::Gemma3),
-        "phi3" => Some(Arch::Phi3),
-        "llama" => Some(Arch::Llama),
-        _ => None,
-    };
-    let by_name = archs.iter().find_map(|a| match *a {
-        "Qwen3ForCausalLM" => Some(Arch::Qwen3),
-        "Gemma3ForCausalLM" | "Gemma3ForConditionalGeneration" => Some(Arch::Gemma3),
-        "Phi3ForCausalLM" => Some(Arch::Phi3),
-        "LlamaForCausalLM" => Some(Arch::Llama),
-        _ => None,
-    });
-    by_type.or(by_name).ok_or_else(|| Error::BadFile {
-        path: path.to_path_buf(),
-        message: format!(
-            "architecture `{}` ({}) is not supported; supported: {SUPPORTED_ARCHS}",
-            if mt.is_empty() { "?" } else { mt },
-            archs.join(", ")
-        ),
-    })
+    let registered = super::ARCHS.iter();
+    let by_type = registered.clone().find(|a| a.model_types.contains(&mt));
+    let by_name = registered
+        .clone()
+        .find(|a| archs.iter().any(|c| a.classes.contains(c)));
+    by_type
+        .or(by_name)
+        .and_then(|a| Arch::by_name(a.name))
+        .ok_or_else(|| Error::BadFile {
+            path: path.to_path_buf(),
+            message: format!(
+                "architecture `{}` ({}) is not supported; supported: {}",
+                if mt.is_empty() { "?" } else { mt },
+                archs.join(", "),
+                supported_archs()
+            ),
+        })
+}
+
+/// Every registered architecture with its HF class names, for errors.
+pub fn supported_archs() -> String {
+    let v: Vec<String> = super::ARCHS
+        .iter()
+        .map(|a| format!("{} ({})", a.name, a.classes.join(" / ")))
+        .collect();
+    v.join(", ")
 }
 
 fn build(arch: Arch, cfg: &Value, path: &Path, vb: &Builder) -> Result<Model> {
-    Ok(match arch {
-        Arch::Qwen3 => Model::Qwen3(qwen3::Model::new(&parse_cfg(cfg, path)?, vb)?),
-        Arch::Llama => {
-            let c: llama::Config = parse_cfg(cfg, path)?;
-            Model::Llama(qwen3::Model::with_qk_norm(&c.to_decoder()?, vb, false)?)
-        }
-        Arch::Gemma3 => {
-            // The multimodal checkpoint nests the text config.
-            let text = cfg.get("text_config").unwrap_or(cfg);
-            Model::Gemma3(gemma3::Model::new(&parse_cfg(text, path)?, vb)?)
-        }
-        Arch::Phi3 => Model::Phi3(phi3::Model::new(&parse_cfg(cfg, path)?, vb)?),
-    })
+    Ok(Model::new(arch, (arch.spec().build)(cfg, path, vb)?))
 }
 
 /// Token ids of `eos_token_id` (an int or a list).
@@ -397,7 +385,8 @@ fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
     if arch != "llama" {
         return Err(bad(format!(
             "GGUF architecture `{arch}` is not supported; supported GGUF architectures: llama \
-             (use the HF safetensors checkpoint for {SUPPORTED_ARCHS})"
+             (use the HF safetensors checkpoint for {})",
+            supported_archs()
         )));
     }
     for (name, info) in &content.tensor_infos {
@@ -446,7 +435,10 @@ fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
         opts.quant.or(Some(QuantFormat::Q4K))
     };
     let vb = builder(Source::gguf(path, content, heads, kv)?, opts, quant);
-    let model = Model::Llama(qwen3::Model::with_qk_norm(&dcfg, &vb, false)?);
+    let model = Model::new(
+        Arch::Llama,
+        std::sync::Arc::new(qwen3::Model::with_qk_norm(&dcfg, &vb, false)?),
+    );
     let lora_vars = vb.finish()?;
     let mut eos_ids = special.eos_ids.clone();
     // Chat models end a turn with the template's end token too.
@@ -552,7 +544,8 @@ fn load_random(arch: Arch, init: &RandomInit, opts: &LoadOptions) -> Result<Load
     }
     let origin = format!("random {arch:?} (seed {})", init.seed);
     random_loaded(arch, init.vocab_size, init.seed, origin, opts, |vb| {
-        Ok(Model::Qwen3(qwen3::Model::new(&random_config(init), vb)?))
+        let m = qwen3::Model::new(&random_config(init), vb)?;
+        Ok(Model::new(Arch::Qwen3, std::sync::Arc::new(m)))
     })
 }
 

@@ -22,22 +22,107 @@ pub mod qwen3;
 pub mod tokenizer;
 pub mod weights;
 
+use std::path::Path;
+use std::sync::Arc;
+
 use candle_core::{DType, Result, Tensor};
 
 pub use cache::Cache;
 pub use linear::{ForwardCtx, QLinear, QuantFormat};
 
-/// One of the supported architectures.
+use crate::config::Arch;
+use weights::Builder;
+
+/// What every architecture's model gives the engine. Implemented once per model file.
+pub trait Decoder: std::fmt::Debug + Send + Sync {
+    /// Final hidden states `(B, L, H)` for tokens `(B, L)` at per-row positions `(B, L)`.
+    fn forward_hidden(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        cache: Option<&mut Cache>,
+        ctx: &ForwardCtx,
+    ) -> Result<Tensor>;
+    /// The LM head `(V, H)`.
+    fn lm_head(&self) -> &Tensor;
+    /// Whether the LM head is the embedding matrix itself.
+    fn lm_head_is_tied(&self) -> bool;
+    /// Gemma's `c · tanh(z / c)` on the logits, when the model has one.
+    fn final_softcap(&self) -> Option<f64> {
+        None
+    }
+    fn num_layers(&self) -> usize;
+    /// Position at which a generating row's cache must be rebuilt (Phi-3 longrope).
+    fn rope_switch_at(&self) -> Option<usize> {
+        None
+    }
+    /// The sizes FLOP and byte counts need.
+    fn shape(&self) -> Shape;
+    /// The Qwen3-family decoder config (Qwen3, Llama), which `bwb export` writes for bases
+    /// the engine reads itself (GGUF, random).
+    fn qwen3_config(&self) -> Option<&qwen3::Config> {
+        None
+    }
+}
+
+/// A decoder's sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub layers: usize,
+    pub hidden: usize,
+    pub intermediate: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub vocab: usize,
+}
+
+/// An architecture: the names HF configs give it and how to build it. Each model file
+/// defines one `ARCH`; [`ARCHS`] lists them.
+#[derive(Debug)]
+pub struct ArchSpec {
+    /// Our name (`arch:` in configs/models/*.yaml).
+    pub name: &'static str,
+    /// HF `model_type` values (the first is what `bwb export` writes).
+    pub model_types: &'static [&'static str],
+    /// HF `architectures` class names (the first is what `bwb export` writes).
+    pub classes: &'static [&'static str],
+    /// The projections LoRA adapts in every layer, PEFT names.
+    pub lora_targets: &'static [&'static str],
+    /// The model from its HF `config.json` (named `path` in errors) and weights.
+    pub build: fn(&serde_json::Value, &Path, &Builder) -> crate::error::Result<Arc<dyn Decoder>>,
+}
+
+/// The LoRA targets of a decoder with separate q/k/v and gate/up projections.
+pub const ATTENTION_MLP_TARGETS: [&str; 7] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
+
+/// Every architecture the engine runs — the one place an architecture is registered.
+pub const ARCHS: &[&ArchSpec] = &[&qwen3::ARCH, &gemma3::ARCH, &phi3::ARCH, &llama::ARCH];
+
+/// A loaded model of one of the [`ARCHS`].
 #[derive(Debug, Clone)]
-pub enum Model {
-    Qwen3(qwen3::Model),
-    /// Llama runs on the Qwen3 decoder without q/k norms.
-    Llama(qwen3::Model),
-    Gemma3(gemma3::Model),
-    Phi3(phi3::Model),
+pub struct Model {
+    pub arch: Arch,
+    decoder: Arc<dyn Decoder>,
 }
 
 impl Model {
+    pub fn new(arch: Arch, decoder: Arc<dyn Decoder>) -> Self {
+        Self { arch, decoder }
+    }
+
+    pub fn decoder(&self) -> &dyn Decoder {
+        self.decoder.as_ref()
+    }
+
     pub fn forward_hidden(
         &self,
         ids: &Tensor,
@@ -45,37 +130,22 @@ impl Model {
         cache: Option<&mut Cache>,
         ctx: &ForwardCtx,
     ) -> Result<Tensor> {
-        match self {
-            Self::Qwen3(m) | Self::Llama(m) => m.forward_hidden(ids, positions, cache, ctx),
-            Self::Gemma3(m) => m.forward_hidden(ids, positions, cache, ctx),
-            Self::Phi3(m) => m.forward_hidden(ids, positions, cache, ctx),
-        }
+        self.decoder.forward_hidden(ids, positions, cache, ctx)
     }
 
     /// The LM head `(V, H)`.
     pub fn lm_head(&self) -> &Tensor {
-        match self {
-            Self::Qwen3(m) | Self::Llama(m) => m.lm_head(),
-            Self::Gemma3(m) => m.lm_head(),
-            Self::Phi3(m) => m.lm_head(),
-        }
+        self.decoder.lm_head()
     }
 
     /// Whether the LM head is the embedding matrix itself (always for Gemma 3).
     pub fn lm_head_is_tied(&self) -> bool {
-        match self {
-            Self::Qwen3(m) | Self::Llama(m) => m.lm_head_is_tied(),
-            Self::Gemma3(_) => true,
-            Self::Phi3(m) => m.lm_head_is_tied(),
-        }
+        self.decoder.lm_head_is_tied()
     }
 
     /// Gemma's `c · tanh(z / c)` on the logits, when the model has one.
     pub fn final_softcap(&self) -> Option<f64> {
-        match self {
-            Self::Gemma3(m) => m.cfg.final_logit_softcapping,
-            _ => None,
-        }
+        self.decoder.final_softcap()
     }
 
     /// Logits `(…, V)` in f32 for hidden states `(…, H)`.
@@ -100,22 +170,62 @@ impl Model {
     }
 
     pub fn num_layers(&self) -> usize {
-        match self {
-            Self::Qwen3(m) | Self::Llama(m) => m.num_layers(),
-            Self::Gemma3(m) => m.num_layers(),
-            Self::Phi3(m) => m.num_layers(),
-        }
+        self.decoder.num_layers()
     }
 
     /// Position at which a generating row's cache must be rebuilt (Phi-3 longrope).
     pub fn rope_switch_at(&self) -> Option<usize> {
-        match self {
-            Self::Phi3(m) => m.rope_switch_at(),
-            _ => None,
-        }
+        self.decoder.rope_switch_at()
     }
 
     pub fn new_cache(&self) -> Cache {
         Cache::new(self.num_layers())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Arch;
+
+    #[test]
+    fn every_registered_architecture_is_found_by_its_names() {
+        let mut names: Vec<&str> = ARCHS.iter().map(|a| a.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ARCHS.len(), "names must be unique");
+        for spec in ARCHS {
+            let arch = Arch::by_name(spec.name).unwrap();
+            assert_eq!(arch.spec().name, spec.name);
+            assert!(!spec.lora_targets.is_empty());
+            let path = Path::new("config.json");
+            for mt in spec.model_types {
+                let cfg = serde_json::json!({"model_type": mt});
+                assert_eq!(load::arch_of(&cfg, path).unwrap(), arch, "{mt}");
+            }
+            for class in spec.classes {
+                let cfg = serde_json::json!({"architectures": [class]});
+                assert_eq!(load::arch_of(&cfg, path).unwrap(), arch, "{class}");
+            }
+            let yaml: Arch = serde_json::from_value(serde_json::json!(spec.name)).unwrap();
+            assert_eq!(yaml, arch);
+        }
+        let err = serde_json::from_value::<Arch>(serde_json::json!("mamba"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`mamba`") && err.contains("qwen3, gemma3, phi3, llama"),
+            "{err}"
+        );
+        let err = load::arch_of(
+            &serde_json::json!({"model_type": "mamba"}),
+            Path::new("c.json"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("mamba") && err.contains("llama (LlamaForCausalLM)"),
+            "{err}"
+        );
     }
 }

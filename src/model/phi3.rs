@@ -324,3 +324,51 @@ impl Model {
         self.layers.len()
     }
 }
+
+/// The Phi-3 architecture of `microsoft/Phi-4-mini-instruct` (fused qkv and gate/up).
+pub const ARCH: super::ArchSpec = super::ArchSpec {
+    name: "phi3",
+    model_types: &["phi3"],
+    classes: &["Phi3ForCausalLM"],
+    lora_targets: &["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
+    build: |cfg, path, vb| {
+        let m = Model::new(&super::load::parse_cfg(cfg, path)?, vb)?;
+        Ok(std::sync::Arc::new(m))
+    },
+};
+
+impl super::Decoder for Model {
+    fn forward_hidden(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        cache: Option<&mut Cache>,
+        ctx: &ForwardCtx,
+    ) -> Result<Tensor> {
+        Model::forward_hidden(self, ids, positions, cache, ctx)
+    }
+    fn lm_head(&self) -> &Tensor {
+        Model::lm_head(self)
+    }
+    fn lm_head_is_tied(&self) -> bool {
+        Model::lm_head_is_tied(self)
+    }
+    fn num_layers(&self) -> usize {
+        Model::num_layers(self)
+    }
+    fn rope_switch_at(&self) -> Option<usize> {
+        Model::rope_switch_at(self)
+    }
+    fn shape(&self) -> super::Shape {
+        let c = &self.cfg;
+        super::Shape {
+            layers: c.num_hidden_layers,
+            hidden: c.hidden_size,
+            intermediate: c.intermediate_size,
+            heads: c.num_attention_heads,
+            kv_heads: c.num_key_value_heads.unwrap_or(c.num_attention_heads),
+            head_dim: c.head_dim(),
+            vocab: c.vocab_size,
+        }
+    }
+}

@@ -228,3 +228,51 @@ impl Model {
         self.layers.len()
     }
 }
+
+/// Qwen3 (`Qwen/Qwen3-8B`).
+pub const ARCH: super::ArchSpec = super::ArchSpec {
+    name: "qwen3",
+    model_types: &["qwen3"],
+    classes: &["Qwen3ForCausalLM"],
+    lora_targets: &super::ATTENTION_MLP_TARGETS,
+    build: |cfg, path, vb| {
+        let m = Model::new(&super::load::parse_cfg(cfg, path)?, vb)?;
+        Ok(std::sync::Arc::new(m))
+    },
+};
+
+impl super::Decoder for Model {
+    fn forward_hidden(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        cache: Option<&mut Cache>,
+        ctx: &ForwardCtx,
+    ) -> Result<Tensor> {
+        Model::forward_hidden(self, ids, positions, cache, ctx)
+    }
+    fn lm_head(&self) -> &Tensor {
+        Model::lm_head(self)
+    }
+    fn lm_head_is_tied(&self) -> bool {
+        Model::lm_head_is_tied(self)
+    }
+    fn num_layers(&self) -> usize {
+        Model::num_layers(self)
+    }
+    fn shape(&self) -> super::Shape {
+        let c = &self.cfg;
+        super::Shape {
+            layers: c.num_hidden_layers,
+            hidden: c.hidden_size,
+            intermediate: c.intermediate_size,
+            heads: c.num_attention_heads,
+            kv_heads: c.num_key_value_heads,
+            head_dim: c.head_dim(),
+            vocab: c.vocab_size,
+        }
+    }
+    fn qwen3_config(&self) -> Option<&Config> {
+        Some(&self.cfg)
+    }
+}

@@ -25,7 +25,7 @@ use crate::config::Arch;
 use crate::error::{Error, Result};
 use crate::model::load::{self, LoadOptions, ModelSource};
 use crate::model::weights::{self, LoraPlan, TensorRecord};
-use crate::model::{adapter, qwen3, Model};
+use crate::model::{adapter, qwen3};
 
 /// What `bwb export --merge` wrote.
 #[derive(Debug, Clone)]
@@ -257,10 +257,9 @@ fn merge_hf_dir(base: &Path, folder: &mut Folder, out: &Path) -> Result<Vec<Stri
 
 /// HF config.json for the Qwen3/Llama decoder.
 fn hf_config(arch: Arch, cfg: &qwen3::Config, tied: bool, eos: &[u32]) -> Value {
-    let (class, model_type) = match arch {
-        Arch::Llama => ("LlamaForCausalLM", "llama"),
-        _ => ("Qwen3ForCausalLM", "qwen3"),
-    };
+    let spec = arch.spec();
+    let class = spec.classes.first().copied().unwrap_or_default();
+    let model_type = spec.model_types.first().copied().unwrap_or_default();
     let eos_v = match eos {
         [one] => json!(one),
         many => json!(many),
@@ -303,15 +302,12 @@ fn merge_engine_base(source: &ModelSource, folder: &mut Folder, out: &Path) -> R
         ..LoadOptions::default()
     };
     let base = load::load(source, &opts)?;
-    let (arch, cfg) = match &base.model {
-        Model::Qwen3(m) => (Arch::Qwen3, m.cfg.clone()),
-        Model::Llama(m) => (Arch::Llama, m.cfg.clone()),
-        _ => {
-            return Err(Error::Config(format!(
-                "{}: merging into a GGUF or random base supports the qwen3 and llama architectures",
-                base.origin
-            )))
-        }
+    let arch = base.model.arch;
+    let Some(cfg) = base.model.decoder().qwen3_config().cloned() else {
+        return Err(Error::Config(format!(
+            "{}: merging into a GGUF or random base supports the qwen3 and llama architectures",
+            base.origin
+        )));
     };
     let tied = base.model.lm_head_is_tied();
     drop(base.model);
