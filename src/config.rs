@@ -1039,7 +1039,7 @@ fn validate_task(path: &Path, t: &TaskConfig) -> Result<()> {
         }
         _ => {}
     }
-    let computed = crate::score::metric_ids(t.answer.kind);
+    let computed = crate::score::scorer(t).metric_ids();
     if !computed.contains(&t.metric_id) {
         let names: Vec<&str> = computed.iter().map(|m| m.as_str()).collect();
         let line = key_line(path, "metric_id")

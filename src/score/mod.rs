@@ -5,8 +5,9 @@
 //! with [`Scorer::judge`], summaries aggregate with [`Scorer::metrics`], and training
 //! validation runs the same three on generated answers ([`score_outputs`]).
 //!
-//! Adding an answer kind: one file here with a type implementing [`Scorer`], its variant in
-//! [`AnswerKind`](crate::config::AnswerKind) and [`Parsed`], and one line in [`scorer`].
+//! Adding an answer kind: one file here with a type implementing [`Scorer`], its variants in
+//! [`AnswerKind`](crate::config::AnswerKind), [`Parsed`] and [`Answer`], and one line in
+//! [`scorer`].
 
 pub mod choice;
 pub mod code;
@@ -282,16 +283,6 @@ pub fn scorer(task: &TaskConfig) -> Box<dyn Scorer> {
     }
 }
 
-/// The metrics `kind` computes (for config validation, before any scorer exists).
-pub fn metric_ids(kind: AnswerKind) -> &'static [MetricId] {
-    match kind {
-        AnswerKind::Label => label::METRICS,
-        AnswerKind::Choice => choice::METRICS,
-        AnswerKind::Spans => spans::METRICS,
-        AnswerKind::Code => code::METRICS,
-    }
-}
-
 /// The value of `id` in a metrics list.
 pub fn metric_value(metrics: &[(MetricId, f64)], id: MetricId) -> Option<f64> {
     metrics.iter().find(|(m, _)| *m == id).map(|(_, v)| *v)
@@ -457,14 +448,18 @@ mod tests {
     }
 
     #[test]
-    fn every_kind_lists_its_metrics_and_the_scorer_agrees() {
-        for kind in [
-            AnswerKind::Label,
-            AnswerKind::Choice,
-            AnswerKind::Spans,
-            AnswerKind::Code,
-        ] {
-            assert!(!metric_ids(kind).is_empty(), "{kind:?}");
+    fn every_task_config_names_a_metric_its_scorer_computes() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let configs = crate::config::Configs::load(&dir).unwrap();
+        for task in configs.tasks.values() {
+            let s = scorer(task);
+            assert!(s.metric_ids().contains(&task.metric_id), "{}", task.id);
+            assert_eq!(
+                s.metric_ids().len(),
+                s.metrics(&[]).len(),
+                "{}: metrics in metric_ids order",
+                task.id
+            );
         }
     }
 }
