@@ -57,6 +57,8 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Write a model with a LoRA adapter merged into its weights (HF layout)
     Export(ExportArgs),
+    /// Serve a local model and its LoRA adapters over an OpenAI-compatible HTTP API
+    Serve(ServeArgs),
     /// Benchmarks (not tests): throughput of the engine
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -319,7 +321,7 @@ pub struct RunArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct EngineArgs {
     /// Local models: frozen-base storage, none, q4k, q4_0 or q4_1 [default: q4k for train,
-    /// eval, run and bench train (the 4-bit QLoRA base); none for generate and bench infer;
+    /// eval, run and bench train (the 4-bit QLoRA base); none for generate, serve and bench infer;
     /// a GGUF keeps its own blocks unless none]
     #[arg(long, value_name = "FORMAT")]
     pub quant: Option<String>,
@@ -337,6 +339,38 @@ pub struct DeviceArgs {
     /// cpu, cuda or cuda:N [default: cuda when built with it and a GPU is present, else cpu]
     #[arg(long)]
     pub device: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Model config id (configs/models/), local HF directory, or .gguf file
+    #[arg(long)]
+    pub model: String,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Serve a PEFT LoRA adapter directory under NAME (repeatable; `model: NAME` picks it)
+    #[arg(long = "lora-modules", value_name = "NAME=PATH", num_args = 1..)]
+    pub lora_modules: Vec<String>,
+    /// The name clients use for the base model [default: the --model argument]
+    #[arg(long, value_name = "NAME")]
+    pub served_model_name: Option<String>,
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// TCP port; 0 picks a free one (the bound address is printed on stdout)
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// Require `Authorization: Bearer KEY` on every route but /health [env: BWB_API_KEY]
+    #[arg(long, env = "BWB_API_KEY", hide_env_values = true, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// Sequences (prompts × n) in one engine batch, and the most one request may ask for
+    #[arg(long, default_value_t = 8, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_num_seqs: usize,
+    /// Requests that may wait beyond the running ones; more answer 429 with Retry-After
+    #[arg(long, default_value_t = 64)]
+    pub max_queue: usize,
+    /// Prompt plus completion tokens one request may use; longer prompts answer 400
+    #[arg(long, default_value_t = 4096, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_model_len: usize,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -24,5 +24,6 @@ pub mod progress;
 pub mod prompt;
 pub mod report;
 pub mod score;
+pub mod serve;
 pub mod settings;
 pub mod train;

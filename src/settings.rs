@@ -181,6 +181,8 @@ pub enum EngineUse {
     Generate,
     /// `bwb bench infer`: the weights as stored.
     BenchInfer,
+    /// `bwb serve`: the weights as stored, as `bwb generate`.
+    Serve,
 }
 
 impl EngineUse {
@@ -188,7 +190,7 @@ impl EngineUse {
     pub fn default_storage(self) -> BaseStorage {
         match self {
             Self::Train | Self::Eval | Self::BenchTrain => BaseStorage::Quantized(QuantFormat::Q4K),
-            Self::Generate | Self::BenchInfer => BaseStorage::AsStored,
+            Self::Generate | Self::BenchInfer | Self::Serve => BaseStorage::AsStored,
         }
     }
 }
@@ -699,6 +701,7 @@ mod tests {
             (BenchTrain, q4k),
             (Generate, BaseStorage::AsStored),
             (BenchInfer, BaseStorage::AsStored),
+            (Serve, BaseStorage::AsStored),
         ] {
             assert_eq!(usage.default_storage(), want, "{usage:?}");
         }

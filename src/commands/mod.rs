@@ -6,6 +6,7 @@ mod eval;
 mod export;
 mod generate;
 mod report;
+mod serve;
 mod train;
 
 use anyhow::Result;
@@ -36,6 +37,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Run(args) => report::run(&settings, &args),
         Command::Generate(args) => generate::generate(&settings, &args),
         Command::Export(args) => export::export(&settings, &args),
+        Command::Serve(args) => serve::serve(&settings, &args),
         Command::Bench(cmd) => bench::run(&settings, &cmd),
     }
 }

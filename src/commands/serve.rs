@@ -1,0 +1,82 @@
+//! `bwb serve`: load the base model and one copy per `--lora-modules` adapter, then hand them
+//! to the OpenAI-compatible server (`src/serve/`).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Result;
+
+use crate::cli::ServeArgs;
+use crate::error::Error;
+use crate::model::load;
+use crate::serve::{ServeOptions, ServedModel};
+use crate::settings::{EngineUse, Settings};
+
+/// `NAME=PATH` pairs, names unique and distinct from the base's.
+fn lora_modules(args: &ServeArgs, base: &str) -> Result<Vec<(String, String)>> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for spec in &args.lora_modules {
+        let Some((name, path)) = spec
+            .split_once('=')
+            .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+        else {
+            return Err(Error::Config(format!(
+                "--lora-modules {spec}: expected NAME=PATH (an adapter directory)"
+            ))
+            .into());
+        };
+        if name == base || out.iter().any(|(n, _)| n == name) {
+            return Err(Error::Config(format!(
+                "--lora-modules {spec}: the name `{name}` is already served"
+            ))
+            .into());
+        }
+        out.push((name.to_string(), path.to_string()));
+    }
+    Ok(out)
+}
+
+pub fn serve(settings: &Settings, args: &ServeArgs) -> Result<()> {
+    let engine = settings.engine(&args.engine, EngineUse::Serve)?;
+    let base_name = args
+        .served_model_name
+        .clone()
+        .unwrap_or_else(|| args.model.clone());
+    let adapters = lora_modules(args, &base_name)?;
+    let mut models = vec![ServedModel {
+        name: base_name.clone(),
+        parent: None,
+        model: Arc::new(load::load_named(
+            &args.model,
+            &settings.configs,
+            &settings.hub,
+            &engine,
+            None,
+        )?),
+    }];
+    // One model per adapter: mixed-adapter batches are a later slice.
+    for (name, path) in adapters {
+        let plan = crate::model::adapter::load(Path::new(&path), &engine.device.open()?)?;
+        let m = load::load_named(
+            &args.model,
+            &settings.configs,
+            &settings.hub,
+            &engine,
+            Some(plan),
+        )?;
+        models.push(ServedModel {
+            name,
+            parent: Some(base_name.clone()),
+            model: Arc::new(m),
+        });
+    }
+    let opts = ServeOptions {
+        host: args.host.clone(),
+        port: args.port,
+        api_key: args.api_key.clone(),
+        max_num_seqs: args.max_num_seqs,
+        max_queue: args.max_queue,
+        max_model_len: args.max_model_len,
+    };
+    crate::serve::run(models, opts)
+}

@@ -1,0 +1,526 @@
+//! `bwb serve`: an OpenAI-compatible HTTP server (axum on tokio) in front of one engine
+//! thread (`engine.rs`) that owns the models: the base model and one copy per LoRA adapter.
+//!
+//! Routes: `POST /v1/chat/completions`, `POST /v1/completions`, `GET /v1/models`,
+//! `GET /health`, `POST /tokenize`, `POST /detokenize`. The handlers parse and validate
+//! (every bad field is a 400 in OpenAI's envelope, see `api.rs`), tokenise, submit a job to
+//! the engine queue and await its answer without blocking a tokio worker.
+
+pub mod api;
+pub mod engine;
+mod respond;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::model::generate::GenParams;
+use crate::model::load::LoadedModel;
+use crate::prompt::chat_template::Message;
+use api::{ApiError, ChatMessage, Sampling};
+use engine::{EngineHandle, SubmitError};
+
+/// `max_tokens` when a request gives none (capped at what the context leaves).
+pub const DEFAULT_MAX_TOKENS: usize = 256;
+
+/// One name the server answers to: the base model or an adapter (whose `parent` is the base).
+pub struct ServedModel {
+    pub name: String,
+    pub parent: Option<String>,
+    pub model: Arc<LoadedModel>,
+}
+
+/// Server settings, resolved by `commands/serve.rs`.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub host: String,
+    pub port: u16,
+    pub api_key: Option<String>,
+    /// Rows (prompts × n) in one engine batch, and the most one request may ask for.
+    pub max_num_seqs: usize,
+    /// Requests that may wait beyond the running ones before the server answers 429.
+    pub max_queue: usize,
+    /// Prompt plus completion tokens a request may use.
+    pub max_model_len: usize,
+}
+
+struct AppState {
+    models: Vec<ServedModel>,
+    engine: EngineHandle,
+    opts: ServeOptions,
+    created: u64,
+    next_id: AtomicU64,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Start the engine thread, bind, print `bwb serve: listening on http://ADDR` on stdout
+/// (the one line scripts wait for) and serve until the process ends.
+pub fn run(models: Vec<ServedModel>, opts: ServeOptions) -> anyhow::Result<()> {
+    let engine = engine::start(
+        models.iter().map(|m| m.model.clone()).collect(),
+        opts.max_num_seqs,
+        opts.max_queue,
+    )?;
+    let state = Arc::new(AppState {
+        models,
+        engine,
+        opts,
+        created: now(),
+        next_id: AtomicU64::new(1),
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let addr = (state.opts.host.clone(), state.opts.port);
+        let listener = tokio::net::TcpListener::bind(addr.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("binding {}:{}: {e}", addr.0, addr.1))?;
+        let local = listener.local_addr()?;
+        {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "bwb serve: listening on http://{local}")?;
+            out.flush()?;
+        }
+        tracing::info!(
+            "serving {} on http://{local}",
+            state
+                .models
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        axum::serve(listener, router(state)).await?;
+        Ok(())
+    })
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/v1/models", get(list_models))
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/completions", post(completions))
+        .route("/tokenize", post(tokenize))
+        .route("/detokenize", post(detokenize))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn health() -> StatusCode {
+    StatusCode::OK
+}
+
+async fn not_found() -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: "no such route; see /v1/models, /v1/chat/completions, /v1/completions".into(),
+        kind: "invalid_request_error",
+        param: None,
+        code: None,
+    }
+}
+
+impl AppState {
+    /// With `--api-key`, every route but /health needs `Authorization: Bearer <key>`.
+    fn check_auth(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(key) = &self.opts.api_key else {
+            return Ok(());
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given == Some(key.as_str()) {
+            Ok(())
+        } else {
+            Err(ApiError::unauthorized())
+        }
+    }
+
+    /// The served model a request names (the base when it names none).
+    fn model(&self, name: Option<&str>) -> Result<usize, ApiError> {
+        match name {
+            None => Ok(0),
+            Some(n) => self.models.iter().position(|m| m.name == n).ok_or_else(|| {
+                let names: Vec<String> = self.models.iter().map(|m| m.name.clone()).collect();
+                ApiError::model_not_found(n, &names)
+            }),
+        }
+    }
+
+    fn id(&self, prefix: &str) -> String {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        format!("{prefix}-{:x}{n:06x}", self.created)
+    }
+}
+
+async fn list_models(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(e) = st.check_auth(&headers) {
+        return e.into_response();
+    }
+    let data: Vec<Value> = st
+        .models
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.name,
+                "object": "model",
+                "created": st.created,
+                "owned_by": "bwb",
+                "root": m.model.origin,
+                "parent": m.parent,
+                "max_model_len": st.opts.max_model_len,
+            })
+        })
+        .collect();
+    Json(json!({"object": "list", "data": data})).into_response()
+}
+
+/// A message's text: a string, text parts joined, or empty for null.
+fn message_text(m: &ChatMessage, i: usize) -> Result<String, ApiError> {
+    let param = format!("messages[{i}].content");
+    match &m.content {
+        Value::Null => Ok(String::new()),
+        Value::String(s) => Ok(s.clone()),
+        Value::Array(parts) => {
+            let mut text = String::new();
+            for p in parts {
+                match (p.get("type").and_then(Value::as_str), p.get("text")) {
+                    (Some("text"), Some(Value::String(t))) => text.push_str(t),
+                    _ => return Err(ApiError::bad_request(
+                        "only text content parts ({\"type\": \"text\", \"text\": …}) are supported",
+                        Some(&param),
+                    )),
+                }
+            }
+            Ok(text)
+        }
+        _ => Err(ApiError::bad_request(
+            "content must be a string or a list of text parts",
+            Some(&param),
+        )),
+    }
+}
+
+/// Token ids of a conversation through the model's chat template (generation prompt added
+/// when asked); the model's own template kwargs (Qwen3: enable_thinking=false) are
+/// overridden by the request's `chat_template_kwargs`.
+fn chat_ids(
+    m: &LoadedModel,
+    name: &str,
+    messages: &[ChatMessage],
+    kwargs: Option<&BTreeMap<String, Value>>,
+    add_generation_prompt: bool,
+) -> Result<Vec<u32>, ApiError> {
+    if messages.is_empty() {
+        return Err(ApiError::bad_request(
+            "messages must hold at least one message",
+            Some("messages"),
+        ));
+    }
+    let Some(template) = &m.chat_template else {
+        return Err(ApiError::bad_request(
+            format!("model `{name}` has no chat template; use /v1/completions with a prompt"),
+            Some("messages"),
+        ));
+    };
+    let msgs = messages
+        .iter()
+        .enumerate()
+        .map(|(i, msg)| Ok(Message::new(msg.role.clone(), message_text(msg, i)?)))
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let mut kw = m.chat_kwargs.clone();
+    if let Some(k) = kwargs {
+        kw.extend(k.iter().map(|(a, b)| (a.clone(), b.clone())));
+    }
+    let text = template
+        .render(&msgs, add_generation_prompt, &kw)
+        .map_err(|e| ApiError::bad_request(format!("chat template: {e}"), Some("messages")))?;
+    encode(m, &text, false)
+}
+
+fn encode(m: &LoadedModel, text: &str, special: bool) -> Result<Vec<u32>, ApiError> {
+    m.tokenizer
+        .encode(text, special)
+        .map(|e| e.get_ids().to_vec())
+        .map_err(|e| ApiError::bad_request(format!("tokenising: {e}"), None))
+}
+
+/// What a generation request asks for, validated against the engine's limits.
+struct Plan {
+    params: GenParams,
+    n: usize,
+    stream: bool,
+    include_usage: bool,
+}
+
+fn plan(
+    s: &Sampling,
+    prompts: &[Vec<u32>],
+    opts: &ServeOptions,
+    prompt_param: &str,
+) -> Result<Plan, ApiError> {
+    let bad = |msg: String, p: &str| ApiError::bad_request(msg, Some(p));
+    let (max_tokens, mt_param) = match (s.max_completion_tokens, s.max_tokens) {
+        (Some(v), _) => (Some(v), "max_completion_tokens"),
+        (None, v) => (v, "max_tokens"),
+    };
+    if let Some(v) = max_tokens.filter(|&v| v < 0) {
+        return Err(bad(
+            format!("{mt_param} must be at least 0, got {v}"),
+            mt_param,
+        ));
+    }
+    let n = s.n.unwrap_or(1);
+    if n < 1 {
+        return Err(bad(format!("n must be at least 1, got {n}"), "n"));
+    }
+    let rows = (n as u64).saturating_mul(prompts.len() as u64);
+    if rows > opts.max_num_seqs as u64 {
+        return Err(bad(
+            format!(
+                "n × prompts = {rows} sequences exceeds this server's --max-num-seqs {}",
+                opts.max_num_seqs
+            ),
+            "n",
+        ));
+    }
+    let temperature = s.temperature.unwrap_or(1.0);
+    if !(temperature.is_finite() && temperature >= 0.0) {
+        return Err(bad(
+            format!("temperature must be a number ≥ 0, got {temperature}"),
+            "temperature",
+        ));
+    }
+    let top_p = s.top_p.unwrap_or(1.0);
+    if !(top_p > 0.0 && top_p <= 1.0) {
+        return Err(bad(
+            format!("top_p must be in (0, 1], got {top_p}"),
+            "top_p",
+        ));
+    }
+    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    let limit = opts.max_model_len;
+    let wanted = max_tokens.map(|v| v as usize);
+    let completion = wanted.unwrap_or(DEFAULT_MAX_TOKENS.min(limit.saturating_sub(longest)));
+    if longest >= limit || longest + completion > limit {
+        return Err(bad(
+            format!(
+                "This model's maximum context length is {limit} tokens. However, you requested \
+                 {} tokens ({longest} in the {prompt_param}, {completion} in the completion). \
+                 Please reduce the length of the {prompt_param} or completion.",
+                longest + completion
+            ),
+            prompt_param,
+        ));
+    }
+    let seed = match s.seed {
+        Some(v) => v as u64,
+        None => SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
+    };
+    Ok(Plan {
+        params: GenParams {
+            max_new_tokens: completion,
+            temperature,
+            top_p,
+            top_k: s.top_k.filter(|&k| k > 0).map(|k| k as usize).unwrap_or(0),
+            seed,
+            stop: s.stop.clone().map(api::Stop::into_vec).unwrap_or_default(),
+        },
+        n: n as usize,
+        stream: s.stream.unwrap_or(false),
+        include_usage: s
+            .stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false),
+    })
+}
+
+/// Submit `prompts` × `n` rows and await the engine's completions.
+async fn run_job(
+    st: &AppState,
+    model: usize,
+    prompts: &[Vec<u32>],
+    plan: &Plan,
+) -> Result<Vec<crate::model::generate::Completion>, ApiError> {
+    let rows: Vec<Vec<u32>> = prompts
+        .iter()
+        .flat_map(|p| std::iter::repeat_n(p.clone(), plan.n))
+        .collect();
+    let rx = st
+        .engine
+        .submit(model, rows, plan.params.clone())
+        .map_err(|e| match e {
+            SubmitError::QueueFull => ApiError::queue_full(),
+            SubmitError::EngineGone => ApiError::internal("the engine thread has stopped"),
+        })?;
+    match rx.await {
+        Ok(Ok(outs)) => Ok(outs),
+        Ok(Err(e)) => Err(ApiError::internal(format!("generation failed: {e}"))),
+        Err(_) => Err(ApiError::internal("the engine dropped the request")),
+    }
+}
+
+async fn chat_completions(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match chat_inner(&st, &headers, &body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn chat_inner(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
+    st.check_auth(headers)?;
+    let req: api::ChatRequest = api::parse(body)?;
+    let sampling: Sampling = api::parse(body)?;
+    let idx = st.model(req.model.as_deref())?;
+    let served = &st.models[idx];
+    let ids = chat_ids(
+        &served.model,
+        &served.name,
+        &req.messages,
+        req.chat_template_kwargs.as_ref(),
+        true,
+    )?;
+    let prompts = vec![ids];
+    let plan = plan(&sampling, &prompts, &st.opts, "messages")?;
+    let outs = run_job(st, idx, &prompts, &plan).await?;
+    let answer = respond::Answer {
+        id: st.id("chatcmpl"),
+        created: now(),
+        model: served.name.clone(),
+        chat: true,
+        prompt_tokens: prompts.iter().map(Vec::len).sum(),
+        outs,
+    };
+    respond::respond(answer, served.model.clone(), &plan).await
+}
+
+async fn completions(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    match completions_inner(&st, &headers, &body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn completions_inner(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    st.check_auth(headers)?;
+    let req: api::CompletionRequest = api::parse(body)?;
+    let sampling: Sampling = api::parse(body)?;
+    let idx = st.model(req.model.as_deref())?;
+    let served = &st.models[idx];
+    let texts = match req.prompt {
+        api::Prompt::One(s) => vec![s],
+        api::Prompt::Many(v) => v,
+    };
+    if texts.is_empty() {
+        return Err(ApiError::bad_request(
+            "prompt must not be an empty list",
+            Some("prompt"),
+        ));
+    }
+    let mut prompts = Vec::with_capacity(texts.len());
+    for (i, t) in texts.iter().enumerate() {
+        let ids = encode(&served.model, t, true)?;
+        if ids.is_empty() {
+            return Err(ApiError::bad_request(
+                format!("prompt {i} is empty after tokenisation; give it some text"),
+                Some("prompt"),
+            ));
+        }
+        prompts.push(ids);
+    }
+    let plan = plan(&sampling, &prompts, &st.opts, "prompt")?;
+    let outs = run_job(st, idx, &prompts, &plan).await?;
+    let answer = respond::Answer {
+        id: st.id("cmpl"),
+        created: now(),
+        model: served.name.clone(),
+        chat: false,
+        prompt_tokens: prompts.iter().map(Vec::len).sum(),
+        outs,
+    };
+    respond::respond(answer, served.model.clone(), &plan).await
+}
+
+async fn tokenize(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let run = || -> Result<Response, ApiError> {
+        st.check_auth(&headers)?;
+        let req: api::TokenizeRequest = api::parse(&body)?;
+        let idx = st.model(req.model.as_deref())?;
+        let served = &st.models[idx];
+        let tokens = match (&req.messages, &req.prompt) {
+            (Some(msgs), _) => chat_ids(
+                &served.model,
+                &served.name,
+                msgs,
+                None,
+                req.add_generation_prompt.unwrap_or(true),
+            )?,
+            (None, Some(p)) => encode(&served.model, p, req.add_special_tokens.unwrap_or(true))?,
+            (None, None) => {
+                return Err(ApiError::bad_request(
+                    "give `prompt` (a string) or `messages`",
+                    Some("prompt"),
+                ))
+            }
+        };
+        Ok(Json(json!({
+            "count": tokens.len(),
+            "max_model_len": st.opts.max_model_len,
+            "tokens": tokens,
+        }))
+        .into_response())
+    };
+    run().unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn detokenize(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let run = || -> Result<Response, ApiError> {
+        st.check_auth(&headers)?;
+        let req: api::DetokenizeRequest = api::parse(&body)?;
+        let idx = st.model(req.model.as_deref())?;
+        let m = &st.models[idx].model;
+        let vocab = m.vocab_size();
+        if let Some(t) = req.tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(ApiError::bad_request(
+                format!("token id {t} is outside the vocabulary (size {vocab})"),
+                Some("tokens"),
+            ));
+        }
+        let text = m
+            .decode(&req.tokens)
+            .map_err(|e| ApiError::bad_request(e.to_string(), Some("tokens")))?;
+        Ok(Json(json!({"prompt": text})).into_response())
+    };
+    run().unwrap_or_else(IntoResponse::into_response)
+}
