@@ -23,4 +23,5 @@ mod progress;
 mod report;
 mod sandbox;
 mod scoring;
+mod serve;
 mod train;

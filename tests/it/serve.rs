@@ -1,0 +1,862 @@
+//! `bwb serve` as a client sees it: every route over real HTTP (reqwest), streaming and not,
+//! adapters by name, OpenAI's error envelope for every bad request (and the server still
+//! answering afterwards), greedy output equal to `bwb generate`, and the official `openai`
+//! Python SDK.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::blocking::Client;
+use serde_json::{json, Value};
+
+use crate::common::{jsonl, Project};
+
+/// A running `bwb serve` on a free port; killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+    stderr: PathBuf,
+    project: Project,
+}
+
+impl Server {
+    /// `bwb --root <root> [global…] serve ARGS --port 0`, waiting for the address line.
+    fn start(project: Project, global: &[&str], args: &[&str]) -> Server {
+        let stderr = project.path("serve.stderr");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bwb"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .arg("--root")
+            .arg(project.root())
+            .args(global)
+            .arg("serve")
+            .args(args)
+            .args(["--port", "0"])
+            .current_dir(project.root())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        for (k, v) in &project.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("bwb serve: listening on ") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let Ok(base) = rx.recv_timeout(Duration::from_secs(300)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "bwb serve printed no address; stderr:\n{}",
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            );
+        };
+        Server {
+            child,
+            base,
+            stderr,
+            project,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .unwrap()
+}
+
+/// POST a body (JSON text or raw bytes), returning status, headers and the body as JSON (or a
+/// string when it is not JSON).
+fn post(
+    s: &Server,
+    path: &str,
+    body: impl Into<reqwest::blocking::Body>,
+    key: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, Value, String) {
+    let mut req = client()
+        .post(s.url(path))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    let resp = req.send().unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().unwrap();
+    let v = serde_json::from_str(&text).unwrap_or(Value::Null);
+    (status, headers, v, text)
+}
+
+fn ok_json(s: &Server, path: &str, body: Value) -> Value {
+    let (status, _, v, text) = post(s, path, body.to_string(), None);
+    assert_eq!(
+        status,
+        200,
+        "{path} {body}: {text}\nserver stderr:\n{}",
+        s.stderr()
+    );
+    v
+}
+
+/// The `data:` payloads of an SSE body, checking it ends with `[DONE]`.
+fn sse_events(text: &str) -> Vec<Value> {
+    let datas: Vec<&str> = text
+        .split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            e.strip_prefix("data: ")
+                .unwrap_or_else(|| panic!("not an SSE data line: {e:?}"))
+        })
+        .collect();
+    assert_eq!(datas.last(), Some(&"[DONE]"), "{text}");
+    datas[..datas.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+fn stream(s: &Server, path: &str, body: Value) -> Vec<Value> {
+    let (status, headers, _, text) = post(s, path, body.to_string(), None);
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(headers["content-type"], "text/event-stream");
+    sse_events(&text)
+}
+
+fn assert_usage(u: &Value) {
+    let p = u["prompt_tokens"].as_u64().unwrap();
+    let c = u["completion_tokens"].as_u64().unwrap();
+    assert_eq!(u["total_tokens"].as_u64().unwrap(), p + c, "{u}");
+}
+
+fn smoke_server(extra: &[&str]) -> Server {
+    let mut args = vec!["--model", "smoke"];
+    args.extend_from_slice(extra);
+    Server::start(Project::new(), &["--smoke-test"], &args)
+}
+
+#[test]
+fn smoke_model_serves_every_route_in_openai_shapes() {
+    let s = smoke_server(&[]);
+    let c = client();
+    assert_eq!(
+        c.get(s.url("/health")).send().unwrap().status().as_u16(),
+        200
+    );
+    let models: Value =
+        serde_json::from_str(&c.get(s.url("/v1/models")).send().unwrap().text().unwrap()).unwrap();
+    assert_eq!(models["object"], "list");
+    assert_eq!(models["data"][0]["id"], "smoke");
+    assert_eq!(models["data"][0]["object"], "model");
+    assert!(models["data"][0]["parent"].is_null());
+
+    // Chat, not streamed: OpenAI's shape, exact usage (prompt tokens = /tokenize's count).
+    let msgs = json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there"}]);
+    let chat = ok_json(
+        &s,
+        "/v1/chat/completions",
+        json!({
+            "model": "smoke", "messages": msgs, "max_tokens": 8, "temperature": 0,
+            "some_unknown_field": {"ignored": true},
+        }),
+    );
+    assert!(chat["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    assert_eq!(chat["object"], "chat.completion");
+    assert_eq!(chat["model"], "smoke");
+    assert!(chat["created"].as_u64().unwrap() > 0);
+    let choice = &chat["choices"][0];
+    assert_eq!(choice["index"], 0);
+    assert_eq!(choice["message"]["role"], "assistant");
+    let content = choice["message"]["content"].as_str().unwrap().to_string();
+    assert!(["stop", "length"].contains(&choice["finish_reason"].as_str().unwrap()));
+    assert_usage(&chat["usage"]);
+    let completion_tokens = chat["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!(completion_tokens <= 8);
+    if choice["finish_reason"] == "length" {
+        assert_eq!(completion_tokens, 8);
+    }
+    let tok = ok_json(&s, "/tokenize", json!({"model": "smoke", "messages": msgs}));
+    assert_eq!(tok["count"], chat["usage"]["prompt_tokens"], "{tok}");
+    assert_eq!(
+        tok["tokens"].as_array().unwrap().len() as u64,
+        tok["count"].as_u64().unwrap()
+    );
+    // /tokenize then /detokenize round-trips plain text.
+    let ids = ok_json(&s, "/tokenize", json!({"prompt": "round trip"}));
+    let back = ok_json(&s, "/detokenize", json!({"tokens": ids["tokens"]}));
+    assert_eq!(back["prompt"], "round trip");
+    // max_completion_tokens is max_tokens' newer name.
+    let newer = ok_json(
+        &s,
+        "/v1/chat/completions",
+        json!({
+        "messages": msgs, "max_completion_tokens": 8, "temperature": 0}),
+    );
+    assert_eq!(newer["choices"][0]["message"]["content"], content.as_str());
+
+    // Chat, streamed with usage: role chunk first, deltas joining to the same text, the
+    // finish_reason, then the usage chunk with no choices.
+    let events = stream(
+        &s,
+        "/v1/chat/completions",
+        json!({
+            "model": "smoke", "messages": msgs, "max_tokens": 8, "temperature": 0,
+            "stream": true, "stream_options": {"include_usage": true},
+        }),
+    );
+    assert_eq!(events[0]["object"], "chat.completion.chunk");
+    assert_eq!(events[0]["choices"][0]["delta"]["role"], "assistant");
+    let (last, body) = events.split_last().unwrap();
+    assert_eq!(last["choices"], json!([]));
+    assert_eq!(last["usage"], chat["usage"]);
+    let joined: String = body
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(joined, content);
+    let fin = body.last().unwrap();
+    assert_eq!(fin["choices"][0]["finish_reason"], choice["finish_reason"]);
+    assert!(body[..body.len() - 1]
+        .iter()
+        .all(|e| e["choices"][0]["finish_reason"].is_null()));
+    assert!(body
+        .iter()
+        .all(|e| e["usage"].is_null() && e["id"] == events[0]["id"]));
+    // Without include_usage: no usage chunk and no usage key.
+    let plain = stream(
+        &s,
+        "/v1/chat/completions",
+        json!({
+        "messages": msgs, "max_tokens": 8, "temperature": 0, "stream": true}),
+    );
+    assert!(plain
+        .iter()
+        .all(|e| e.get("usage").is_none() && !e["choices"].as_array().unwrap().is_empty()));
+
+    // Completions: a list of prompts × n, choices prompt-major; greedy copies agree.
+    let cmpl = ok_json(
+        &s,
+        "/v1/completions",
+        json!({
+            "model": "smoke", "prompt": ["abc", "a longer prompt"], "n": 2, "max_tokens": 6,
+            "temperature": 0, "seed": 3,
+        }),
+    );
+    assert_eq!(cmpl["object"], "text_completion");
+    assert!(cmpl["id"].as_str().unwrap().starts_with("cmpl-"));
+    let choices = cmpl["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 4);
+    for (i, ch) in choices.iter().enumerate() {
+        assert_eq!(ch["index"], i);
+        assert!(ch["text"].is_string());
+    }
+    assert_eq!(choices[0]["text"], choices[1]["text"]);
+    assert_eq!(choices[2]["text"], choices[3]["text"]);
+    assert_usage(&cmpl["usage"]);
+    let p0 = ok_json(&s, "/tokenize", json!({"prompt": "abc"}))["count"]
+        .as_u64()
+        .unwrap();
+    let p1 = ok_json(&s, "/tokenize", json!({"prompt": "a longer prompt"}))["count"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(cmpl["usage"]["prompt_tokens"].as_u64().unwrap(), p0 + p1);
+    // The same prompt alone gives the same greedy text as in the batch.
+    let alone = ok_json(
+        &s,
+        "/v1/completions",
+        json!({"prompt": "abc", "max_tokens": 6, "temperature": 0}),
+    );
+    assert_eq!(alone["choices"][0]["text"], choices[0]["text"]);
+    // Streamed completions join to the same text.
+    let events = stream(
+        &s,
+        "/v1/completions",
+        json!({
+        "prompt": "abc", "max_tokens": 6, "temperature": 0, "stream": true}),
+    );
+    let joined: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["text"].as_str())
+        .collect();
+    assert_eq!(joined, choices[0]["text"].as_str().unwrap());
+    assert_eq!(events[0]["object"], "text_completion");
+
+    // A stop string cuts the text before it and never reaches a streamed client.
+    let text = alone["choices"][0]["text"].as_str().unwrap().to_string();
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() >= 2 {
+        let stop = chars[chars.len() / 2].to_string();
+        let cut = &text[..text.find(&stop).unwrap()];
+        let stopped = ok_json(
+            &s,
+            "/v1/completions",
+            json!({
+            "prompt": "abc", "max_tokens": 6, "temperature": 0, "stop": [stop.clone()]}),
+        );
+        assert_eq!(stopped["choices"][0]["text"], cut);
+        assert_eq!(stopped["choices"][0]["finish_reason"], "stop");
+        let events = stream(
+            &s,
+            "/v1/completions",
+            json!({
+            "prompt": "abc", "max_tokens": 6, "temperature": 0, "stop": stop, "stream": true}),
+        );
+        let joined: String = events
+            .iter()
+            .filter_map(|e| e["choices"][0]["text"].as_str())
+            .collect();
+        assert_eq!(joined, cut);
+        assert!(!joined.contains(&stop));
+    }
+    // Sampling with a seed is reproducible.
+    let sample = json!({"prompt": "abc", "max_tokens": 6, "temperature": 1.0, "top_p": 0.9, "top_k": 50, "seed": 7});
+    assert_eq!(
+        ok_json(&s, "/v1/completions", sample.clone())["choices"],
+        ok_json(&s, "/v1/completions", sample)["choices"]
+    );
+}
+
+fn assert_error(status: u16, want: u16, v: &Value, text: &str) {
+    assert_eq!(status, want, "{text}");
+    let e = &v["error"];
+    assert!(
+        e["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{text}"
+    );
+    assert!(e["type"].is_string(), "{text}");
+    assert!(
+        e.get("param").is_some() && e.get("code").is_some(),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
+    let s = smoke_server(&[
+        "--api-key",
+        "sekrit",
+        "--max-model-len",
+        "64",
+        "--max-num-seqs",
+        "4",
+    ]);
+    let key = Some("sekrit");
+    let good = json!({"model": "smoke", "prompt": "abc", "max_tokens": 3, "temperature": 0});
+    // 401: no key, a wrong key; /health needs none.
+    for k in [None, Some("wrong")] {
+        let (st, _, v, t) = post(&s, "/v1/completions", good.to_string(), k);
+        assert_error(st, 401, &v, &t);
+        let resp = client().get(s.url("/v1/models")).send().unwrap();
+        assert_eq!(resp.status().as_u16(), 401);
+    }
+    assert_eq!(
+        client()
+            .get(s.url("/health"))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+
+    let cases: Vec<(&str, Vec<u8>, u16, Option<&str>)> = vec![
+        ("/v1/chat/completions", b"{not json".to_vec(), 400, None),
+        ("/v1/chat/completions", b"".to_vec(), 400, None),
+        (
+            "/v1/completions",
+            b"{\"prompt\": \"\xff\xfe\"}".to_vec(),
+            400,
+            None,
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "abc", "max_tokens": "ten"})
+                .to_string()
+                .into_bytes(),
+            400,
+            Some("max_tokens"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "abc", "max_tokens": -1})
+                .to_string()
+                .into_bytes(),
+            400,
+            Some("max_tokens"),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [], "max_tokens": 3})
+                .to_string()
+                .into_bytes(),
+            400,
+            Some("messages"),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": "hi"}).to_string().into_bytes(),
+            400,
+            Some("messages"),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": 5}]})
+                .to_string()
+                .into_bytes(),
+            400,
+            Some("messages[0].content"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "abc", "n": 1000000})
+                .to_string()
+                .into_bytes(),
+            400,
+            Some("n"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "abc", "n": 0}).to_string().into_bytes(),
+            400,
+            Some("n"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "abc", "top_p": 0})
+                .to_string()
+                .into_bytes(),
+            400,
+            Some("top_p"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "abc", "temperature": -1})
+                .to_string()
+                .into_bytes(),
+            400,
+            Some("temperature"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": [1, 2, 3]}).to_string().into_bytes(),
+            400,
+            Some("prompt"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": ""}).to_string().into_bytes(),
+            400,
+            Some("prompt"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "abc", "stop": 3}).to_string().into_bytes(),
+            400,
+            Some("stop"),
+        ),
+        (
+            "/v1/completions",
+            json!({"model": "nope", "prompt": "abc"})
+                .to_string()
+                .into_bytes(),
+            404,
+            Some("model"),
+        ),
+        (
+            "/detokenize",
+            json!({"tokens": [999999]}).to_string().into_bytes(),
+            400,
+            Some("tokens"),
+        ),
+        ("/v1/nothing-here", b"{}".to_vec(), 404, None),
+    ];
+    for (path, body, want, param) in cases {
+        let (st, _, v, t) = post(&s, path, body.clone(), key);
+        assert_error(st, want, &v, &t);
+        if let Some(p) = param {
+            assert_eq!(
+                v["error"]["param"],
+                p,
+                "{path} {}: {t}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+    }
+    // 404 lists the served models.
+    let (_, _, v, _) = post(
+        &s,
+        "/v1/chat/completions",
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+        key,
+    );
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("smoke"),
+        "{v}"
+    );
+    // Over the context: 400 naming both lengths.
+    let long = "word ".repeat(40);
+    let (_, _, n, _) = post(&s, "/tokenize", json!({"prompt": long}).to_string(), key);
+    let n = n["count"].as_u64().unwrap();
+    let (st, _, v, t) = post(
+        &s,
+        "/v1/completions",
+        json!({"prompt": long, "max_tokens": 3}).to_string(),
+        key,
+    );
+    assert_error(st, 400, &v, &t);
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("is 64 tokens")
+            && msg.contains(&format!("({n} in the prompt, 3 in the completion)")),
+        "{msg}"
+    );
+    let (st, _, v, t) = post(
+        &s,
+        "/v1/completions",
+        json!({"prompt": "abc", "max_tokens": 500}).to_string(),
+        key,
+    );
+    assert_error(st, 400, &v, &t);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("500 in the completion"),
+        "{t}"
+    );
+
+    // Still serving, with the key.
+    let (st, _, v, t) = post(&s, "/v1/completions", good.to_string(), key);
+    assert_eq!(st, 200, "{t}");
+    assert_usage(&v["usage"]);
+    assert!(!s.stderr().contains("panicked"), "{}", s.stderr());
+}
+
+#[test]
+fn a_full_queue_answers_429_with_retry_after() {
+    // One request at a time and none waiting: concurrent requests beyond it are refused.
+    let s = smoke_server(&["--max-num-seqs", "1", "--max-queue", "0"]);
+    let body = json!({"prompt": "abc", "max_tokens": 400, "temperature": 0}).to_string();
+    let results: Vec<(u16, Option<String>, Value)> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                sc.spawn(|| {
+                    let (st, h, v, _) = post(&s, "/v1/completions", body.clone(), None);
+                    let retry = h
+                        .get("retry-after")
+                        .map(|r| r.to_str().unwrap().to_string());
+                    (st, retry, v)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let refused: Vec<_> = results.iter().filter(|r| r.0 == 429).collect();
+    assert!(!refused.is_empty(), "{results:?}");
+    assert!(results.iter().any(|r| r.0 == 200), "{results:?}");
+    assert!(
+        results.iter().all(|r| r.0 == 200 || r.0 == 429),
+        "{results:?}"
+    );
+    for r in refused {
+        assert_eq!(r.1.as_deref(), Some("1"));
+        assert_eq!(r.2["error"]["type"], "rate_limit_error");
+    }
+    let after = ok_json(
+        &s,
+        "/v1/completions",
+        json!({"prompt": "abc", "max_tokens": 2}),
+    );
+    assert_usage(&after["usage"]);
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/models")
+        .join(name)
+}
+
+#[test]
+fn an_adapter_is_served_by_name_and_matches_generate_with_it() {
+    // The tiny Qwen3 fixture with the smoke byte tokenizer (as tests/it/generate.rs does).
+    let p = Project::new();
+    let dir = p.path("qwen3");
+    crate::common::copy_dir(&fixture("qwen3"), &dir);
+    bwb::model::load::byte_tokenizer(256 + 3)
+        .unwrap()
+        .save(dir.join("tokenizer.json"), false)
+        .unwrap();
+    let adapter = fixture("qwen3").join("adapter");
+    let gen = |with_adapter: bool| {
+        let mut args = vec![
+            "generate",
+            "--model",
+            dir.to_str().unwrap(),
+            "--raw",
+            "--json",
+            "--max-new-tokens",
+            "6",
+            "--prompt",
+            "abc",
+        ];
+        if with_adapter {
+            args.extend(["--adapter", adapter.to_str().unwrap()]);
+        }
+        jsonl(&p.bwb(&args).ok().stdout())[0].clone()
+    };
+    let (want_base, want_tuned) = (gen(false), gen(true));
+    let lora = format!("tuned={}", adapter.display());
+    let s = Server::start(
+        p,
+        &[],
+        &[
+            "--model",
+            dir.to_str().unwrap(),
+            "--served-model-name",
+            "base",
+            "--lora-modules",
+            &lora,
+        ],
+    );
+    let models: Value = serde_json::from_str(
+        &client()
+            .get(s.url("/v1/models"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+    )
+    .unwrap();
+    let data = models["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2, "{models}");
+    assert_eq!(
+        (data[0]["id"].as_str(), data[0]["parent"].as_str()),
+        (Some("base"), None)
+    );
+    assert_eq!(
+        (data[1]["id"].as_str(), data[1]["parent"].as_str()),
+        (Some("tuned"), Some("base"))
+    );
+    for (name, want) in [("base", &want_base), ("tuned", &want_tuned)] {
+        let v = ok_json(
+            &s,
+            "/v1/completions",
+            json!({"model": name, "prompt": "abc", "max_tokens": 6, "temperature": 0}),
+        );
+        assert_eq!(v["model"], name);
+        assert_eq!(v["choices"][0]["text"], want["text"], "{name}");
+        assert_eq!(
+            v["usage"]["completion_tokens"], want["completion_tokens"],
+            "{name}"
+        );
+        assert_eq!(v["usage"]["prompt_tokens"], want["prompt_tokens"], "{name}");
+    }
+    assert_ne!(
+        want_base["token_ids"], want_tuned["token_ids"],
+        "the adapter must change greedy output"
+    );
+    // This directory has no chat template: chat answers 400, saying to use completions.
+    let (st, _, v, t) = post(
+        &s,
+        "/v1/chat/completions",
+        json!({"model": "tuned", "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+        None,
+    );
+    assert_error(st, 400, &v, &t);
+    assert!(t.contains("/v1/completions"), "{t}");
+}
+
+fn smollm2() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!(
+            "skipped: {} is absent (real users get SmolLM2 from the hub)",
+            p.display()
+        );
+        None
+    }
+}
+
+#[test]
+fn smollm2_greedy_chat_and_completion_equal_bwb_generate() {
+    let Some(gguf) = smollm2() else { return };
+    let gguf = gguf.to_str().unwrap();
+    let p = Project::new();
+    let question = "What is the capital of France?";
+    let chat_want = jsonl(
+        &p.bwb(&[
+            "generate",
+            "--model",
+            gguf,
+            "--json",
+            "--max-new-tokens",
+            "12",
+            "--prompt",
+            question,
+        ])
+        .ok()
+        .stdout(),
+    )[0]
+    .clone();
+    let raw_want = jsonl(
+        &p.bwb(&[
+            "generate",
+            "--model",
+            gguf,
+            "--raw",
+            "--json",
+            "--max-new-tokens",
+            "12",
+            "--prompt",
+            "The capital of France is",
+        ])
+        .ok()
+        .stdout(),
+    )[0]
+    .clone();
+    let s = Server::start(p, &[], &["--model", gguf, "--served-model-name", "smollm2"]);
+    let chat = ok_json(
+        &s,
+        "/v1/chat/completions",
+        json!({
+        "model": "smollm2", "messages": [{"role": "user", "content": question}], "max_tokens": 12, "temperature": 0}),
+    );
+    assert_eq!(chat["choices"][0]["message"]["content"], chat_want["text"]);
+    assert_eq!(chat["usage"]["prompt_tokens"], chat_want["prompt_tokens"]);
+    assert_eq!(
+        chat["usage"]["completion_tokens"],
+        chat_want["completion_tokens"]
+    );
+    let events = stream(
+        &s,
+        "/v1/chat/completions",
+        json!({
+        "model": "smollm2", "messages": [{"role": "user", "content": question}], "max_tokens": 12, "temperature": 0, "stream": true}),
+    );
+    let joined: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(joined, chat_want["text"].as_str().unwrap());
+    // One delta per token (real text: no token ends inside a character here).
+    let deltas = events
+        .iter()
+        .filter(|e| {
+            e["choices"][0]["delta"]["content"]
+                .as_str()
+                .is_some_and(|c| !c.is_empty())
+        })
+        .count();
+    assert!(deltas > 1, "{events:?}");
+    let cmpl = ok_json(
+        &s,
+        "/v1/completions",
+        json!({
+        "model": "smollm2", "prompt": "The capital of France is", "max_tokens": 12, "temperature": 0}),
+    );
+    assert_eq!(cmpl["choices"][0]["text"], raw_want["text"]);
+    assert_eq!(cmpl["usage"]["prompt_tokens"], raw_want["prompt_tokens"]);
+}
+
+const OPENAI_SCRIPT: &str = r#"
+import sys, openai
+client = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="sekrit")
+names = [m.id for m in client.models.list().data]
+assert names == ["smoke"], names
+chat = client.chat.completions.create(model="smoke", messages=[{"role": "user", "content": "Hello"}], max_tokens=5, temperature=0)
+assert chat.object == "chat.completion" and chat.choices[0].message.role == "assistant", chat
+assert chat.usage.total_tokens == chat.usage.prompt_tokens + chat.usage.completion_tokens
+cmpl = client.completions.create(model="smoke", prompt=["abc", "de"], max_tokens=4, temperature=0)
+assert [c.index for c in cmpl.choices] == [0, 1], cmpl
+for endpoint in ("chat", "completions"):
+    if endpoint == "chat":
+        chunks = list(client.chat.completions.create(model="smoke", messages=[{"role": "user", "content": "Hello"}], max_tokens=5, temperature=0, stream=True, stream_options={"include_usage": True}))
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text == chat.choices[0].message.content, (text, chat)
+        assert chunks[0].choices[0].delta.role == "assistant"
+    else:
+        chunks = list(client.completions.create(model="smoke", prompt="abc", max_tokens=4, temperature=0, stream=True, stream_options={"include_usage": True}))
+        text = "".join(c.choices[0].text for c in chunks if c.choices)
+        assert text == cmpl.choices[0].text, (text, cmpl)
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0, chunks[-1]
+try:
+    client.chat.completions.create(model="smoke", messages=[{"role": "user", "content": "Hello"}], max_tokens=-1)
+    raise SystemExit("max_tokens=-1 was accepted")
+except openai.BadRequestError as e:
+    assert e.status_code == 400 and "max_tokens" in str(e), e
+try:
+    client.completions.create(model="gpt-nope", prompt="abc")
+    raise SystemExit("an unknown model was accepted")
+except openai.NotFoundError as e:
+    assert "smoke" in str(e), e
+try:
+    openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="wrong").models.list()
+    raise SystemExit("a wrong key was accepted")
+except openai.AuthenticationError:
+    pass
+print("openai sdk ok")
+"#;
+
+/// The interpreter with the `openai` package (.ci/run installs it and sets
+/// BWB_OPENAI_PYTHON), or None after a SKIP line; with BWB_REQUIRE_OPENAI_SDK=1 (CI) a
+/// missing one fails.
+fn openai_python() -> Option<String> {
+    let py = std::env::var("BWB_OPENAI_PYTHON")
+        .ok()
+        .filter(|p| Path::new(p).exists());
+    if py.is_none() {
+        let hint = "install it with `python3 -m venv .ci/venv-openai && .ci/venv-openai/bin/pip install openai` and set BWB_OPENAI_PYTHON=.ci/venv-openai/bin/python";
+        if std::env::var("BWB_REQUIRE_OPENAI_SDK").as_deref() == Ok("1") {
+            panic!("BWB_OPENAI_PYTHON is unset or missing and BWB_REQUIRE_OPENAI_SDK=1; {hint}");
+        }
+        eprintln!("SKIP: no interpreter with the openai SDK; {hint}");
+    }
+    py
+}
+
+#[test]
+fn the_official_openai_python_sdk_talks_to_the_server() {
+    let Some(py) = openai_python() else { return };
+    let s = smoke_server(&["--api-key", "sekrit"]);
+    let script = s.project.path("sdk_check.py");
+    std::fs::write(&script, OPENAI_SCRIPT).unwrap();
+    let out = Command::new(&py)
+        .arg(&script)
+        .arg(&s.base)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("openai sdk ok"),
+        "stdout:\n{stdout}\nstderr:\n{}\nserver stderr:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        s.stderr()
+    );
+}
