@@ -7,10 +7,12 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use crate::cli::ServeArgs;
+use crate::config::Arch;
 use crate::error::Error;
-use crate::model::load;
+use crate::model::load::{self, LoadedModel};
+use crate::model::weights::LoraPlan;
 use crate::serve::{ServeOptions, ServedModel};
-use crate::settings::{EngineUse, Settings};
+use crate::settings::{EngineSettings, EngineUse, Settings};
 
 /// `NAME=PATH` pairs, names unique and distinct from the base's.
 fn lora_modules(args: &ServeArgs, base: &str) -> Result<Vec<(String, String)>> {
@@ -36,6 +38,24 @@ fn lora_modules(args: &ServeArgs, base: &str) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
+/// Load the base (with an optional adapter). Qwen3 serves with thinking off unless the model
+/// config or a request's `chat_template_kwargs` says otherwise, also from an HF directory or
+/// GGUF that no config describes.
+fn load_model(
+    settings: &Settings,
+    args: &ServeArgs,
+    engine: &EngineSettings,
+    lora: Option<LoraPlan>,
+) -> Result<Arc<LoadedModel>> {
+    let mut m = load::load_named(&args.model, &settings.configs, &settings.hub, engine, lora)?;
+    if m.arch == Arch::Qwen3 {
+        m.chat_kwargs
+            .entry("enable_thinking".to_string())
+            .or_insert(serde_json::Value::Bool(false));
+    }
+    Ok(Arc::new(m))
+}
+
 pub fn serve(settings: &Settings, args: &ServeArgs) -> Result<()> {
     let engine = settings.engine(&args.engine, EngineUse::Serve)?;
     let base_name = args
@@ -46,13 +66,7 @@ pub fn serve(settings: &Settings, args: &ServeArgs) -> Result<()> {
     let mut models = vec![ServedModel {
         name: base_name.clone(),
         parent: None,
-        model: Arc::new(load::load_named(
-            &args.model,
-            &settings.configs,
-            &settings.hub,
-            &engine,
-            None,
-        )?),
+        model: load_model(settings, args, &engine, None)?,
     }];
     // One model per adapter: mixed-adapter batches are a later slice.
     for (name, path) in adapters {

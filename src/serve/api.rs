@@ -185,6 +185,7 @@ pub struct TokenizeRequest {
     pub messages: Option<Vec<ChatMessage>>,
     pub add_generation_prompt: Option<bool>,
     pub add_special_tokens: Option<bool>,
+    pub chat_template_kwargs: Option<BTreeMap<String, Value>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -483,7 +483,7 @@ async fn tokenize(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Byt
                 &served.model,
                 &served.name,
                 msgs,
-                None,
+                req.chat_template_kwargs.as_ref(),
                 req.add_generation_prompt.unwrap_or(true),
             )?,
             (None, Some(p)) => encode(&served.model, p, req.add_special_tokens.unwrap_or(true))?,

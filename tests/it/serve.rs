@@ -860,3 +860,51 @@ fn the_official_openai_python_sdk_talks_to_the_server() {
         s.stderr()
     );
 }
+
+#[test]
+fn qwen3_serves_with_thinking_off_unless_chat_template_kwargs_turn_it_on() {
+    // The tiny Qwen3 fixture, the smoke byte tokenizer (ChatML specials) and Qwen3's real
+    // chat template from ../shared.
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/tokenizers/qwen3/tokenizer_config.json");
+    let Ok(text) = std::fs::read_to_string(&shared) else {
+        eprintln!("skipped: {} is absent", shared.display());
+        return;
+    };
+    let cfg: Value = serde_json::from_str(&text).unwrap();
+    let p = Project::new();
+    let dir = p.path("qwen3");
+    crate::common::copy_dir(&fixture("qwen3"), &dir);
+    bwb::model::load::byte_tokenizer(256 + 3)
+        .unwrap()
+        .save(dir.join("tokenizer.json"), false)
+        .unwrap();
+    let tc = json!({"chat_template": cfg["chat_template"], "eos_token": "<|im_end|>"});
+    std::fs::write(dir.join("tokenizer_config.json"), tc.to_string()).unwrap();
+    let s = Server::start(
+        p,
+        &[],
+        &["--model", dir.to_str().unwrap(), "--served-model-name", "q"],
+    );
+    let msgs = json!([{"role": "user", "content": "hi"}]);
+    let off = ok_json(&s, "/tokenize", json!({"messages": msgs}));
+    let on = ok_json(
+        &s,
+        "/tokenize",
+        json!({"messages": msgs, "chat_template_kwargs": {"enable_thinking": true}}),
+    );
+    let text = |v: &Value| {
+        ok_json(&s, "/detokenize", json!({"tokens": v["tokens"]}))["prompt"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        text(&off).ends_with("<think>\n\n</think>\n\n"),
+        "{}",
+        text(&off)
+    );
+    assert!(!text(&on).contains("<think>"), "{}", text(&on));
+    // (/v1/chat/completions renders through the same function; this fixture's 256-token
+    // vocabulary cannot embed the ChatML ids, so only the prompts are checked here.)
+}
