@@ -135,9 +135,13 @@ fn engine_loop(models: &[Arc<LoadedModel>], rx: &mpsc::Receiver<Job>, max_num_se
         // 2. generate every row in one call, then hand each job its rows.
         let prompts: Vec<Vec<u32>> = batch.iter().flat_map(|j| j.rows.iter().cloned()).collect();
         let model = &models[batch[0].model];
-        let result = model
-            .generate(&prompts, &batch[0].params)
-            .map_err(|e| e.to_string());
+        // A panic inside the engine answers this batch with an error and keeps serving.
+        let params = &batch[0].params;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            model.generate(&prompts, params)
+        }))
+        .map_err(|_| "the engine panicked on this batch".to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
         let mut outs = match result {
             Ok(v) => v.into_iter(),
             Err(e) => {
