@@ -321,13 +321,14 @@ fn plan(
     let limit = opts.max_model_len;
     let wanted = max_tokens.map(|v| v as usize);
     let completion = wanted.unwrap_or(DEFAULT_MAX_TOKENS.min(limit.saturating_sub(longest)));
-    if longest >= limit || longest + completion > limit {
+    let total = longest.saturating_add(completion);
+    if longest >= limit || total > limit {
         return Err(bad(
             format!(
                 "This model's maximum context length is {limit} tokens. However, you requested \
                  {} tokens ({longest} in the {prompt_param}, {completion} in the completion). \
                  Please reduce the length of the {prompt_param} or completion.",
-                longest + completion
+                total
             ),
             prompt_param,
         ));

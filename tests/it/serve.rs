@@ -402,6 +402,14 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
         ),
         (
             "/v1/completions",
+            json!({"prompt": "abc", "max_tokens": i64::MAX})
+                .to_string()
+                .into_bytes(),
+            400,
+            Some("prompt"),
+        ),
+        (
+            "/v1/completions",
             json!({"prompt": "abc", "max_tokens": -1})
                 .to_string()
                 .into_bytes(),
