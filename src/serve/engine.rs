@@ -135,6 +135,11 @@ fn engine_loop(models: &[Arc<LoadedModel>], rx: &mpsc::Receiver<Job>, max_num_se
         // 2. generate every row in one call, then hand each job its rows.
         let prompts: Vec<Vec<u32>> = batch.iter().flat_map(|j| j.rows.iter().cloned()).collect();
         let model = &models[batch[0].model];
+        tracing::debug!(
+            "engine batch: {} requests, {} rows",
+            batch.len(),
+            prompts.len()
+        );
         // A panic inside the engine answers this batch with an error and keeps serving.
         let params = &batch[0].params;
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

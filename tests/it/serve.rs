@@ -916,3 +916,30 @@ fn qwen3_serves_with_thinking_off_unless_chat_template_kwargs_turn_it_on() {
     // (/v1/chat/completions renders through the same function; this fixture's 256-token
     // vocabulary cannot embed the ChatML ids, so only the prompts are checked here.)
 }
+
+#[test]
+fn concurrent_greedy_requests_batched_together_equal_each_served_alone() {
+    let s = smoke_server(&["--max-num-seqs", "8"]);
+    let prompts = [
+        "a",
+        "a longer prompt",
+        "xyz xyz xyz",
+        "the quick brown fox jumps",
+    ];
+    let body = |p: &str| json!({"prompt": p, "max_tokens": 8, "temperature": 0});
+    let alone: Vec<Value> = prompts
+        .iter()
+        .map(|p| ok_json(&s, "/v1/completions", body(p))["choices"][0].clone())
+        .collect();
+    // Several rounds of simultaneous requests, so some share an engine batch.
+    for _ in 0..3 {
+        let together: Vec<Value> = std::thread::scope(|sc| {
+            let hs: Vec<_> = prompts
+                .iter()
+                .map(|p| sc.spawn(|| ok_json(&s, "/v1/completions", body(p))["choices"][0].clone()))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(together, alone);
+    }
+}
