@@ -102,6 +102,29 @@ pub enum AnswerKind {
     Choice,
     /// A Python function checked by asserts (MBPP).
     Code,
+    /// A short free-text answer checked against one or more gold answers (HotpotQA,
+    /// LongBench QA, MS MARCO, FinanceBench): exact match and token F1.
+    Text,
+    /// A list of items compared as a set (ETHIC).
+    List,
+    /// The ids of the relevant passages among the numbered ones in the context (MS MARCO).
+    Retrieval,
+    /// A free-text summary compared with reference summaries (QMSum): ROUGE, BERTScore.
+    Summary,
+}
+
+/// Which reference's exact-match / token-F1 rules a text task follows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextConvention {
+    /// The official SQuAD evaluation script (max over gold answers).
+    #[default]
+    Squad,
+    /// HotpotQA's `hotpot_evaluate_v1.py`: a yes / no / noanswer prediction or gold scores F1
+    /// 0 unless both are the same.
+    Hotpotqa,
+    /// LongBench's `qa_f1_score` (max over gold answers; empty against empty is 0).
+    Longbench,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -120,6 +143,12 @@ pub struct AnswerSpec {
     /// Raw columns holding the option texts, in option order (choice tasks).
     #[serde(default)]
     pub option_columns: Vec<String>,
+    /// Exact-match / F1 rules of a text task.
+    #[serde(default)]
+    pub convention: TextConvention,
+    /// Retrieval tasks: how many of the model's ranked ids count (`@k`); all when unset.
+    #[serde(default)]
+    pub k: Option<usize>,
 }
 
 /// Which raw split feeds each of our splits. `val` / `test` left out: held out of `train`,

@@ -40,6 +40,14 @@ pub enum Answer {
         setup: String,
         challenge_tests: Vec<String>,
     },
+    /// Free-text answers; any one of them is right (scored max over them).
+    Text { answers: Vec<String> },
+    /// Items of a list answer, compared as a set.
+    List { items: Vec<String> },
+    /// Ids of the relevant passages (as numbered in the prompt's context).
+    Retrieval { relevant: Vec<String> },
+    /// Reference summaries (scored max over them).
+    Summary { references: Vec<String> },
 }
 
 /// A character span of an input field.

@@ -41,6 +41,20 @@ pub enum Parsed {
     Code {
         code: String,
     },
+    /// The answer text, reasoning and "Answer:" prefixes removed.
+    Text {
+        text: String,
+    },
+    List {
+        items: Vec<String>,
+    },
+    /// Passage ids in the model's ranked order.
+    Retrieval {
+        ids: Vec<String>,
+    },
+    Summary {
+        text: String,
+    },
 }
 
 impl Parsed {
@@ -49,7 +63,12 @@ impl Parsed {
         match self {
             Self::Label { label } => label.is_some(),
             Self::Choice { option } => option.is_some(),
-            Self::Spans { .. } | Self::Code { .. } => true,
+            Self::Spans { .. }
+            | Self::Code { .. }
+            | Self::Text { .. }
+            | Self::List { .. }
+            | Self::Retrieval { .. }
+            | Self::Summary { .. } => true,
         }
     }
 
@@ -59,6 +78,10 @@ impl Parsed {
             Self::Choice { .. } => "choice",
             Self::Spans { .. } => "spans",
             Self::Code { .. } => "code",
+            Self::Text { .. } => "text",
+            Self::List { .. } => "list",
+            Self::Retrieval { .. } => "retrieval",
+            Self::Summary { .. } => "summary",
         }
     }
 }
@@ -87,10 +110,38 @@ pub enum MetricId {
     Aupr,
     #[serde(rename = "pass_at_1")]
     PassAt1,
+    #[serde(rename = "f1")]
+    F1,
+    #[serde(rename = "rouge1")]
+    Rouge1,
+    #[serde(rename = "rouge2")]
+    Rouge2,
+    #[serde(rename = "rougeL")]
+    RougeL,
+    #[serde(rename = "bertscore_precision")]
+    BertscorePrecision,
+    #[serde(rename = "bertscore_recall")]
+    BertscoreRecall,
+    #[serde(rename = "bertscore_f1")]
+    BertscoreF1,
+    #[serde(rename = "set_exact_match")]
+    SetExactMatch,
+    #[serde(rename = "set_precision")]
+    SetPrecision,
+    #[serde(rename = "set_recall")]
+    SetRecall,
+    #[serde(rename = "set_f1")]
+    SetF1,
+    #[serde(rename = "retrieval_precision")]
+    RetrievalPrecision,
+    #[serde(rename = "retrieval_recall")]
+    RetrievalRecall,
+    #[serde(rename = "retrieval_f1")]
+    RetrievalF1,
 }
 
 impl MetricId {
-    pub const ALL: [MetricId; 10] = [
+    pub const ALL: [MetricId; 24] = [
         Self::Accuracy,
         Self::MacroF1,
         Self::WeightedF1,
@@ -101,6 +152,20 @@ impl MetricId {
         Self::AnswerDetectionRecall,
         Self::Aupr,
         Self::PassAt1,
+        Self::F1,
+        Self::Rouge1,
+        Self::Rouge2,
+        Self::RougeL,
+        Self::BertscorePrecision,
+        Self::BertscoreRecall,
+        Self::BertscoreF1,
+        Self::SetExactMatch,
+        Self::SetPrecision,
+        Self::SetRecall,
+        Self::SetF1,
+        Self::RetrievalPrecision,
+        Self::RetrievalRecall,
+        Self::RetrievalF1,
     ];
 
     /// The serialised name, e.g. `macro_f1`.
@@ -116,6 +181,20 @@ impl MetricId {
             Self::AnswerDetectionRecall => "answer_detection_recall",
             Self::Aupr => "aupr",
             Self::PassAt1 => "pass_at_1",
+            Self::F1 => "f1",
+            Self::Rouge1 => "rouge1",
+            Self::Rouge2 => "rouge2",
+            Self::RougeL => "rougeL",
+            Self::BertscorePrecision => "bertscore_precision",
+            Self::BertscoreRecall => "bertscore_recall",
+            Self::BertscoreF1 => "bertscore_f1",
+            Self::SetExactMatch => "set_exact_match",
+            Self::SetPrecision => "set_precision",
+            Self::SetRecall => "set_recall",
+            Self::SetF1 => "set_f1",
+            Self::RetrievalPrecision => "retrieval_precision",
+            Self::RetrievalRecall => "retrieval_recall",
+            Self::RetrievalF1 => "retrieval_f1",
         }
     }
 }
@@ -280,6 +359,9 @@ pub fn scorer(task: &TaskConfig) -> Box<dyn Scorer> {
         AnswerKind::Choice => Box::new(choice::ChoiceScorer::new(&a.options)),
         AnswerKind::Spans => Box::new(spans::SpansScorer::new(a.no_answer.as_deref())),
         AnswerKind::Code => Box::new(code::CodeScorer),
+        AnswerKind::Text | AnswerKind::List | AnswerKind::Retrieval | AnswerKind::Summary => {
+            todo!("SKELETON: scorers for the context-benchmark kinds")
+        }
     }
 }
 
@@ -326,6 +408,10 @@ fn mismatch(parsed: &Parsed, gold: &Answer) -> Judged {
         Answer::Choice { .. } => "choice",
         Answer::Spans { .. } => "spans",
         Answer::Code { .. } => "code",
+        Answer::Text { .. } => "text",
+        Answer::List { .. } => "list",
+        Answer::Retrieval { .. } => "retrieval",
+        Answer::Summary { .. } => "summary",
     };
     Judged::new(
         ErrorClass::Unparseable,
