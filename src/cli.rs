@@ -59,6 +59,9 @@ pub enum Command {
     Export(ExportArgs),
     /// Serve a local model and its LoRA adapters over an OpenAI-compatible HTTP API
     Serve(ServeArgs),
+    /// Run the context benchmark's experiments file (QA, retrieval, summarization datasets
+    /// against API and local models)
+    Experiments(ExperimentsArgs),
     /// Benchmarks (not tests): throughput of the engine
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -314,6 +317,35 @@ pub struct RunArgs {
     pub api: ApiArgs,
     #[command(flatten)]
     pub exec: ExecArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExperimentsArgs {
+    /// The experiments file [default: configs/experiments.yaml]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Run only this experiment (repeatable)
+    #[arg(long = "experiment-id", value_name = "ID")]
+    pub experiment_id: Vec<String>,
+    /// Run only experiments with this tag (repeatable: any of them)
+    #[arg(long, value_name = "TAG")]
+    pub tag: Vec<String>,
+    /// Run the selected experiments concurrently [default: the file's `defaults.parallel`]
+    #[arg(long, conflicts_with = "serial_experiments")]
+    pub parallel_experiments: bool,
+    /// Run the selected experiments one after another
+    #[arg(long)]
+    pub serial_experiments: bool,
+    /// Check the file and print the plan (experiments, examples, tokens, cost); send nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Local: prompts per generate call
+    #[arg(long, default_value_t = crate::eval::DEFAULT_BATCH_SIZE)]
+    pub batch_size: usize,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub api: ApiArgs,
 }
 
 /// How to run a local model: shared by every command that runs one (train, eval, run,

@@ -113,6 +113,14 @@ pub enum AnswerKind {
     Summary,
 }
 
+impl AnswerKind {
+    /// The context benchmark's kinds, whose long contexts are cut in the middle to fit a
+    /// local model's window (LongBench's convention) instead of windowed like CUAD.
+    pub fn is_long_context(self) -> bool {
+        matches!(self, Self::Text | Self::List | Self::Retrieval | Self::Summary)
+    }
+}
+
 /// Which reference's exact-match / token-F1 rules a text task follows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

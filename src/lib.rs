@@ -14,6 +14,7 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod exec;
+pub mod experiments;
 pub mod fsutil;
 pub mod kernels;
 pub mod logging;

@@ -3,25 +3,15 @@
 use anyhow::{Context, Result};
 
 use crate::cli::{PrepareArgs, TaskArgs};
-use crate::data::download::{download_task, Hub};
+use crate::data::download::download_task;
 use crate::data::prepare::prepare_task;
 use crate::paths::display;
-use crate::settings::{HubSettings, Settings};
+use crate::settings::Settings;
 
 pub fn download(settings: &Settings, args: &TaskArgs) -> Result<()> {
     let tasks = settings.configs.select_tasks(&args.task)?;
     // Smoke runs read the fixture datasets through the same hub code, offline.
-    let hub_settings = if settings.paths.smoke {
-        HubSettings {
-            cache_dir: settings.paths.smoke_hub_cache(),
-            token: None,
-            offline: true,
-            endpoint: None,
-        }
-    } else {
-        settings.hub.clone()
-    };
-    let hub = Hub::new(&hub_settings)?;
+    let hub = super::hub_for(settings)?;
     for task in tasks {
         let dir = settings.paths.raw(&task.id);
         let m = download_task(&hub, task, &dir)

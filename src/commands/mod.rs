@@ -3,6 +3,7 @@
 mod bench;
 mod data;
 mod eval;
+mod experiments;
 mod export;
 mod generate;
 mod report;
@@ -38,8 +39,24 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => generate::generate(&settings, &args),
         Command::Export(args) => export::export(&settings, &args),
         Command::Serve(args) => serve::serve(&settings, &args),
+        Command::Experiments(args) => experiments::experiments(&settings, &args),
         Command::Bench(cmd) => bench::run(&settings, &cmd),
     }
+}
+
+/// The hub the data commands download through: the fixture cache, offline, in smoke runs.
+pub(crate) fn hub_for(settings: &Settings) -> Result<crate::data::download::Hub> {
+    let hub_settings = if settings.paths.smoke {
+        crate::settings::HubSettings {
+            cache_dir: settings.paths.smoke_hub_cache(),
+            token: None,
+            offline: true,
+            endpoint: None,
+        }
+    } else {
+        settings.hub.clone()
+    };
+    Ok(crate::data::download::Hub::new(&hub_settings)?)
 }
 
 /// Reject an unknown model or task up front, listing the valid ones. A model may also be a

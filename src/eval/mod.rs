@@ -277,10 +277,61 @@ struct Unit<'a> {
     messages: Vec<Message>,
     windows: Vec<Vec<Message>>,
     done: Vec<Option<Completion>>,
+    /// The context was cut to fit.
+    truncated: bool,
 }
 
 /// The fewest contract tokens a window may hold.
 pub const MIN_WINDOW_TOKENS: usize = 64;
+
+/// The prompt of a long-context example (QA, lists, retrieval, summaries) whose context
+/// does not fit `max_seq_length − max_new_tokens`: the middle of the context is cut out, as
+/// LongBench does, keeping its head and tail. Returns the messages and whether anything was
+/// cut. Backends that cannot count tokens (API models) get the full context; their own
+/// limit errors become per-example errors.
+fn fit_context(job: &Job<'_>, ex: &Example, full: Vec<Message>) -> Result<(Vec<Message>, bool)> {
+    let Some(context) = ex.inputs.get("context") else {
+        return Ok((full, false));
+    };
+    let Some(total) = job.backend.count_tokens(&full)? else {
+        return Ok((full, false));
+    };
+    let budget = job
+        .task
+        .max_seq_length
+        .saturating_sub(job.task.max_new_tokens);
+    if total <= budget {
+        return Ok((full, false));
+    }
+    let chars: Vec<char> = context.chars().collect();
+    let mut keep = chars.len();
+    let mut tokens = total;
+    // Each pass shrinks the kept characters in proportion to the excess (tokens per
+    // character are not uniform, so repeat until it fits; at most a few passes).
+    for _ in 0..8 {
+        let excess = tokens.saturating_sub(budget) as f64;
+        let per_char = tokens as f64 / (chars.len().max(1) as f64);
+        let cut = ((excess / per_char.max(1e-9)) * 1.05).ceil() as usize + 1;
+        keep = keep.saturating_sub(cut.max(1));
+        let mut e = ex.clone();
+        let head = keep / 2;
+        let tail = keep - head;
+        let text: String = chars[..head]
+            .iter()
+            .chain(&chars[chars.len() - tail..])
+            .collect();
+        e.inputs.insert("context".into(), text);
+        let m = messages(job.prompt, &job.shots, &e)?;
+        tokens = job.backend.count_tokens(&m)?.unwrap_or(0);
+        if tokens <= budget || keep == 0 {
+            return Ok((m, true));
+        }
+    }
+    Err(Error::Config(format!(
+        "task `{}` example `{}`: the prompt takes {tokens} tokens even with its context cut to {keep} characters; max_seq_length {} − max_new_tokens {} leaves {budget}",
+        job.task.id, ex.id, job.task.max_seq_length, job.task.max_new_tokens
+    )))
+}
 
 /// Window messages for a spans task whose prompt does not fit `max_seq_length` (one entry,
 /// the full prompt, when it fits or the backend cannot count tokens).
@@ -378,6 +429,7 @@ pub fn run(job: &Job<'_>) -> Result<Outcome> {
             messages: Vec::new(),
             windows: Vec::new(),
             done: Vec::new(),
+            truncated: false,
         });
     }
     let sample = (generation == Generation::Sampled).then_some(job.draw);
@@ -385,6 +437,10 @@ pub fn run(job: &Job<'_>) -> Result<Outcome> {
     let mut owner: Vec<(usize, usize)> = Vec::new();
     for (ui, u) in units.iter_mut().enumerate() {
         u.messages = messages(job.prompt, &job.shots, u.ex)?;
+        if job.task.answer.kind.is_long_context() {
+            let full = std::mem::take(&mut u.messages);
+            (u.messages, u.truncated) = fit_context(job, u.ex, full)?;
+        }
         u.windows = window_messages(job, u.ex, &u.messages)?;
         u.done = vec![None; u.windows.len()];
         for (wi, m) in u.windows.iter().enumerate() {
@@ -426,7 +482,8 @@ pub fn run(job: &Job<'_>) -> Result<Outcome> {
             return Ok(());
         }
         let done: Vec<Completion> = u.done.iter_mut().filter_map(Option::take).collect();
-        let p = prediction(job, scorer.as_ref(), generation, u.ex, &u.messages, &done);
+        let mut p = prediction(job, scorer.as_ref(), generation, u.ex, &u.messages, &done);
+        p.truncated = u.truncated;
         if p.error.is_some() {
             out.errors += 1;
         }
@@ -524,5 +581,6 @@ fn prediction(
         finish_reason: done.last().and_then(|c| c.finish_reason.clone()),
         windows: done.len(),
         from_cache: done.iter().all(|c| c.from_cache),
+        truncated: false,
     }
 }

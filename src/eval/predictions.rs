@@ -91,6 +91,9 @@ pub struct Prediction {
     /// Answered from the response cache (nothing was sent or spent).
     #[serde(default)]
     pub from_cache: bool,
+    /// The context was cut in the middle to fit the model's window (long-context datasets).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 fn one() -> usize {
