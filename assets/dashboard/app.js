@@ -377,6 +377,73 @@
     }
   });
 
+  // ---- experiments (`bwb experiments`: the context benchmark) --------------------------
+
+  function renderExperiments(exps) {
+    const section = el("section", { id: "experiments", class: "task" }, [el("h2", { text: "Experiments" })]);
+    document.getElementById("tasks").append(section);
+    // Rows: each experiment, then its subtasks (LongBench / ETHIC with task: null).
+    const rows = [];
+    for (const e of exps) {
+      rows.push({ label: e.experiment_id, e: e, s: e });
+      for (const [k, v] of Object.entries(e.per_task || {})) rows.push({ label: e.experiment_id + " / " + k, e: e, s: v });
+    }
+    const metricNames = [...new Set(exps.flatMap((e) => Object.keys(e.metrics || {})))];
+    const first = metricNames[0];
+    if (first) {
+      const grid = el("div", { class: "grid" });
+      section.append(grid);
+      const c = card(first + " per experiment (95 % CI in the table)", "", 260);
+      grid.append(c);
+      const with1 = rows.filter((r) => r.s.metrics && r.s.metrics[first]);
+      chart(c, {
+        type: "bar",
+        data: {
+          labels: with1.map((r) => r.label),
+          datasets: [{ label: first, backgroundColor: PALETTE[0], data: with1.map((r) => r.s.metrics[first].mean) }],
+        },
+        options: { indexAxis: "y", scales: { x: { min: 0 } } },
+      });
+    }
+    const head = ["experiment", "model", "dataset / task", "mode"].concat(
+      metricNames.map((m) => m + " mean [95 % CI]"),
+      ["examples (errors, cut)", "avg input / output tokens", "latency p50 (ms)", "cost / example"]);
+    const body = rows.map((r) => {
+      const cells = [
+        el("td", { text: r.label }),
+        el("td", { text: r.e.model }),
+        el("td", { text: (r.e.dataset || "") + " / " + (r.e.task || "") }),
+        el("td", { text: r.e.mode || "" }),
+      ];
+      for (const m of metricNames) {
+        const v = (r.s.metrics || {})[m];
+        cells.push(el("td", { class: "num", text: v ? fixed(v.mean, 3) + " [" + fixed(v.ci_low, 3) + "–" + fixed(v.ci_high, 3) + "]" : "–" }));
+      }
+      const t = r.s.tokens || {};
+      cells.push(el("td", { class: "num", text: r.s.num_examples + " (" + r.s.errors + ", " + r.s.truncated + ")" }));
+      cells.push(el("td", { class: "num", text: fixed(t.avg_input_tokens, 0) + " / " + fixed(t.avg_output_tokens, 0) }));
+      cells.push(el("td", { class: "num", text: fixed((r.s.latency_ms || {}).p50, 0) }));
+      cells.push(el("td", { class: "num", text: r.s.cost ? usd(r.s.cost.mean_usd) : "no price" }));
+      return el("tr", {}, cells);
+    });
+    section.append(el("div", { class: "table-wrap" }, [
+      el("table", {}, [
+        el("thead", {}, [el("tr", {}, head.map((h) => el("th", { text: h })))]),
+        el("tbody", {}, body),
+      ]),
+    ]));
+  }
+
+  const exps = Array.isArray(DATA.experiments) ? DATA.experiments : [];
+  if (exps.length) {
+    toc.append(el("a", { href: "#experiments", text: "experiments" }));
+    try {
+      renderExperiments(exps);
+    } catch (e) {
+      console.error("experiments: " + (e && e.stack ? e.stack : e));
+    }
+  }
+
   document.body.dataset.chartsDrawn = String(charts.filter((c) => c.$bwbDrawn).length);
   document.body.dataset.blankCanvases = String(window.bwbCountBlankCanvases(MIN_PAINTED_PIXELS));
 })();

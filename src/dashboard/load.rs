@@ -16,7 +16,7 @@ pub struct Loaded {
 }
 
 /// Task names that would collide with the files every build writes.
-const RESERVED: [&str; 2] = ["index", "summaries"];
+const RESERVED: [&str; 3] = ["index", "summaries", "experiments"];
 
 /// Every `*.json` summary in `dir`, sorted by (task, model, condition). Hidden files (such as
 /// an atomic write in progress) are skipped; the CSV siblings are not read.
@@ -62,6 +62,49 @@ pub fn load_summaries(dir: &Path) -> Result<Vec<Loaded>> {
     loaded.sort_by(|a, b| key(&a.summary).cmp(&key(&b.summary)));
     check_consistent(&loaded)?;
     Ok(loaded)
+}
+
+/// Every results/experiments/<id>/summary.json (`bwb experiments`), sorted by experiment id;
+/// none when the directory does not exist. A file that is not a JSON object with an
+/// `experiment_id` is an error naming it.
+pub fn load_experiments(dir: &Path) -> Result<Vec<serde_json::Value>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(Error::BadFile {
+                path: dir.to_path_buf(),
+                message: format!("cannot list experiments: {e}; check the directory's permissions"),
+            })
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path().join("summary.json")))
+        .filter(|p| p.is_file())
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let bad = |message: String| Error::BadFile {
+                path: path.clone(),
+                message,
+            };
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| bad(format!("cannot read experiment summary: {e}")))?;
+            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                bad(format!(
+                    "not JSON ({e}); rerun `bwb experiments` for it or delete the file"
+                ))
+            })?;
+            if !v["experiment_id"].is_string() {
+                return Err(bad(
+                    "no `experiment_id`: not an experiment summary; rerun `bwb experiments`".into(),
+                ));
+            }
+            Ok(v)
+        })
+        .collect()
 }
 
 fn key(s: &Summary) -> (&str, &str, &str) {

@@ -94,11 +94,17 @@ pub struct TaskData<'a> {
 struct PageData<'a> {
     index: &'a Index,
     tasks: &'a [TaskData<'a>],
+    /// `bwb experiments` summaries (results/experiments/<id>/summary.json), by id.
+    experiments: &'a [serde_json::Value],
 }
 
 /// Read every summary and write dashboard-data/ and the site.
 pub fn build(paths: &Paths) -> Result<Built> {
-    let loaded = load_summaries(&paths.results().join("summaries"))?;
+    let experiments = load::load_experiments(&paths.results().join("experiments"))?;
+    let loaded = match load_summaries(&paths.results().join("summaries")) {
+        Err(Error::MissingInput(_)) if !experiments.is_empty() => Vec::new(),
+        other => other?,
+    };
     let summaries: Vec<Summary> = loaded.into_iter().map(|l| l.summary).collect();
 
     // 1. Group by task; `load` sorted by (task, model, condition) and checked that each
@@ -125,11 +131,12 @@ pub fn build(paths: &Paths) -> Result<Built> {
     for (t, entry) in tasks.iter().zip(&index.tasks) {
         fsutil::write_json_atomic(&data_dir.join(&entry.file), t)?;
     }
+    fsutil::write_json_atomic(&data_dir.join("experiments.json"), &experiments)?;
     let keep: BTreeSet<&str> = index
         .tasks
         .iter()
         .map(|t| t.file.as_str())
-        .chain(["summaries.json", "index.json"])
+        .chain(["summaries.json", "index.json", "experiments.json"])
         .collect();
     remove_stale_json(&data_dir, &keep)?;
 
@@ -138,6 +145,7 @@ pub fn build(paths: &Paths) -> Result<Built> {
     let page = PageData {
         index: &index,
         tasks: &tasks,
+        experiments: &experiments,
     };
     site::write(&site_dir, &page)?;
 
