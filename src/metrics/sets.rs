@@ -113,7 +113,7 @@ pub fn ethic_counts(pred: &[String], gold: &[String]) -> EthicCounts {
         hits,
         extra: pred.len() - hits,
         missing: gold.len().saturating_sub(hits),
-        sets_equal: pred.iter().eq(gold_set.into_iter()),
+        sets_equal: pred.iter().eq(gold_set),
     }
 }
 
