@@ -8,13 +8,14 @@
 //! # How ETHIC scores its four configs (`utils.py` `calculate_score`, `write_score_file`)
 //!
 //! Every config's headline is the mean of a per-example score over the test set (overall and
-//! per domain). An output the API refused (`"FAILED"`) scores 0.
+//! per domain). An output the API refused (`"FAILED"`) scores 0 in Recalling and Attributing
+//! (Organizing's `"FAILED"` branch raises a `TypeError`, unpacking `0`).
 //!
 //! | config | per-example score | bwb |
 //! |---|---|---|
 //! | Recalling | `calculate_f1_score(prediction, answer)`: the raw output split on `[;,]\s*`, each item `lower().strip(".").strip()`, de-duplicated; gold items normalised the same way (duplicates kept); `f1_score` (precision and recall recorded) | `list` kind, `set_f1` ([`ethic_set_scores`]) |
 //! | Summarizing | no reference comparison: GPT-4o (`gpt-4o-2024-08-06`) rates each section's summary for consistency, faithfulness and relevance on 1–5, weighted by the top-10 token probabilities, averaged over sections and the three criteria (`parse_score_for_summarizing`, key `weighted`) | not reproducible without that judge; a `summary` task on it would be a different metric |
-//! | Organizing | `lcs_score`: the digit runs (`\d+`) of the output and of the gold order, longest common subsequence length / number of gold digit runs (order matters; not a set metric) | neither `list` nor `retrieval` computes it |
+//! | Organizing | `lcs_score`: the digit runs (`\d+`) of the output and of the gold order, longest common subsequence length / number of gold digit runs (order matters; not a set metric; a gold without digits divides by zero) | neither `list` nor `retrieval` computes it |
 //! | Attributing | the digit runs of the text after `Related Segments:` or `Core IDs:` (rest of that line; the whole output if absent), de-duplicated, against the first digit run of each gold answer (`"None"` if it has none), through `calculate_f1_score`; headline `f1_score` | `retrieval` kind with `k` unset: its extractor takes the digit runs of that line in order, de-duplicated, and `retrieval_f1` equals ETHIC's F1 when the gold ids are distinct |
 //!
 //! ETHIC's split keeps empty items: an empty output is one item `""` (precision 0), and a

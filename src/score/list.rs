@@ -2,7 +2,7 @@
 //! ([`sets::ethic_set_scores`]) — the output split on `;` / `,`, items lower-cased and stripped
 //! of dots and whitespace, de-duplicated — plus our exact set match.
 //!
-//! Extraction removes a `<think>` block and an "Answer:"-style prefix ([`answer_text`]) and
+//! Extraction removes a `<think>` block and an "Answer:"-style prefix (`answer_text`) and
 //! splits the rest with [`sets::ethic_split`], keeping empty pieces as ETHIC does (an empty
 //! output or a trailing comma is a `""` item, a false positive). ETHIC scores the raw output;
 //! the prefix removal only matters for outputs that begin with such a prefix. Newlines do not

@@ -219,7 +219,7 @@ impl fmt::Display for MetricId {
 ///   (0 < F1 < 1), `wrong_span` (spans found, none overlapping);
 /// - code: `correct` (every assert passed), `syntax_error`, `runtime_error`,
 ///   `failed_assertion`, `timeout`, `not_executed`;
-/// - text: `correct` (token F1 = 1 or exact match), `partial_answer` (0 < F1 < 1),
+/// - text: `correct` (token F1 = 1), `partial_answer` (0 < F1 < 1),
 ///   `wrong_answer` (F1 = 0), `no_answer` (nothing left to score after extraction);
 /// - list: `correct` (every item right, none missing), `missing_items` (no wrong item, some
 ///   gold items missing), `extra_items` (every gold item found, plus wrong ones),

@@ -2,12 +2,12 @@
 //! those numbered in the context, in the model's ranked order. Metrics: precision, recall and
 //! F1 of the first `k` ids ([`retrieval::prf_at_k`], `answer.k`; all of them when unset).
 //!
-//! Extraction: a `<think>` block and an "Answer:"-style prefix are removed ([`answer_text`]);
+//! Extraction: a `<think>` block and an "Answer:"-style prefix are removed (`answer_text`);
 //! if a `Related Segments:` or `Core IDs:` label is present (ETHIC Attributing's output
 //! format) only the text after the first one up to the end of its line counts — the whole
 //! output otherwise, exactly as ETHIC's `re.search(r"(Related Segments|Core IDs):\s*(.+)")`.
-//! Every run of ASCII digits in that text is an id (so "1, 3", "[2]", "Passage 4" and
-//! "Segment 4" all work), in order of appearance, the repeats dropped. That is the `\d+` of
+//! Every run of ASCII digits in that text is an id (so `1, 3`, `[2]`, `Passage 4` and
+//! `Segment 4` all work), in order of appearance, the repeats dropped. That is the `\d+` of
 //! both ETHIC's Attributing and LongBench's `retrieval_score`; unlike Python's `\d` it skips
 //! non-ASCII digits. A number that is not an id ("the top 3 are …") counts too, so prompts
 //! should ask for the ids alone.

@@ -11,7 +11,7 @@
 //! Exact match is SQuAD's (`hotpot_evaluate_v1.py`'s `exact_match_score` is the same
 //! function; LongBench has none), taken over the golds the same way as F1.
 //!
-//! Extraction: a `<think>` block and an "Answer:"-style prefix are removed ([`answer_text`]);
+//! Extraction: a `<think>` block and an "Answer:"-style prefix are removed (`answer_text`);
 //! where a later line starts with "Answer:" / "Final answer:" (after chain-of-thought), the
 //! text after the last such marker is kept. Then, per convention:
 //! * `squad`, `hotpotqa`: the first non-empty line only. Both references score extracted
