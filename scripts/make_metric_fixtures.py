@@ -25,6 +25,9 @@ What it makes (one file per Rust module)
 * stats.json          -- numpy mean / std(ddof=1) / percentile (linear), scipy.special.erfc,
                          statsmodels' mcnemar(table, exact=(b + c < 25)).
 
+hotpotqa.json, longbench.json, ethic.json and rouge_multi.json come from
+make_context_metric_fixtures.py, which imports the reference repositories' own code.
+
 Each file records the package versions that produced it. Cases come from a fixed list of edge
 cases (empty strings, unicode, punctuation only, articles, ties, all wrong, unseen labels, None
 predictions, a single class, duplicates) plus random ones from ``random.Random(SEED)``.

@@ -80,6 +80,24 @@ pub fn rouge_l(target: &str, prediction: &str) -> Score {
     }
 }
 
+/// `RougeScorer.score_multi(targets, prediction)` for one ROUGE type: the score against the
+/// first target with the highest F-measure (numpy `argmax`). `None` with no targets (where
+/// rouge-score raises). `score` is one of [`rouge_n`] (with its `n` bound) or [`rouge_l`].
+pub fn score_multi(
+    targets: &[String],
+    prediction: &str,
+    score: impl Fn(&str, &str) -> Score,
+) -> Option<Score> {
+    let mut best: Option<Score> = None;
+    for t in targets {
+        let s = score(t, prediction);
+        if best.is_none_or(|b| s.fmeasure > b.fmeasure) {
+            best = Some(s);
+        }
+    }
+    best
+}
+
 fn ngram_counts(tokens: &[String], n: usize) -> HashMap<&[String], usize> {
     let mut counts = HashMap::new();
     for gram in tokens.windows(n) {
@@ -129,5 +147,15 @@ mod tests {
         assert_eq!(rouge_n("a b", "a b", 0), Score::ZERO);
         assert_eq!(rouge_n("a", "a", 2), Score::ZERO);
         assert_eq!(rouge_l("", ""), Score::ZERO);
+    }
+
+    #[test]
+    fn score_multi_keeps_the_first_best_target() {
+        let targets = vec!["a b".to_string(), "a b c".to_string(), "a b".to_string()];
+        let s = score_multi(&targets, "a b c", rouge_l).unwrap();
+        assert_eq!(s.fmeasure, 1.0);
+        let s = score_multi(&targets, "a", |t, p| rouge_n(t, p, 1)).unwrap();
+        assert_eq!(s.recall, 0.5);
+        assert_eq!(score_multi(&[], "a", rouge_l), None);
     }
 }

@@ -12,7 +12,11 @@
 pub mod choice;
 pub mod code;
 pub mod label;
+pub mod list;
+pub mod retrieval;
 pub mod spans;
+pub mod summary;
+pub mod text;
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -215,6 +219,14 @@ impl fmt::Display for MetricId {
 ///   (0 < F1 < 1), `wrong_span` (spans found, none overlapping);
 /// - code: `correct` (every assert passed), `syntax_error`, `runtime_error`,
 ///   `failed_assertion`, `timeout`, `not_executed`;
+/// - text: `correct` (token F1 = 1), `partial_answer` (0 < F1 < 1),
+///   `wrong_answer` (F1 = 0), `no_answer` (nothing left to score after extraction);
+/// - list: `correct` (every item right, none missing), `missing_items` (no wrong item, some
+///   gold items missing), `extra_items` (every gold item found, plus wrong ones),
+///   `wrong_items` (wrong items and missing ones), `no_answer`;
+/// - retrieval: the list classes over passage ids within the cut-off `k`;
+/// - summary: `correct` (ROUGE-L F at least [`summary::LOW_OVERLAP`]), `low_overlap` (below
+///   it), `no_answer` (no ROUGE token in the output);
 /// - any kind: `request_error` — the request failed after retries; such predictions are left
 ///   out of every metric (rerun `bwb eval` to retry them) and counted.
 ///
@@ -237,6 +249,13 @@ pub enum ErrorClass {
     FailedAssertion,
     Timeout,
     NotExecuted,
+    WrongAnswer,
+    PartialAnswer,
+    NoAnswer,
+    MissingItems,
+    ExtraItems,
+    WrongItems,
+    LowOverlap,
     RequestError,
 }
 
@@ -258,6 +277,13 @@ impl ErrorClass {
             Self::FailedAssertion => "failed_assertion",
             Self::Timeout => "timeout",
             Self::NotExecuted => "not_executed",
+            Self::WrongAnswer => "wrong_answer",
+            Self::PartialAnswer => "partial_answer",
+            Self::NoAnswer => "no_answer",
+            Self::MissingItems => "missing_items",
+            Self::ExtraItems => "extra_items",
+            Self::WrongItems => "wrong_items",
+            Self::LowOverlap => "low_overlap",
             Self::RequestError => "request_error",
         }
     }
@@ -329,6 +355,12 @@ pub trait Scorer: Send + Sync {
     fn metric_ids(&self) -> &'static [MetricId];
 
     /// Every metric of [`Scorer::metric_ids`] over `rows` (request errors already removed).
+    ///
+    /// For the text, list, retrieval and summary kinds every metric is the mean over `rows` of
+    /// a per-example value (0 for a row whose prediction does not match the gold kind), so
+    /// `metrics(&[row])` is that row's per-example metric set and the metrics of a set of rows
+    /// are the means of theirs. (Not so for label, spans: macro F1, AUPR and answer detection
+    /// are set-level.)
     fn metrics(&self, rows: &[Row<'_>]) -> Vec<(MetricId, f64)>;
 
     /// The name of the per-example score (in paired comparisons).
@@ -359,9 +391,10 @@ pub fn scorer(task: &TaskConfig) -> Box<dyn Scorer> {
         AnswerKind::Choice => Box::new(choice::ChoiceScorer::new(&a.options)),
         AnswerKind::Spans => Box::new(spans::SpansScorer::new(a.no_answer.as_deref())),
         AnswerKind::Code => Box::new(code::CodeScorer),
-        AnswerKind::Text | AnswerKind::List | AnswerKind::Retrieval | AnswerKind::Summary => {
-            todo!("SKELETON: scorers for the context-benchmark kinds")
-        }
+        AnswerKind::Text => Box::new(text::TextScorer::new(a.convention)),
+        AnswerKind::List => Box::new(list::ListScorer),
+        AnswerKind::Retrieval => Box::new(retrieval::RetrievalScorer::new(a.k)),
+        AnswerKind::Summary => Box::new(summary::SummaryScorer),
     }
 }
 
@@ -426,6 +459,27 @@ fn mismatch(parsed: &Parsed, gold: &Answer) -> Judged {
 fn mean_score(rows: &[Row<'_>]) -> f64 {
     let v: Vec<f64> = rows.iter().map(|r| r.score).collect();
     crate::metrics::stats::mean(&v).unwrap_or(0.0)
+}
+
+/// Per-metric means over `rows` of `per_example` (a value per metric of `ids`, in that
+/// order; `None` — a kind mismatch — counts as all zeros). All zeros for no rows.
+fn mean_per_example(
+    rows: &[Row<'_>],
+    ids: &[MetricId],
+    per_example: impl Fn(&Row<'_>) -> Option<Vec<f64>>,
+) -> Vec<(MetricId, f64)> {
+    let mut columns = vec![Vec::with_capacity(rows.len()); ids.len()];
+    for r in rows {
+        let values = per_example(r).unwrap_or_else(|| vec![0.0; ids.len()]);
+        debug_assert_eq!(values.len(), ids.len());
+        for (column, v) in columns.iter_mut().zip(values) {
+            column.push(v);
+        }
+    }
+    ids.iter()
+        .zip(&columns)
+        .map(|(&id, c)| (id, crate::metrics::stats::mean(c).unwrap_or(0.0)))
+        .collect()
 }
 
 /// Lower case, `_`/`-` as spaces, runs of non-alphanumerics collapsed: "Card_Arrival." and

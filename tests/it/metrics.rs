@@ -1,11 +1,14 @@
 //! Every metric agrees with its reference implementation (scikit-learn, rouge-score, the
-//! official SQuAD script, numpy, statsmodels, scipy, the Codex paper's estimator) on the cases
-//! in tests/fixtures/metrics/*.json, written by scripts/make_metric_fixtures.py.
+//! official SQuAD script, numpy, statsmodels, scipy, the Codex paper's estimator, HotpotQA's,
+//! LongBench's and ETHIC's evaluation code) on the cases in tests/fixtures/metrics/*.json,
+//! written by scripts/make_metric_fixtures.py and scripts/make_context_metric_fixtures.py.
 //! Each test checks every case and reports all mismatches at once, by case name.
 
 use std::path::Path;
 
-use bwb::metrics::{classification, code, cuad, retrieval, rouge, sets, squad, stats};
+use bwb::metrics::{
+    classification, code, cuad, hotpotqa, longbench, retrieval, rouge, sets, squad, stats,
+};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
@@ -422,6 +425,211 @@ fn retrieval_matches_the_python_conventions() {
         checks.close(n, "f1", got.f1, c.f1, EXACT);
     }
     checks.finish(60);
+}
+
+// --- hotpotqa, longbench, ethic ---------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct HotpotFixture {
+    pairs: Vec<HotpotPair>,
+}
+
+#[derive(Deserialize)]
+struct HotpotPair {
+    name: String,
+    pred: String,
+    gold: String,
+    normalized_pred: String,
+    exact_match: f64,
+    f1: f64,
+    precision: f64,
+    recall: f64,
+}
+
+#[test]
+fn hotpotqa_matches_hotpot_evaluate_v1() {
+    let fx: HotpotFixture = fixture("hotpotqa.json");
+    let mut checks = Checks::default();
+    for c in &fx.pairs {
+        let n = &c.name;
+        let norm = squad::normalize_answer(&c.pred);
+        checks.equal(n, "normalize(pred)", norm, c.normalized_pred.clone());
+        let em = hotpotqa::exact_match(&c.pred, &c.gold);
+        checks.close(n, "exact_match", em, c.exact_match, EXACT);
+        let got = hotpotqa::scores(&c.pred, &c.gold);
+        checks.close(n, "f1", got.f1, c.f1, EXACT);
+        checks.close(n, "precision", got.precision, c.precision, EXACT);
+        checks.close(n, "recall", got.recall, c.recall, EXACT);
+        checks.close(n, "f1()", hotpotqa::f1(&c.pred, &c.gold), c.f1, EXACT);
+    }
+    checks.finish(400);
+}
+
+#[derive(Deserialize)]
+struct LongbenchFixture {
+    pairs: Vec<LongbenchPair>,
+    max_over_golds: Vec<LongbenchMax>,
+}
+
+#[derive(Deserialize)]
+struct LongbenchPair {
+    name: String,
+    pred: String,
+    gold: String,
+    normalized_pred: String,
+    qa_f1: f64,
+}
+
+#[derive(Deserialize)]
+struct LongbenchMax {
+    name: String,
+    pred: String,
+    golds: Vec<String>,
+    qa_f1: f64,
+}
+
+#[test]
+fn longbench_matches_its_metrics_and_eval_loop() {
+    let fx: LongbenchFixture = fixture("longbench.json");
+    let mut checks = Checks::default();
+    for c in &fx.pairs {
+        let n = &c.name;
+        let norm = squad::normalize_answer(&c.pred);
+        checks.equal(n, "normalize(pred)", norm, c.normalized_pred.clone());
+        let f1 = longbench::qa_f1(&c.pred, &c.gold);
+        checks.close(n, "qa_f1", f1, c.qa_f1, EXACT);
+    }
+    for c in &fx.max_over_golds {
+        let got = longbench::max_over_golds(longbench::qa_f1, &c.pred, &c.golds);
+        checks.close(&c.name, "max qa_f1", got, c.qa_f1, EXACT);
+    }
+    checks.finish(150);
+}
+
+#[derive(Deserialize)]
+struct EthicFixture {
+    recalling: Vec<EthicRecalling>,
+    attributing: Vec<EthicAttributing>,
+}
+
+#[derive(Deserialize)]
+struct EthicRecalling {
+    name: String,
+    prediction: String,
+    labels: Vec<String>,
+    precision: f64,
+    recall: f64,
+    f1: f64,
+}
+
+#[derive(Deserialize)]
+struct EthicAttributing {
+    name: String,
+    prediction: String,
+    answer: Vec<String>,
+    precision: f64,
+    recall: f64,
+    f1: f64,
+}
+
+#[test]
+fn ethic_sets_match_calculate_f1_score() {
+    let fx: EthicFixture = fixture("ethic.json");
+    let mut checks = Checks::default();
+    for c in &fx.recalling {
+        let n = &c.name;
+        let got = sets::ethic_set_scores(&sets::ethic_split(&c.prediction), &c.labels);
+        checks.close(n, "precision", got.precision, c.precision, EXACT);
+        checks.close(n, "recall", got.recall, c.recall, EXACT);
+        checks.close(n, "f1", got.f1, c.f1, EXACT);
+    }
+    checks.finish(120);
+}
+
+/// ETHIC's Attributing score is the retrieval scorer's P/R/F1 with `k` unset, gold ids being
+/// the first number of each gold answer.
+#[test]
+fn ethic_attributing_is_retrieval_at_no_cut_off() {
+    let fx: EthicFixture = fixture("ethic.json");
+    let mut checks = Checks::default();
+    for c in &fx.attributing {
+        let n = &c.name;
+        let ids = bwb::score::retrieval::passage_ids(&c.prediction);
+        let relevant: Vec<String> = c
+            .answer
+            .iter()
+            .map(|a| {
+                let digits: String = a
+                    .chars()
+                    .skip_while(|c| !c.is_ascii_digit())
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                if digits.is_empty() {
+                    "None".to_string()
+                } else {
+                    digits
+                }
+            })
+            .collect();
+        let got = retrieval::prf_at_k(&ids, &relevant, None);
+        checks.close(n, "precision", got.precision, c.precision, EXACT);
+        checks.close(n, "recall", got.recall, c.recall, EXACT);
+        checks.close(n, "f1", got.f1, c.f1, EXACT);
+    }
+    checks.finish(90);
+}
+
+#[derive(Deserialize)]
+struct RougeMultiFixture {
+    cases: Vec<RougeMultiCase>,
+}
+
+#[derive(Deserialize)]
+struct RougeMultiCase {
+    name: String,
+    targets: Vec<String>,
+    prediction: String,
+    rouge1: [f64; 3],
+    rouge2: [f64; 3],
+    #[serde(rename = "rougeL")]
+    rouge_l: [f64; 3],
+}
+
+#[test]
+fn rouge_score_multi_matches_rouge_score() {
+    let fx: RougeMultiFixture = fixture("rouge_multi.json");
+    let mut checks = Checks::default();
+    for c in &fx.cases {
+        let n = &c.name;
+        let (t, p) = (&c.targets, c.prediction.as_str());
+        let scores = [
+            (
+                "rouge1",
+                rouge::score_multi(t, p, |t, p| rouge::rouge_n(t, p, 1)),
+                c.rouge1,
+            ),
+            (
+                "rouge2",
+                rouge::score_multi(t, p, |t, p| rouge::rouge_n(t, p, 2)),
+                c.rouge2,
+            ),
+            (
+                "rougeL",
+                rouge::score_multi(t, p, rouge::rouge_l),
+                c.rouge_l,
+            ),
+        ];
+        for (kind, got, [p, r, f]) in scores {
+            let Some(got) = got else {
+                checks.equal(n, kind, "None", "a score");
+                continue;
+            };
+            checks.close(n, &format!("{kind} precision"), got.precision, p, EXACT);
+            checks.close(n, &format!("{kind} recall"), got.recall, r, EXACT);
+            checks.close(n, &format!("{kind} fmeasure"), got.fmeasure, f, EXACT);
+        }
+    }
+    checks.finish(250);
 }
 
 // --- stats ------------------------------------------------------------------------------------
