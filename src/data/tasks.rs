@@ -24,7 +24,7 @@ pub fn to_example(
         AnswerKind::Choice => choice_example(&f),
         AnswerKind::Code => code_example(&f),
         AnswerKind::Text | AnswerKind::List | AnswerKind::Retrieval | AnswerKind::Summary => {
-            todo!("SKELETON: converters for the context-benchmark kinds")
+            crate::data::context::context_example(task, split, index, row)
         }
     }
 }
@@ -84,6 +84,8 @@ impl Fields<'_> {
         match self.row.get(col) {
             None => Err(format!("column `{col}` is missing")),
             Some(Value::Null) => Ok(Vec::new()),
+            // A CSV cell holding a JSON list (bring-your-own data).
+            Some(Value::String(s)) if s.trim_start().starts_with('[') => json_string_list(col, s),
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|v| match v {
@@ -306,4 +308,21 @@ fn code_example(f: &Fields) -> Result<Example, String> {
         target: code,
         stratum: None,
     })
+}
+
+/// A cell holding a JSON list of strings (how a CSV file carries a list column).
+pub(crate) fn json_string_list(col: &str, s: &str) -> Result<Vec<String>, String> {
+    match serde_json::from_str::<Value>(s) {
+        Ok(Value::Array(items)) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                Value::Number(n) => Ok(n.to_string()),
+                other => Err(format!("column `{col}` should hold text, found {other}")),
+            })
+            .collect(),
+        _ => Err(format!(
+            "column `{col}` starts with `[` but is not a JSON list of strings: {s:?}"
+        )),
+    }
 }
