@@ -326,7 +326,12 @@ fn gold(task: &TaskConfig, row: &Row, passages: &[Passage]) -> Result<(Answer, S
     match task.answer.kind {
         AnswerKind::List => {
             let items = list_items(column, value, task.answer.items)?;
-            let target = items.join(", ");
+            // ETHIC scores an empty gold list as the answer "None".
+            let target = if items.is_empty() {
+                "None".to_string()
+            } else {
+                items.join(", ")
+            };
             Ok((Answer::List { items }, target))
         }
         AnswerKind::Summary => {

@@ -113,6 +113,13 @@ fn label_example(f: &Fields, split: &str, index: usize) -> Result<Example, Strin
     // ClassLabel columns hold the index; CSV/JSON exports sometimes hold the name.
     let label = match f.raw("label")? {
         Value::String(s) if labels.contains(s) => s.clone(),
+        Value::String(s) if s.trim().parse::<i64>().is_err() => {
+            return Err(format!(
+                "column `{col}` = {s:?} is not one of the {} labels ({}) nor an index",
+                labels.len(),
+                labels.join(", ")
+            ))
+        }
         _ => {
             let i = f.int("label")?;
             usize::try_from(i)
