@@ -103,8 +103,14 @@ fn datasets_prepare_whole_splits_with_their_own_ids_and_gold() {
         assert_eq!(m["eval_split"], split);
         assert_eq!(m["splits"][split], n);
     }
+    hotpotqa_and_longbench(&p);
+    msmarco(&p);
+    financebench_and_ethic(&p);
+}
+
+fn hotpotqa_and_longbench(p: &Project) {
     // HotpotQA: titled paragraphs, the answer string as gold.
-    let h = examples(&p, "hotpotqa", "validation");
+    let h = examples(p, "hotpotqa", "validation");
     let e = &h["5a7a06935542990198eaf050"];
     let ctx = e["inputs"]["context"].as_str().unwrap();
     assert!(
@@ -121,7 +127,7 @@ fn datasets_prepare_whole_splits_with_their_own_ids_and_gold() {
     assert_eq!(h["5ab3b0bf5542992ade7c6e39"]["target"], "no");
     assert_eq!(h["5ab3b0bf5542992ade7c6e39"]["stratum"], "comparison");
     // LongBench: `_id`, `input` as the question, every answer kept.
-    let n = examples(&p, "longbench-narrativeqa", "test");
+    let n = examples(p, "longbench-narrativeqa", "test");
     let e = n
         .values()
         .find(|e| e["inputs"]["question"] == "Who is given the key?")
@@ -139,14 +145,17 @@ fn datasets_prepare_whole_splits_with_their_own_ids_and_gold() {
         .as_str()
         .unwrap()
         .contains("standard batteries"));
+}
+
+fn msmarco(p: &Project) {
     // MS MARCO: numbered passages; the abstention gold kept as is.
-    let m = examples(&p, "msmarco", "validation");
+    let m = examples(p, "msmarco", "validation");
     assert_eq!(
         m["50390"]["answer"]["answers"],
         json!(["No Answer Present."])
     );
     assert_eq!(m["9652"]["stratum"], "NUMERIC");
-    let r = examples(&p, "msmarco-retrieval", "validation");
+    let r = examples(p, "msmarco-retrieval", "validation");
     let relevant: BTreeMap<&str, Value> = r
         .iter()
         .map(|(k, e)| (k.as_str(), e["answer"]["relevant"].clone()))
@@ -161,8 +170,11 @@ fn datasets_prepare_whole_splits_with_their_own_ids_and_gold() {
         "{ctx}"
     );
     assert_eq!(r["50390"]["target"], "None");
+}
+
+fn financebench_and_ethic(p: &Project) {
     // FinanceBench: the evidence pages, each page once.
-    let f = examples(&p, "financebench", "train");
+    let f = examples(p, "financebench", "train");
     let ctx = f["financebench_id_00002"]["inputs"]["context"]
         .as_str()
         .unwrap();
@@ -183,7 +195,7 @@ fn datasets_prepare_whole_splits_with_their_own_ids_and_gold() {
         json!(["$4,210 million"])
     );
     // ETHIC: its own messages as inputs; list gold as ETHIC scores it.
-    let rec = examples(&p, "ethic-recalling", "test");
+    let rec = examples(p, "ethic-recalling", "test");
     assert_eq!(
         rec["Books_0001"]["answer"],
         json!({"kind": "list", "items": ["Anna", "Piet", "Lotte"]})
@@ -194,12 +206,12 @@ fn datasets_prepare_whole_splits_with_their_own_ids_and_gold() {
         ["system_msg", "user_msg"]
     );
     assert_eq!(rec["Books_0001"]["stratum"], "Books");
-    let org = examples(&p, "ethic-organizing", "test");
+    let org = examples(p, "ethic-organizing", "test");
     assert_eq!(org["Books_0201"]["answer"]["items"], json!(["2", "1", "3"]));
-    let att = examples(&p, "ethic-attributing", "test");
+    let att = examples(p, "ethic-attributing", "test");
     assert_eq!(att["Debates_0302"]["answer"]["items"], json!(["1", "12"]));
     assert_eq!(att["Books_0303"]["answer"]["items"], json!([]));
-    let sum = examples(&p, "ethic-summarizing", "test");
+    let sum = examples(p, "ethic-summarizing", "test");
     assert_eq!(sum["Law_0102"]["answer"]["kind"], "summary");
 }
 
@@ -485,6 +497,55 @@ fn copy_prompts(p: &Project, from: &str, to: &str) {
         p.write(
             &format!("prompts/{to}/{f}"),
             &p.read(&format!("prompts/{from}/{f}")),
+        );
+    }
+}
+
+#[test]
+fn source_and_split_mistakes_are_config_errors() {
+    let p = custom_label_project();
+    let cfg = "configs/tasks/support.yaml";
+    let good = p.read(cfg);
+    let cases = [
+        (
+            good.replace(
+                "source: {path: my-data/support.csv}",
+                "source: {path: my-data/support.csv, repo: a/b}",
+            ),
+            "leave out `source.repo`",
+        ),
+        (
+            good.replace(
+                "source: {path: my-data/support.csv}",
+                "source: {repo: a/b, revision: main, format: csv, splits: {train: {files: [x.csv]}}}",
+            ),
+            "`source.splits.train.rows` is required",
+        ),
+        (
+            good.replace(
+                "source: {path: my-data/support.csv}",
+                "source: {repo: a/b, revision: main, format: csv, splits: {data: {files: [x.csv], rows: 3}}}\nsplits: {test: data}",
+            ),
+            "`splits.train` is required for a task",
+        ),
+        (
+            good.replace(
+                "source: {path: my-data/support.csv}",
+                "source: {path: my-data/support.csv, columns: {text: body}}\ncolumns: {text: message}",
+            ),
+            "column `text` is renamed twice",
+        ),
+        (
+            good.replace("max_new_tokens: 8", "max_new_tokens: 8\ninputs: [text]"),
+            "only apply to text, list, retrieval and summary answers",
+        ),
+    ];
+    for (text, want) in cases {
+        p.write(cfg, &text);
+        let err = p.bwb(&["prepare", "--task", "support"]).fails(1);
+        assert!(
+            err.contains("support.yaml") && err.contains(want),
+            "{want}: {err}"
         );
     }
 }
