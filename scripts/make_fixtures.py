@@ -6,7 +6,7 @@ What it makes
 * tests/fixtures/hub/   -- a Hugging Face hub cache (the layout read by the Rust
   crate hf-hub 0.4: ``Cache::new(dir).repo(Repo::with_revision(id,
   RepoType::Dataset, rev)).get(path)``) holding tiny, hand-made stand-ins for
-  six datasets, in the same raw file format, path-in-repo, column names, Arrow
+  the six task datasets and the context benchmarks, in the same raw file format, path-in-repo, column names, Arrow
   types and ``huggingface`` schema metadata as the real files:
 
       datasets--<org>--<name>/refs/<revision>          40-hex commit, no newline

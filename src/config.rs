@@ -1,7 +1,8 @@
 //! Typed YAML configs. Every struct denies unknown fields so a typo is an error naming the
 //! file, line and field instead of a silently ignored setting.
 //!
-//! Layout: `configs/tasks/<task>.yaml`, `configs/models/<model>.yaml`,
+//! Layout: `configs/tasks/<task>.yaml`, `configs/datasets/<id>.yaml` (eval-only, same
+//! schema without a train split), `configs/models/<model>.yaml`,
 //! `configs/training/<name>.yaml`, `configs/pricing.yaml`, `configs/run_defaults.yaml`.
 
 use std::collections::BTreeMap;
