@@ -244,6 +244,12 @@ fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
 /// Download one task or dataset into `raw_dir` (data/raw/<id>/). Returns the manifest
 /// written. A local `source.path` has nothing to download: see [`download`].
 pub fn download_task(hub: &Hub, task: &TaskConfig, raw_dir: &Path) -> Result<RawManifest> {
+    if let Some(path) = &task.source.path {
+        return Err(Error::Config(format!(
+            "`{}` reads the local file `{path}` (source.path): there is nothing to download; `bwb prepare` reads it directly",
+            task.id
+        )));
+    }
     fsutil::create_dir_all(raw_dir)?;
     // A missing manifest marks a download in progress: remove the old one before writing.
     match std::fs::remove_file(raw_dir.join(MANIFEST)) {

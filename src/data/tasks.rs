@@ -153,7 +153,13 @@ fn spans_example(f: &Fields) -> Result<Example, String> {
     let question = not_empty(f.task.column("question"), f.str("question")?)?;
     let title = f.str_or_empty("title")?;
     let col = f.task.column("answers");
-    let answers = match f.raw("answers")? {
+    // A CSV cell holds the struct as JSON text (bring-your-own data).
+    let parsed = match f.raw("answers")? {
+        Value::String(s) if s.trim_start().starts_with('{') => serde_json::from_str(s)
+            .map_err(|e| format!("column `{col}` is not JSON {{text, answer_start}} ({e})"))?,
+        other => other.clone(),
+    };
+    let answers = match &parsed {
         Value::Object(m) => m,
         other => {
             return Err(format!(
@@ -264,7 +270,14 @@ fn choice_example(f: &Fields) -> Result<Example, String> {
         .join("\n");
     inputs.insert("options".to_string(), options);
     let col = f.task.column("answer");
-    let i = f.int("answer")?;
+    // The option index, or (bring-your-own data) the option letter itself.
+    let i = match f.raw("answer")? {
+        Value::String(s) if letters.iter().any(|l| l.eq_ignore_ascii_case(s.trim())) => letters
+            .iter()
+            .position(|l| l.eq_ignore_ascii_case(s.trim()))
+            .map_or(-1, |k| k as i64),
+        _ => f.int("answer")?,
+    };
     let Some(k) = usize::try_from(i).ok().filter(|k| *k < letters.len()) else {
         return Err(format!(
             "column `{col}` = {i} is not an option index 0..{} (unlabelled rows, such as MedMCQA's test split, cannot be used)",

@@ -464,6 +464,8 @@ fn local_files_of_every_format_feed_the_new_kinds() {
         "configs/datasets/my-passages.yaml",
         "id: my-passages\nname: Passages\nsource: {path: mine/passages.jsonl, columns: {id: qid, question: q, context: passages}}\ncontext_layout: passages\nmetric_id: retrieval_f1\nanswer: {kind: retrieval}\ntest_sample_size: 1\nsmoke: {test_sample_size: 1}\nmax_seq_length: 512\nmax_new_tokens: 16\nprompts: {system: system.txt, user: user.txt}\n",
     );
+    copy_prompts(&p, "hotpotqa", "my-lists");
+    copy_prompts(&p, "msmarco-retrieval", "my-passages");
     p.bwb(&["prepare", "--task", "my-hotpot,my-lists,my-passages"])
         .ok();
     let h = jsonl(&p.read("data/prepared/my-hotpot/data.jsonl"));
@@ -548,4 +550,91 @@ fn source_and_split_mistakes_are_config_errors() {
             "{want}: {err}"
         );
     }
+}
+
+/// A task config on a local file with small sizes (smoke sizes the same).
+fn local_task(p: &Project, id: &str, file: &str, answer: &str) {
+    copy_prompts(p, "fpb", id);
+    p.write(
+        &format!("configs/tasks/{id}.yaml"),
+        &format!("id: {id}\nname: {id}\nsource: {{path: {file}}}\n{answer}\nval_size: 2\ntest_sample_size: 2\ntraining_cap: 8\nsmoke: {{val_size: 2, test_sample_size: 2, training_cap: 8}}\nmax_seq_length: 256\nmax_new_tokens: 8\nprompts: {{system: system.txt, user: user.txt}}\n"),
+    );
+}
+
+#[test]
+fn local_files_serve_the_choice_spans_and_code_kinds() {
+    let p = Project::new();
+    let mut choice = "id,question,opa,opb,answer\n".to_string();
+    let mut spans = "id,title,context,question,answers\n".to_string();
+    let mut code = String::new();
+    for i in 0..10 {
+        let letter = ["A", "b"][i % 2];
+        choice.push_str(&format!("c{i},Is {i} even?,yes,no,{letter}\n"));
+        let answers = if i % 2 == 0 {
+            r#""{""text"": [""the Seller""], ""answer_start"": [4]}""#
+        } else {
+            r#""{""text"": [], ""answer_start"": []}""#
+        };
+        spans.push_str(&format!(
+            "s{i},Deal {i},\"The Seller pays.\",Who pays?,{answers}\n"
+        ));
+        let row = json!({"task_id": i, "text": format!("Return {i}."), "code": format!("def f():\n    return {i}"),
+            "test_list": format!("[\"assert f() == {i}\"]"), "test_setup_code": "", "challenge_test_list": []});
+        code.push_str(&format!("{row}\n"));
+    }
+    p.write("mine/choice.csv", &choice);
+    p.write("mine/spans.csv", &spans);
+    p.write("mine/code.jsonl", &code);
+    local_task(
+        &p,
+        "my-choice",
+        "mine/choice.csv",
+        "metric_id: accuracy\nanswer: {kind: choice, options: [A, B], option_columns: [opa, opb]}",
+    );
+    local_task(
+        &p,
+        "my-spans",
+        "mine/spans.csv",
+        "metric_id: cuad_f1\nanswer: {kind: spans, no_answer: None.}",
+    );
+    local_task(
+        &p,
+        "my-code",
+        "mine/code.jsonl",
+        "metric_id: pass_at_1\nanswer: {kind: code}",
+    );
+    p.bwb(&[
+        "--smoke-test",
+        "prepare",
+        "--task",
+        "my-choice,my-spans,my-code",
+    ])
+    .ok();
+    let all = |id: &str| -> Vec<Value> {
+        ["train", "val", "test"]
+            .iter()
+            .flat_map(|s| jsonl(&p.read(&format!("data/smoke/prepared/{id}/{s}.jsonl"))))
+            .collect()
+    };
+    let c = all("my-choice");
+    assert_eq!(c.len(), 10);
+    for e in &c {
+        let i: usize = e["id"].as_str().unwrap()[1..].parse().unwrap();
+        assert_eq!(e["answer"]["option"], ["A", "B"][i % 2], "{e}");
+    }
+    let s = all("my-spans");
+    for e in &s {
+        let i: usize = e["id"].as_str().unwrap()[1..].parse().unwrap();
+        let want = if i % 2 == 0 {
+            json!([{"text": "the Seller", "start": 4}])
+        } else {
+            json!([])
+        };
+        assert_eq!(e["answer"]["spans"], want, "{e}");
+    }
+    let k = all("my-code");
+    assert_eq!(k.len(), 10);
+    assert!(k
+        .iter()
+        .all(|e| e["answer"]["tests"].as_array().unwrap().len() == 1));
 }
