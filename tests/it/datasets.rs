@@ -625,7 +625,7 @@ fn local_files_serve_the_choice_spans_and_code_kinds() {
     let s = all("my-spans");
     for e in &s {
         let i: usize = e["id"].as_str().unwrap()[1..].parse().unwrap();
-        let want = if i % 2 == 0 {
+        let want = if i.is_multiple_of(2) {
             json!([{"text": "the Seller", "start": 4}])
         } else {
             json!([])
