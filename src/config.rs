@@ -201,7 +201,8 @@ pub struct AnswerSpec {
     /// Option letters in order (choice tasks).
     #[serde(default)]
     pub options: Vec<String>,
-    /// What the model should answer when a span task has no answer.
+    /// What the model should answer when a span task has no answer; for a text task, the
+    /// dataset's abstention answer (MS MARCO `No Answer Present.`), also a prompt variable.
     #[serde(default)]
     pub no_answer: Option<String>,
     /// Raw columns holding the option texts, in option order (choice tasks).
