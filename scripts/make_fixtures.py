@@ -6,7 +6,7 @@ What it makes
 * tests/fixtures/hub/   -- a Hugging Face hub cache (the layout read by the Rust
   crate hf-hub 0.4: ``Cache::new(dir).repo(Repo::with_revision(id,
   RepoType::Dataset, rev)).get(path)``) holding tiny, hand-made stand-ins for
-  six datasets, in the same raw file format, path-in-repo, column names, Arrow
+  the six task datasets and the context benchmarks, in the same raw file format, path-in-repo, column names, Arrow
   types and ``huggingface`` schema metadata as the real files:
 
       datasets--<org>--<name>/refs/<revision>          40-hex commit, no newline
@@ -19,6 +19,13 @@ What it makes
   takala/financial_phrasebank      refs/convert/parquet  sentences_allagree/train/0000.parquet
   openlifescienceai/medmcqa        main                  data/{train,validation,test}-00000-of-00001.parquet
   google-research-datasets/mbpp    main                  full/{train,test,validation,prompt}-00000-of-00001.parquet
+
+  Context benchmarks (eval-only, configs/datasets/), a handful of rows each:
+  hotpotqa/hotpot_qa               main                  distractor/validation-00000-of-00001.parquet
+  THUDM/LongBench                  refs/convert/parquet  {narrativeqa,qasper,multifieldqa_en,2wikimqa,qmsum}/test/0000.parquet
+  dmis-lab/ETHIC                   refs/convert/parquet  {Recalling,Summarizing,Organizing,Attributing}/test/0000.parquet
+  microsoft/ms_marco               main                  v2.1/validation-00000-of-00001.parquet
+  PatronusAI/financebench          main                  financebench_merged.jsonl
 
 * tests/fixtures/broken/banking77_truncated.parquet -- the banking77 train
   fixture cut in half (invalid parquet: no footer).
@@ -1449,6 +1456,300 @@ def make_mbpp() -> dict:
 
 
 # ==========================================================================
+# Context benchmarks (eval-only datasets, configs/datasets/)
+# ==========================================================================
+# A handful of invented rows each, in the real files' paths, column names, Arrow types
+# (nested structs and lists as the hub stores them) and `huggingface` feature metadata.
+
+HOTPOT_REPO = "hotpotqa/hotpot_qa"
+HOTPOT_REV = "main"
+HOTPOT_SCHEMA = hf_schema([
+    ("id", pa.string(), f_value("string")),
+    ("question", pa.string(), f_value("string")),
+    ("answer", pa.string(), f_value("string")),
+    ("type", pa.string(), f_value("string")),
+    ("level", pa.string(), f_value("string")),
+    ("supporting_facts", pa.struct([("title", pa.list_(pa.string())), ("sent_id", pa.list_(pa.int32()))]),
+     f_sequence({"title": f_value("string"), "sent_id": f_value("int32")})),
+    ("context", pa.struct([("title", pa.list_(pa.string())), ("sentences", pa.list_(pa.list_(pa.string())))]),
+     f_sequence({"title": f_value("string"), "sentences": f_sequence(f_value("string"))})),
+])
+
+HOTPOT_ROWS = [
+    ("5a7a06935542990198eaf050", "Which harbour town is the ferry operator Nordlys Lines based in, the one whose founder also designed the Kestrel lighthouse?",
+     "Port Ellery", "bridge", "medium",
+     [("Nordlys Lines", ["Nordlys Lines is a ferry operator based in Port Ellery.", " It was founded in 1962 by the engineer Mara Quill."]),
+      ("Kestrel Lighthouse", ["The Kestrel Lighthouse stands on a granite spit north of the bay.", " It was designed by Mara Quill and first lit in 1958."]),
+      ("Port Ellery", ["Port Ellery is a small harbour town with a population of 4,100.", " Its fish market dates from the 18th century."]),
+      ("Gannet Rock", ["Gannet Rock is an uninhabited islet.", " Seabirds nest there every spring."])],
+     [("Nordlys Lines", 0), ("Kestrel Lighthouse", 1)]),
+    ("5ab3b0bf5542992ade7c6e39", "Are the novelists Ilse Varga and Tomas Brenn both from the same country?",
+     "no", "comparison", "hard",
+     [("Ilse Varga", ["Ilse Varga (born 1931) is a Hungarian novelist and translator."]),
+      ("Tomas Brenn", ["Tomas Brenn was a Danish novelist.", " His best known book is The Salt Road (1974)."]),
+      ("The Salt Road", ["The Salt Road is a 1974 novel set on the Jutland coast."])],
+     [("Ilse Varga", 0), ("Tomas Brenn", 0)]),
+    ("5a8c7595554299585d9e36b6", "In what year did the river on which the town of Lemford stands first freeze over completely?",
+     "1893", "bridge", "easy",
+     [("Lemford", ["Lemford is a market town on the River Aske."]),
+      ("River Aske", ["The River Aske rises in the western hills.", " It froze over completely for the first time in 1893."]),
+      ("Aske Bridge", ["Aske Bridge is a stone bridge built in 1702."])],
+     [("Lemford", 0), ("River Aske", 1)]),
+    ("5ae0185b55429942ec259c1b", "What instrument did the founder of the Halvard Quartet play?",
+     "viola", "bridge", "medium",
+     [("Halvard Quartet", ["The Halvard Quartet is a string quartet founded by Ruth Okafor in 1988."]),
+      ("Ruth Okafor", ["Ruth Okafor is a violist and teacher.", " She played the viola in the quartet until 2004."]),
+      ("String quartet", ["A string quartet has two violins, a viola and a cello."])],
+     [("Halvard Quartet", 0), ("Ruth Okafor", 1)]),
+]
+
+
+def make_hotpotqa() -> dict:
+    write_ref(HOTPOT_REPO, HOTPOT_REV)
+    rows = []
+    for id_, q, a, typ, level, paras, facts in HOTPOT_ROWS:
+        rows.append({
+            "id": id_, "question": q, "answer": a, "type": typ, "level": level,
+            "supporting_facts": {"title": [t for t, _ in facts], "sent_id": [i for _, i in facts]},
+            "context": {"title": [t for t, _ in paras], "sentences": [ss for _, ss in paras]},
+        })
+    path = "distractor/validation-00000-of-00001.parquet"
+    write_parquet(HOTPOT_REPO, path, HOTPOT_SCHEMA, rows)
+    return {path: len(rows)}
+
+
+LONGBENCH_REPO = "THUDM/LongBench"
+LONGBENCH_REV = "refs/convert/parquet"
+LONGBENCH_SCHEMA = hf_schema([
+    ("input", pa.string(), f_value("string")),
+    ("context", pa.string(), f_value("string")),
+    ("answers", pa.list_(pa.string()), f_sequence(f_value("string"))),
+    ("length", pa.int32(), f_value("int32")),
+    ("dataset", pa.string(), f_value("string")),
+    ("language", pa.string(), f_value("string")),
+    ("all_classes", pa.list_(pa.string()), f_sequence(f_value("string"))),
+    ("_id", pa.string(), f_value("string")),
+])
+
+LONGBENCH_ITEMS = {
+    "narrativeqa": [
+        ("Why does Edda leave the lighthouse?", "Edda kept the lamp for eleven winters. When the letter came saying her brother was ill in the city, she left the key with the ferryman and took the morning boat.", ["To care for her sick brother."]),
+        ("Who is given the key?", "The ferryman, Osk, had carried mail to the island for thirty years. Edda trusted no one else with the lamp, so she left the key with him before she sailed.", ["The ferryman, Osk.", "Osk"]),
+        ("What does the play's chorus warn the king about?", "ACT ONE. The chorus enters. CHORUS: Beware the river, king, for it remembers every bridge you burned. The king laughs and orders a new bridge built.", ["That the river remembers the bridges he burned."]),
+    ],
+    "qasper": [
+        ("Which dataset do they evaluate on?", "Abstract. We study compositional generalisation. Experiments. We evaluate on the SCAN benchmark and report exact-match accuracy over five seeds.", ["SCAN", "the SCAN benchmark"]),
+        ("Do they use pretrained embeddings?", "Model. Word embeddings are initialised randomly and trained jointly with the encoder; no pretrained vectors are used.", ["No"]),
+        ("What is the size of the corpus?", "Data. The corpus has 12,400 annotated sentences drawn from parliamentary debates.", ["12,400 sentences"]),
+    ],
+    "multifieldqa_en": [
+        ("What voltage does the controller accept?", "Installation guide. The controller accepts 12 to 24 V DC. Do not connect mains voltage to the terminal block.", ["12 to 24 V DC"]),
+        ("When was the trust founded?", "The Marsh Trust was founded in 1979 by local farmers to protect the wetland. It now manages 400 hectares.", ["1979"]),
+        ("What is the recommended dose for adults?", "Dosage. Adults: one tablet twice daily with food. Children under 12: consult a doctor.", ["One tablet twice daily with food."]),
+    ],
+    "2wikimqa": [
+        ("Who was born first, Anton Meyl or Clara Diaz?", "Passage 1:\nAnton Meyl (1902-1977) was an Austrian architect.\nPassage 2:\nClara Diaz (1911-1990) was a Chilean painter.", ["Anton Meyl"]),
+        ("Where did the director of Gull Island die?", "Passage 1:\nGull Island is a 1958 film directed by Per Lund.\nPassage 2:\nPer Lund was a Norwegian film director. He died in Bergen in 1981.", ["Bergen"]),
+        ("Are both films from the same country?", "Passage 1:\nNorth Light is a 1964 Swedish drama film.\nPassage 2:\nThe Quiet Field is a 1966 Swedish war film.", ["yes"]),
+    ],
+    "qmsum": [
+        ("Summarize the discussion about the remote control's battery.", "Project Manager: Let's talk about the battery. Industrial Designer: A rechargeable cell adds cost but users like it. Marketing: Our survey says people forget to charge things. Project Manager: So standard batteries, then.", ["The team weighed a rechargeable battery against standard ones; because users forget to charge devices, they chose standard batteries."]),
+        ("What did the committee decide about school meals?", "Chair: The next item is school meals. Member A: Costs rose eight percent. Member B: We should protect free meals for younger pupils. Chair: Agreed, we will fund them and review prices in spring.", ["The committee agreed to keep funding free meals for younger pupils despite an eight percent cost rise and to review prices in spring."]),
+        ("Summarize the whole meeting.", "Professor: Today we look at the recogniser errors. Student: Most errors are in noisy rooms. Professor: Then next week we try the new noise model and compare.", ["The group found that most recogniser errors come from noisy rooms and planned to test a new noise model next week."]),
+    ],
+}
+
+
+def make_longbench() -> dict:
+    write_ref(LONGBENCH_REPO, LONGBENCH_REV)
+    files = {}
+    for task, items in LONGBENCH_ITEMS.items():
+        rows = []
+        for k, (q, ctx, answers) in enumerate(items):
+            id_ = hashlib.sha1(f"{task}-{k}".encode()).hexdigest()[:48]
+            rows.append({"input": q, "context": ctx, "answers": answers, "length": len(ctx.split()),
+                         "dataset": task, "language": "en", "all_classes": None, "_id": id_})
+        path = f"{task}/test/0000.parquet"
+        write_parquet(LONGBENCH_REPO, path, LONGBENCH_SCHEMA, rows)
+        files[path] = len(rows)
+    return files
+
+
+ETHIC_REPO = "dmis-lab/ETHIC"
+ETHIC_REV = "refs/convert/parquet"
+
+
+def ethic_schema(answer_is_list: bool) -> pa.Schema:
+    answer = (pa.list_(pa.string()), f_sequence(f_value("string"))) if answer_is_list else (pa.string(), f_value("string"))
+    return hf_schema([
+        ("ID", pa.string(), f_value("string")),
+        ("Domain", pa.string(), f_value("string")),
+        ("System_msg", pa.string(), f_value("string")),
+        ("User_msg", pa.string(), f_value("string")),
+        ("Answer", answer[0], answer[1]),
+    ])
+
+
+ETHIC_SYSTEM = "You are a careful reader. Follow the instruction exactly and use only the given context."
+ETHIC_ITEMS = {
+    "Recalling": [
+        ("Books_0001", "Books", "### Instruction:\nList every character who visits the mill, separated by commas.\n\n### Context:\n<Section 1> Anna walks to the mill at dawn. <Section 2> Later Piet and the miller's niece Lotte arrive with flour sacks.\n\nNow, respond to the instruction.", ["Anna", "Piet", "Lotte"]),
+        ("Medicine_0002", "Medicine", "### Instruction:\nList every drug the patient received, separated by commas.\n\n### Context:\n<Section 1> The patient was given amoxicillin. <Section 2> Paracetamol was added for fever.\n\nNow, respond to the instruction.", ["amoxicillin", "paracetamol"]),
+        ("Debates_0003", "Debates", "### Instruction:\nList every member who spoke about fisheries, separated by commas.\n\n### Context:\n<Section 1> Mr Hale raised quotas. <Section 2> Ms Orr replied on harbour funding.\n\nNow, respond to the instruction.", ["Mr Hale", "Ms Orr"]),
+    ],
+    "Summarizing": [
+        ("Books_0101", "Books", "### Instruction:\nSummarize each section in one sentence, keeping the section tags.\n\n### Context:\n<Section 1> The storm wrecks the harbour wall. <Section 2> The villagers rebuild it together.\n\nNow, respond to the instruction.", "<Section 1> A storm destroys the harbour wall. <Section 2> The villagers rebuild it."),
+        ("Law_0102", "Law", "### Instruction:\nSummarize each segment in one sentence, keeping the segment tags.\n\n### Context:\n<Segment 1> The tenant claims the deposit. <Segment 2> The court orders its return with interest.\n\nNow, respond to the instruction.", "<Segment 1> The tenant sues for the deposit. <Segment 2> The court orders it returned with interest."),
+        ("Medicine_0103", "Medicine", "### Instruction:\nSummarize each section in one sentence, keeping the section tags.\n\n### Context:\n<Section 1> Trial design and enrolment. <Section 2> Outcomes favoured the treatment arm.\n\nNow, respond to the instruction.", "<Section 1> The trial design and enrolment are described. <Section 2> The treatment arm did better."),
+    ],
+    "Organizing": [
+        ("Books_0201", "Books", "### Instruction:\nOrder the sections as the events happen. Answer with the section numbers.\n\n### Context:\n<Section 1> They marry. <Section 2> They meet. <Section 3> They argue.\n\nNow, respond to the instruction.", "2, 1, 3"),
+        ("Debates_0202", "Debates", "### Instruction:\nOrder the sections by sitting date. Answer with the section numbers.\n\n### Context:\n<Section 1> Sitting of 3 May. <Section 2> Sitting of 1 May. <Section 3> Sitting of 2 May.\n\nNow, respond to the instruction.", "2, 3, 1"),
+        ("Law_0203", "Law", "### Instruction:\nOrder the segments as the case proceeded. Answer with the segment numbers.\n\n### Context:\n<Segment 1> Appeal. <Segment 2> Filing. <Segment 3> Trial.\n\nNow, respond to the instruction.", "2, 3, 1"),
+    ],
+    "Attributing": [
+        ("Law_0301", "Law", "### Instruction:\nWhich segments support the claim that the contract was void? Answer as 'Related Segments: ...'.\n\n### Context:\n<Segment 1> No consideration was paid. <Segment 2> The weather was fine. <Segment 3> One party was a minor.\n\nNow, respond to the instruction.", ["Segment 1", "Segment 3"]),
+        ("Debates_0302", "Debates", "### Instruction:\nWhich segments mention rail funding? Answer as 'Related Segments: ...'.\n\n### Context:\n<Segment 1> Rail budgets rose. <Segment 2> Schools were discussed. <Segment 12> The rail levy was debated.\n\nNow, respond to the instruction.", ["Segment 1", "Segment 12"]),
+        ("Books_0303", "Books", "### Instruction:\nWhich sections mention the dog? Answer as 'Related Segments: ...'.\n\n### Context:\n<Section 1> The cat sleeps. <Section 2> Rain falls.\n\nNow, respond to the instruction.", []),
+    ],
+}
+
+
+def make_ethic() -> dict:
+    write_ref(ETHIC_REPO, ETHIC_REV)
+    files = {}
+    for config, items in ETHIC_ITEMS.items():
+        schema = ethic_schema(isinstance(items[0][3], list))
+        rows = [{"ID": i, "Domain": d, "System_msg": ETHIC_SYSTEM, "User_msg": u, "Answer": a} for i, d, u, a in items]
+        path = f"{config}/test/0000.parquet"
+        write_parquet(ETHIC_REPO, path, schema, rows)
+        files[path] = len(rows)
+    return files
+
+
+MSMARCO_REPO = "microsoft/ms_marco"
+MSMARCO_REV = "main"
+MSMARCO_SCHEMA = hf_schema([
+    ("answers", pa.list_(pa.string()), f_sequence(f_value("string"))),
+    ("passages", pa.struct([("is_selected", pa.list_(pa.int32())), ("passage_text", pa.list_(pa.string())),
+                            ("url", pa.list_(pa.string()))]),
+     f_sequence({"is_selected": f_value("int32"), "passage_text": f_value("string"), "url": f_value("string")})),
+    ("query", pa.string(), f_value("string")),
+    ("query_id", pa.int32(), f_value("int32")),
+    ("query_type", pa.string(), f_value("string")),
+    ("wellFormedAnswers", pa.list_(pa.string()), f_sequence(f_value("string"))),
+])
+
+MSMARCO_ROWS = [
+    (9652, "how long to boil an egg for a soft yolk", "NUMERIC", ["6 minutes"], ["Boil an egg for about 6 minutes for a soft yolk."],
+     [(0, "Hard-boiled eggs need 10 to 12 minutes.", "https://example.org/eggs/hard"),
+      (1, "For a soft, runny yolk, boil the egg for 6 minutes, then cool it in cold water.", "https://example.org/eggs/soft"),
+      (0, "Eggs keep for three weeks in the fridge.", "https://example.org/eggs/storage")]),
+    (19335, "what is the capital of tasmania", "LOCATION", ["Hobart"], [],
+     [(0, "Tasmania is an island state of Australia.", "https://example.org/tas"),
+      (1, "Hobart, the capital of Tasmania, lies on the Derwent River.", "https://example.org/hobart"),
+      (1, "Hobart is Tasmania's capital and largest city.", "https://example.org/hobart-city"),
+      (0, "Launceston is the second city of Tasmania.", "https://example.org/launceston")]),
+    (50390, "who painted the blue fox mural in lemford", "PERSON", ["No Answer Present."], [],
+     [(0, "Lemford is a market town on the River Aske.", "https://example.org/lemford"),
+      (0, "Foxes are common in the hills around the town.", "https://example.org/foxes")]),
+    (72144, "define estuary", "DESCRIPTION", ["An estuary is the tidal mouth of a river, where fresh water meets the sea."], [],
+     [(1, "An estuary is the wide tidal mouth of a river where fresh water mixes with sea water.", "https://example.org/estuary"),
+      (0, "Deltas form where rivers deposit sediment.", "https://example.org/delta"),
+      (0, "Salt marshes are coastal wetlands.", "https://example.org/marsh")]),
+]
+
+
+def make_msmarco() -> dict:
+    write_ref(MSMARCO_REPO, MSMARCO_REV)
+    rows = []
+    for qid, query, qtype, answers, well, passages in MSMARCO_ROWS:
+        rows.append({
+            "answers": answers,
+            "passages": {"is_selected": [s for s, _, _ in passages], "passage_text": [t for _, t, _ in passages],
+                         "url": [u for _, _, u in passages]},
+            "query": query, "query_id": qid, "query_type": qtype, "wellFormedAnswers": well,
+        })
+    path = "v2.1/validation-00000-of-00001.parquet"
+    write_parquet(MSMARCO_REPO, path, MSMARCO_SCHEMA, rows)
+    return {path: len(rows)}
+
+
+FINBENCH_REPO = "PatronusAI/financebench"
+FINBENCH_REV = "main"
+FINBENCH_ROWS = [
+    {"financebench_id": "financebench_id_00001", "company": "Northwind Freight", "doc_name": "NORTHWIND_2022_10K",
+     "question_type": "metrics-generated", "question_reasoning": "Information extraction",
+     "domain_question_num": None,
+     "question": "What was Northwind Freight's FY2022 total revenue in USD millions?",
+     "answer": "$4,210 million",
+     "justification": "Total revenue is reported on the income statement.",
+     "dataset_subset_label": "OPEN_SOURCE",
+     "evidence": [{"evidence_text": "Total revenues 4,210 3,987",
+                   "doc_name": "NORTHWIND_2022_10K", "evidence_page_num": 41,
+                   "evidence_text_full_page": "Consolidated Statements of Income (in millions)\nTotal revenues 4,210 3,987\nOperating income 512 470\n"}],
+     "gics_sector": "Industrials", "doc_type": "10k", "doc_period": 2022,
+     "doc_link": "https://example.org/northwind-2022-10k.pdf"},
+    {"financebench_id": "financebench_id_00002", "company": "Harbor Foods", "doc_name": "HARBORFOODS_2023Q2_10Q",
+     "question_type": "novel-generated", "question_reasoning": "Numerical reasoning",
+     "domain_question_num": None,
+     "question": "What is Harbor Foods' quick ratio at the end of Q2 2023? Round to two decimals.",
+     "answer": "0.84",
+     "justification": "(Cash 310 + receivables 530) / current liabilities 1,000 = 0.84.",
+     "dataset_subset_label": "OPEN_SOURCE",
+     "evidence": [{"evidence_text": "Cash and equivalents 310", "doc_name": "HARBORFOODS_2023Q2_10Q", "evidence_page_num": 5,
+                   "evidence_text_full_page": "Condensed Balance Sheet\nCash and equivalents 310\nReceivables 530\nInventories 620\nTotal current liabilities 1,000\n"},
+                  {"evidence_text": "Receivables 530", "doc_name": "HARBORFOODS_2023Q2_10Q", "evidence_page_num": 5,
+                   "evidence_text_full_page": "Condensed Balance Sheet\nCash and equivalents 310\nReceivables 530\nInventories 620\nTotal current liabilities 1,000\n"}],
+     "gics_sector": "Consumer Staples", "doc_type": "10q", "doc_period": 2023,
+     "doc_link": "https://example.org/harbor-2023q2-10q.pdf"},
+    {"financebench_id": "financebench_id_00003", "company": "Corvid Software", "doc_name": "CORVID_2021_10K",
+     "question_type": "domain-relevant", "question_reasoning": None,
+     "domain_question_num": "dg04",
+     "question": "Does Corvid Software have positive working capital based on FY2021 data?",
+     "answer": "Yes. Current assets of $2.9 billion exceed current liabilities of $1.7 billion.",
+     "justification": None,
+     "dataset_subset_label": "OPEN_SOURCE",
+     "evidence": [{"evidence_text": "Total current assets 2,901", "doc_name": "CORVID_2021_10K", "evidence_page_num": 60,
+                   "evidence_text_full_page": "Consolidated Balance Sheets (in millions)\nTotal current assets 2,901\n"},
+                  {"evidence_text": "Total current liabilities 1,712", "doc_name": "CORVID_2021_10K", "evidence_page_num": 61,
+                   "evidence_text_full_page": "Liabilities (in millions)\nTotal current liabilities 1,712\n"}],
+     "gics_sector": "Information Technology", "doc_type": "10k", "doc_period": 2021,
+     "doc_link": "https://example.org/corvid-2021-10k.pdf"},
+]
+
+
+def make_financebench() -> dict:
+    write_ref(FINBENCH_REPO, FINBENCH_REV)
+    path = "financebench_merged.jsonl"
+    out = repo_dir(FINBENCH_REPO) / "snapshots" / commit_for(FINBENCH_REPO) / path
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in FINBENCH_ROWS), encoding="utf-8")
+    return {path: len(FINBENCH_ROWS)}
+
+
+def verify_context(manifest: dict) -> None:
+    """Every context-benchmark fixture reads back with its row count; nested columns intact."""
+    for repo_id, (rev, files) in manifest.items():
+        assert (repo_dir(repo_id) / "refs" / rev).read_bytes().decode("ascii") == commit_for(repo_id)
+        for path, nrows in files.items():
+            f = repo_dir(repo_id) / "snapshots" / commit_for(repo_id) / path
+            if path.endswith(".jsonl"):
+                rows = [json.loads(l) for l in f.read_text(encoding="utf-8").splitlines()]
+                assert len(rows) == nrows and all(r["evidence"] for r in rows), f
+                continue
+            table = pq.read_table(f)
+            assert table.num_rows == nrows, (f, table.num_rows)
+            if repo_id == MSMARCO_REPO:
+                for r in table.to_pylist():
+                    p = r["passages"]
+                    assert len(p["is_selected"]) == len(p["passage_text"]) == len(p["url"])
+            if repo_id == HOTPOT_REPO:
+                for r in table.to_pylist():
+                    assert len(r["context"]["title"]) == len(r["context"]["sentences"])
+
+
+# ==========================================================================
 # Broken fixtures for error-path tests
 # ==========================================================================
 
@@ -1564,7 +1865,8 @@ def verify(manifest: dict) -> None:
         pass
     bad = pq.read_table(BROKEN / "banking77_bad_rows.parquet").column("label").to_pylist()
     assert None in bad and 99 in bad
-    total = sum(p.stat().st_size for p in FIXTURES.rglob("*") if p.is_file())
+    # What this script writes (hub/ and broken/) stays small; other fixture folders are not its own.
+    total = sum(p.stat().st_size for d in (HUB, BROKEN) for p in d.rglob("*") if p.is_file())
     assert total < 1_000_000, total
 
 
@@ -1610,14 +1912,22 @@ def main() -> None:
         MBPP_REPO: (MBPP_REV, make_mbpp()),
     }
     broken = make_broken()
+    context = {
+        HOTPOT_REPO: (HOTPOT_REV, make_hotpotqa()),
+        LONGBENCH_REPO: (LONGBENCH_REV, make_longbench()),
+        ETHIC_REPO: (ETHIC_REV, make_ethic()),
+        MSMARCO_REPO: (MSMARCO_REV, make_msmarco()),
+        FINBENCH_REPO: (FINBENCH_REV, make_financebench()),
+    }
     lines = []
-    for repo_id, (rev, files) in manifest.items():
+    for repo_id, (rev, files) in {**manifest, **context}.items():
         listing = ", ".join(f"`{p}` ({n})" for p, n in files.items())
         lines.append(f"| `{repo_id}` | `{rev}` (commit `{commit_for(repo_id)}`) | {listing} |")
     (FIXTURES / "README.md").write_text(README.format(table="\n".join(lines)))
     verify(manifest)
+    verify_context(context)
     stats(manifest)
-    for repo_id, (rev, files) in manifest.items():
+    for repo_id, (rev, files) in {**manifest, **context}.items():
         print(f"{repo_id} @ {rev} -> {commit_for(repo_id)}")
         for p, n in files.items():
             print(f"    {p}: {n} rows")

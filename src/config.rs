@@ -1,7 +1,8 @@
 //! Typed YAML configs. Every struct denies unknown fields so a typo is an error naming the
 //! file, line and field instead of a silently ignored setting.
 //!
-//! Layout: `configs/tasks/<task>.yaml`, `configs/models/<model>.yaml`,
+//! Layout: `configs/tasks/<task>.yaml`, `configs/datasets/<id>.yaml` (eval-only, same
+//! schema without a train split), `configs/models/<model>.yaml`,
 //! `configs/training/<name>.yaml`, `configs/pricing.yaml`, `configs/run_defaults.yaml`.
 
 use std::collections::BTreeMap;
@@ -75,19 +76,82 @@ pub struct RawSplit {
     /// Paths inside the hub repo; `*` matches within one path segment (sharded splits).
     pub files: Vec<String>,
     /// Expected number of rows of the real dataset: a truncated download fails loudly.
-    pub rows: usize,
+    /// Required for hub sources; a local file has none (its rows are counted and reported).
+    #[serde(default)]
+    pub rows: Option<usize>,
 }
 
+/// Where a task's or dataset's rows come from: a hub dataset repo (`repo`, `revision`,
+/// `format`, `splits`), or a local file (`path`, bring your own data).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
     /// Hub dataset repo, e.g. `PolyAI/banking77`.
-    pub repo: String,
+    #[serde(default)]
+    pub repo: Option<String>,
     /// Branch, tag or commit; `refs/convert/parquet` is the hub's auto-converted parquet.
-    pub revision: String,
-    pub format: RawFormat,
-    /// Raw split name → its files.
+    #[serde(default)]
+    pub revision: Option<String>,
+    /// How the files are stored; for a local `path`, taken from its extension when left out.
+    #[serde(default)]
+    pub format: Option<RawFormat>,
+    /// Raw split name → its files. A local `path` is the one raw split [`LOCAL_SPLIT`].
+    #[serde(default)]
     pub splits: BTreeMap<String, RawSplit>,
+    /// Bring your own data: a `.csv`, `.jsonl`, `.json` or `.parquet` file, relative to the
+    /// project root (or absolute). `bwb download` skips it; `bwb prepare` reads it directly.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Column renames (our name → the file's), merged into the config's top-level `columns`.
+    #[serde(default)]
+    pub columns: BTreeMap<String, String>,
+}
+
+/// The raw split name of a local `source.path` file.
+pub const LOCAL_SPLIT: &str = "data";
+
+impl Source {
+    /// The hub repo (empty for a local source; hub sources are checked to have one).
+    pub fn repo_id(&self) -> &str {
+        self.repo.as_deref().unwrap_or_default()
+    }
+
+    /// The hub revision (hub sources are checked to have one).
+    pub fn revision_name(&self) -> &str {
+        self.revision.as_deref().unwrap_or_default()
+    }
+
+    /// The file format (checked at load: given, or from a local path's extension).
+    pub fn raw_format(&self) -> RawFormat {
+        self.format
+            .or_else(|| self.path.as_deref().and_then(format_from_extension))
+            .unwrap_or(RawFormat::Jsonl)
+    }
+
+    /// The local file, resolved against the project root; `None` for hub sources.
+    pub fn local_file(&self, root: &Path) -> Option<PathBuf> {
+        self.path.as_ref().map(|p| root.join(p))
+    }
+
+    /// Where the rows come from, for messages: `repo@revision` or the local path.
+    pub fn describe(&self) -> String {
+        match &self.path {
+            Some(p) => p.clone(),
+            None => format!("{}@{}", self.repo_id(), self.revision_name()),
+        }
+    }
+}
+
+/// A local file's format from its extension (`.csv`, `.jsonl`, `.json`, `.parquet`).
+pub fn format_from_extension(path: &str) -> Option<RawFormat> {
+    let ext = Path::new(path).extension()?.to_str()?.to_ascii_lowercase();
+    match ext.as_str() {
+        "csv" => Some(RawFormat::Csv),
+        "jsonl" => Some(RawFormat::Jsonl),
+        "json" => Some(RawFormat::Json),
+        "parquet" => Some(RawFormat::Parquet),
+        _ => None,
+    }
 }
 
 /// What a task's answer looks like, and so how a raw row becomes an `Example`.
@@ -145,7 +209,8 @@ pub struct AnswerSpec {
     /// Option letters in order (choice tasks).
     #[serde(default)]
     pub options: Vec<String>,
-    /// What the model should answer when a span task has no answer.
+    /// What the model should answer when a span task has no answer; for a text task, the
+    /// dataset's abstention answer (MS MARCO `No Answer Present.`), also a prompt variable.
     #[serde(default)]
     pub no_answer: Option<String>,
     /// Raw columns holding the option texts, in option order (choice tasks).
@@ -157,14 +222,84 @@ pub struct AnswerSpec {
     /// Retrieval tasks: how many of the model's ranked ids count (`@k`); all when unset.
     #[serde(default)]
     pub k: Option<usize>,
+    /// List tasks: how the gold column becomes items.
+    #[serde(default)]
+    pub items: ListItems,
+}
+
+/// How a list task's gold column (a list of strings, or one string) becomes its items.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListItems {
+    /// Each string of the list (a single string is split at `,`, `;` and newlines), trimmed.
+    #[default]
+    Text,
+    /// Numbers, as ETHIC scores them: every number of a single string in order (Organizing),
+    /// or the first number of each string of a list (Attributing: `Segment 12` → `12`).
+    Numbers,
+}
+
+/// How a text / retrieval / summary / list task's `context` column is rendered into the
+/// prompt's `context` input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContextLayout {
+    /// A text column, as is.
+    #[default]
+    Plain,
+    /// HotpotQA's `{title: [..], sentences: [[..]]}`: one "title\nsentences joined" block per
+    /// paragraph, blank lines between.
+    TitledParagraphs,
+    /// MS MARCO's `{is_selected: [..], passage_text: [..], url: [..]}`: passages numbered
+    /// `[1] …` to `[n] …` (retrieval gold: the numbers of the selected ones).
+    Passages,
+    /// FinanceBench's `evidence` list: each distinct `evidence_text_full_page`, headed
+    /// `[doc_name, page N]`.
+    EvidencePages,
+}
+
+/// What an eval-only dataset is to the `bwb experiments` runner.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    /// The benchmark it belongs to (`hotpotqa`, `longbench`, `ethic`, …).
+    pub dataset: String,
+    pub task: ExperimentTask,
+    /// The benchmark's own name for this part (`narrativeqa`, `Recalling`, …).
+    #[serde(default)]
+    pub subtask: Option<String>,
+    /// Typical prompt length in tokens, for planning context sizes and cost.
+    pub typical_input_tokens: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExperimentTask {
+    RagQa,
+    Retrieval,
+    Summarization,
+}
+
+impl ExperimentTask {
+    /// The name experiments files use (`rag_qa`, `retrieval`, `summarization`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RagQa => "rag_qa",
+            Self::Retrieval => "retrieval",
+            Self::Summarization => "summarization",
+        }
+    }
 }
 
 /// Which raw split feeds each of our splits. `val` / `test` left out: held out of `train`,
-/// stratified and seeded.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// stratified and seeded. For an eval-only dataset, `test` names the raw split experiments
+/// evaluate (every raw split is prepared whole).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SplitMap {
-    pub train: String,
+    /// Required for tasks (configs/tasks/: fine-tuned); eval-only datasets have none.
+    #[serde(default)]
+    pub train: Option<String>,
     #[serde(default)]
     pub val: Option<String>,
     #[serde(default)]
@@ -187,19 +322,36 @@ pub struct TaskConfig {
     /// Our column name → the dataset's, where they differ (e.g. FPB `text: sentence`).
     /// Names per answer kind — label: text, label; spans: id, title, context, question,
     /// answers; choice: id, question, answer; code: task_id, text, code, test_list,
-    /// test_setup_code, challenge_test_list.
+    /// test_setup_code, challenge_test_list; text, list, retrieval, summary: id, answers and
+    /// the names in `inputs` (retrieval: also is_selected, inside the `context` passages).
     #[serde(default)]
     pub columns: BTreeMap<String, String>,
+    /// Text, list, retrieval and summary kinds: our names of the columns that become prompt
+    /// inputs (`Example.inputs`, the template variables); default `[question, context]`.
+    #[serde(default)]
+    pub inputs: Vec<String>,
+    /// How the `context` column is rendered (text, list, retrieval and summary kinds).
+    #[serde(default)]
+    pub context_layout: ContextLayout,
+    /// Eval-only datasets (configs/datasets/): what the experiments runner needs to know.
+    #[serde(default)]
+    pub experiment: Option<Experiment>,
     /// The headline metric the task is reported and training epochs are selected by; one of
     /// the metrics its answer kind computes (src/score/).
     pub metric_id: crate::score::MetricId,
     pub answer: AnswerSpec,
+    /// Required for tasks; a local `source.path` defaults to `train: data` (tasks) or
+    /// `test: data` (datasets).
+    #[serde(default)]
     pub splits: SplitMap,
-    /// Validation examples (held out of train, or sampled from the raw val split).
+    /// Validation examples (held out of train, or sampled from the raw val split); tasks only.
+    #[serde(default)]
     pub val_size: usize,
-    /// Test examples evaluated per run.
+    /// Test examples evaluated per run (datasets: the default number of examples sampled).
     pub test_sample_size: usize,
-    /// Upper bound on training examples for `lora-full` (`lora-500` takes the first 500).
+    /// Upper bound on training examples for `lora-full` (`lora-500` takes the first 500);
+    /// tasks only.
+    #[serde(default)]
     pub training_cap: usize,
     /// Sizes for `--smoke-test` runs on the small fixture datasets.
     pub smoke: SmokeSizes,
@@ -219,8 +371,10 @@ pub struct TaskConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmokeSizes {
+    #[serde(default)]
     pub val_size: usize,
     pub test_sample_size: usize,
+    #[serde(default)]
     pub training_cap: usize,
     /// Completion cap for smoke runs (the random smoke model never stops by itself).
     #[serde(default)]
@@ -721,7 +875,10 @@ impl Default for SmokeRun {
 #[derive(Debug, Clone)]
 pub struct Configs {
     pub dir: PathBuf,
+    /// configs/tasks/: the fine-tuned tasks (`--task all`, the training grid).
     pub tasks: BTreeMap<String, TaskConfig>,
+    /// configs/datasets/: eval-only datasets for `bwb experiments` (no train split).
+    pub datasets: BTreeMap<String, TaskConfig>,
     pub models: BTreeMap<String, ModelConfig>,
     pub training: BTreeMap<String, TrainingConfig>,
     pub pricing: PricingConfig,
@@ -837,9 +994,11 @@ impl Configs {
         let mut tasks = BTreeMap::new();
         for (stem, (path, t)) in load_dir::<TaskConfig>(&dir.join("tasks"))? {
             check_id(&path, &stem, &t.id)?;
-            validate_task(&path, &t)?;
+            let t = normalize_task(&path, t, false)?;
+            validate_task(&path, &t, false)?;
             tasks.insert(stem, t);
         }
+        let datasets = load_datasets(&dir.join("datasets"), &tasks)?;
         let mut training = BTreeMap::new();
         for (stem, (path, t)) in load_dir::<TrainingConfig>(&dir.join("training"))? {
             t.validate(&path)?;
@@ -916,6 +1075,7 @@ impl Configs {
         Ok(Configs {
             dir: dir.to_path_buf(),
             tasks,
+            datasets,
             models,
             training,
             pricing,
@@ -932,6 +1092,46 @@ impl Configs {
         })
     }
 
+    /// The eval-only dataset config named `id`, or an error listing the valid ones.
+    pub fn dataset(&self, id: &str) -> Result<&TaskConfig> {
+        self.datasets.get(id).ok_or_else(|| Error::Unknown {
+            kind: "dataset",
+            value: id.to_string(),
+            valid: join_keys(&self.datasets),
+        })
+    }
+
+    /// `bwb download` / `bwb prepare`: like [`Configs::select_tasks`], but an id that is not a
+    /// task may name an eval-only dataset (`all` stays the tasks).
+    pub fn select_data(&self, sel: &str) -> Result<Vec<&TaskConfig>> {
+        if sel == "all" {
+            return Ok(self.tasks.values().collect());
+        }
+        let ids: Vec<&str> = sel
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        if ids.is_empty() {
+            return self.select_tasks(sel);
+        }
+        let mut out = Vec::new();
+        for id in ids {
+            match self.datasets.get(id) {
+                Some(d) if !self.tasks.contains_key(id) => out.push(d),
+                _ => out.extend(self.select_tasks(id).map_err(|e| match e {
+                    Error::Unknown { kind, value, valid } => Error::Unknown {
+                        kind,
+                        value,
+                        valid: format!("{valid}, or a dataset: {}", join_keys(&self.datasets)),
+                    },
+                    other => other,
+                })?),
+            }
+        }
+        Ok(out)
+    }
+
     /// `all` → every task in name order; otherwise exactly the one named.
     pub fn select_tasks(&self, sel: &str) -> Result<Vec<&TaskConfig>> {
         if sel == "all" {
@@ -939,6 +1139,12 @@ impl Configs {
         }
         let mut out = Vec::new();
         for id in sel.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if !self.tasks.contains_key(id) && self.datasets.contains_key(id) {
+                return Err(Error::Config(format!(
+                    "`{id}` is an eval-only dataset (configs/datasets/{id}.yaml, no train split): only `bwb download` and `bwb prepare` take it as --task; train and eval take the tasks: {}",
+                    join_keys(&self.tasks)
+                )));
+            }
             out.push(self.task(id).map_err(|e| match e {
                 Error::Unknown { kind, value, valid } => Error::Unknown {
                     kind,
@@ -1033,10 +1239,126 @@ fn key_line(path: &Path, key: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
-fn validate_task(path: &Path, t: &TaskConfig) -> Result<()> {
+/// configs/datasets/*.yaml (an absent directory is none): eval-only, so no train split; an id
+/// may not also be a task's.
+fn load_datasets(
+    dir: &Path,
+    tasks: &BTreeMap<String, TaskConfig>,
+) -> Result<BTreeMap<String, TaskConfig>> {
+    let mut datasets = BTreeMap::new();
+    if !dir.is_dir() {
+        return Ok(datasets);
+    }
+    for (stem, (path, d)) in load_dir::<TaskConfig>(dir)? {
+        check_id(&path, &stem, &d.id)?;
+        if tasks.contains_key(&stem) {
+            return Err(Error::Config(format!(
+                "{}: id `{stem}` is also configs/tasks/{stem}.yaml; rename one of them",
+                path.display()
+            )));
+        }
+        let d = normalize_task(&path, d, true)?;
+        validate_task(&path, &d, true)?;
+        datasets.insert(stem, d);
+    }
+    Ok(datasets)
+}
+
+/// Checks the source (hub repo or local file) and fills what a local file implies: its one
+/// raw split [`LOCAL_SPLIT`], `splits` defaults, and `source.columns` merged into `columns`.
+fn normalize_task(path: &Path, mut t: TaskConfig, eval_only: bool) -> Result<TaskConfig> {
     let err = |msg: String| Err(Error::Config(format!("{}: {msg}", path.display())));
+    for (ours, theirs) in std::mem::take(&mut t.source.columns) {
+        if let Some(other) = t.columns.get(&ours).filter(|o| **o != theirs) {
+            return err(format!(
+                "column `{ours}` is renamed twice: `source.columns` says `{theirs}`, `columns` says `{other}`; keep one"
+            ));
+        }
+        t.columns.insert(ours, theirs);
+    }
+    let Some(file) = t.source.path.clone() else {
+        for (field, v) in [
+            ("source.repo", &t.source.repo),
+            ("source.revision", &t.source.revision),
+        ] {
+            if v.is_none() {
+                return err(format!(
+                    "field `{field}` is required (or give `source.path`: a local .csv/.jsonl/.json/.parquet file)"
+                ));
+            }
+        }
+        if t.source.format.is_none() {
+            return err(
+                "field `source.format` is required for a hub source (parquet, json, jsonl or csv)"
+                    .into(),
+            );
+        }
+        if let Some((name, _)) = t.source.splits.iter().find(|(_, s)| s.rows.is_none()) {
+            return err(format!(
+                "field `source.splits.{name}.rows` is required: the real dataset's row count, so a truncated download fails loudly"
+            ));
+        }
+        return Ok(t);
+    };
+    if t.source.repo.is_some() || t.source.revision.is_some() || !t.source.splits.is_empty() {
+        return err(format!(
+            "field `source.path` = `{file}` is a local file: leave out `source.repo`, `source.revision` and `source.splits` (its rows are the one raw split `{LOCAL_SPLIT}`)"
+        ));
+    }
+    if t.source.format.is_none() && format_from_extension(&file).is_none() {
+        return err(format!(
+            "field `source.path` = `{file}`: cannot tell the format from the extension; use .csv, .jsonl, .json or .parquet, or set `source.format`"
+        ));
+    }
+    t.source.splits.insert(
+        LOCAL_SPLIT.to_string(),
+        RawSplit {
+            files: vec![file],
+            rows: None,
+        },
+    );
+    if eval_only && t.splits.test.is_none() {
+        t.splits.test = Some(LOCAL_SPLIT.to_string());
+    }
+    if !eval_only && t.splits.train.is_none() {
+        t.splits.train = Some(LOCAL_SPLIT.to_string());
+    }
+    Ok(t)
+}
+
+impl TaskConfig {
+    /// An eval-only dataset (configs/datasets/): no train split.
+    pub fn is_eval_only(&self) -> bool {
+        self.splits.train.is_none()
+    }
+
+    /// Our names of the columns that become prompt inputs (text, list, retrieval, summary).
+    pub fn input_names(&self) -> Vec<String> {
+        if self.inputs.is_empty() {
+            vec!["question".to_string(), "context".to_string()]
+        } else {
+            self.inputs.clone()
+        }
+    }
+}
+
+/// `eval_only`: a configs/datasets/ file (no train split, no training sizes).
+fn validate_task(path: &Path, t: &TaskConfig, eval_only: bool) -> Result<()> {
+    let err = |msg: String| Err(Error::Config(format!("{}: {msg}", path.display())));
+    if !eval_only && t.splits.train.is_none() {
+        return err("field `splits.train` is required for a task (configs/tasks/ are fine-tuned); an eval-only config without one goes in configs/datasets/".into());
+    }
+    if eval_only && t.splits.train.is_some() {
+        return err("field `splits.train`: configs/datasets/ are eval-only; name the evaluated raw split in `splits.test`, or move the config to configs/tasks/".into());
+    }
+    if eval_only && t.splits.test.is_none() {
+        return err(
+            "field `splits.test` is required for a dataset: the raw split experiments evaluate"
+                .into(),
+        );
+    }
     for (field, split) in [
-        ("splits.train", Some(&t.splits.train)),
+        ("splits.train", t.splits.train.as_ref()),
         ("splits.val", t.splits.val.as_ref()),
         ("splits.test", t.splits.test.as_ref()),
     ] {
@@ -1055,6 +1377,31 @@ fn validate_task(path: &Path, t: &TaskConfig) -> Result<()> {
             return err(format!("field `source.splits.{name}.files` is empty"));
         }
     }
+    validate_answer(path, t)?;
+    validate_metric(path, t)?;
+    let mut counts = vec![
+        ("test_sample_size", t.test_sample_size),
+        ("max_seq_length", t.max_seq_length),
+        ("max_new_tokens", t.max_new_tokens),
+        ("smoke.test_sample_size", t.smoke.test_sample_size),
+        ("smoke.max_new_tokens", t.smoke.max_new_tokens.unwrap_or(1)),
+    ];
+    if !eval_only {
+        counts.extend([
+            ("val_size", t.val_size),
+            ("training_cap", t.training_cap),
+            ("smoke.val_size", t.smoke.val_size),
+            ("smoke.training_cap", t.smoke.training_cap),
+        ]);
+    }
+    if let Some((field, _)) = counts.into_iter().find(|(_, v)| *v == 0) {
+        return err(format!("field `{field}` must be at least 1"));
+    }
+    Ok(())
+}
+
+fn validate_answer(path: &Path, t: &TaskConfig) -> Result<()> {
+    let err = |msg: String| Err(Error::Config(format!("{}: {msg}", path.display())));
     match t.answer.kind {
         AnswerKind::Label if t.answer.labels.len() < 2 => {
             return err("field `answer.labels` needs at least two labels for a label task".into())
@@ -1074,8 +1421,33 @@ fn validate_task(path: &Path, t: &TaskConfig) -> Result<()> {
         AnswerKind::Spans if t.answer.no_answer.is_none() => {
             return err("field `answer.no_answer` is required for a spans task".into())
         }
+        AnswerKind::Retrieval if t.context_layout != ContextLayout::Passages => {
+            return err("field `context_layout` must be `passages` for a retrieval task (the prompt numbers the passages; gold is the numbers of the selected ones)".into())
+        }
+        AnswerKind::Retrieval if t.answer.k == Some(0) => {
+            return err("field `answer.k` must be at least 1 (or left out: all ranked ids count)".into())
+        }
         _ => {}
     }
+    let new_kind = matches!(
+        t.answer.kind,
+        AnswerKind::Text | AnswerKind::List | AnswerKind::Retrieval | AnswerKind::Summary
+    );
+    if !new_kind && (!t.inputs.is_empty() || t.context_layout != ContextLayout::Plain) {
+        return err("fields `inputs` and `context_layout` only apply to text, list, retrieval and summary answers".into());
+    }
+    if let Some(dup) = t
+        .input_names()
+        .iter()
+        .enumerate()
+        .find(|(i, n)| t.input_names()[..*i].contains(n))
+    {
+        return err(format!("field `inputs` names `{}` twice", dup.1));
+    }
+    Ok(())
+}
+
+fn validate_metric(path: &Path, t: &TaskConfig) -> Result<()> {
     let computed = crate::score::scorer(t).metric_ids();
     if !computed.contains(&t.metric_id) {
         let names: Vec<&str> = computed.iter().map(|m| m.as_str()).collect();
@@ -1092,21 +1464,6 @@ fn validate_task(path: &Path, t: &TaskConfig) -> Result<()> {
                 .unwrap_or_default(),
             names.join(", ")
         )));
-    }
-    for (field, v) in [
-        ("val_size", t.val_size),
-        ("test_sample_size", t.test_sample_size),
-        ("training_cap", t.training_cap),
-        ("max_seq_length", t.max_seq_length),
-        ("max_new_tokens", t.max_new_tokens),
-        ("smoke.val_size", t.smoke.val_size),
-        ("smoke.test_sample_size", t.smoke.test_sample_size),
-        ("smoke.training_cap", t.smoke.training_cap),
-        ("smoke.max_new_tokens", t.smoke.max_new_tokens.unwrap_or(1)),
-    ] {
-        if v == 0 {
-            return err(format!("field `{field}` must be at least 1"));
-        }
     }
     Ok(())
 }

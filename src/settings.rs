@@ -474,9 +474,12 @@ fn quant_cache_dir(env: &Env) -> Option<PathBuf> {
     Some(base.join("bwb").join("quantized"))
 }
 
-/// Every task's prompt files exist (they are read at evaluation time; fail early).
+/// Every task's and dataset's prompt files exist (they are read at evaluation time; fail
+/// early).
 fn check_prompts(root: &Path, configs: &Configs) -> Result<()> {
-    for task in configs.tasks.values() {
+    let tasks = configs.tasks.values().map(|t| ("tasks", t));
+    let datasets = configs.datasets.values().map(|d| ("datasets", d));
+    for (dir, task) in tasks.chain(datasets) {
         for (field, name) in [
             ("system", &task.prompts.system),
             ("user", &task.prompts.user),
@@ -484,7 +487,7 @@ fn check_prompts(root: &Path, configs: &Configs) -> Result<()> {
             let path = root.join("prompts").join(&task.id).join(name);
             if !path.is_file() {
                 return Err(Error::Config(format!(
-                    "configs/tasks/{}.yaml: field `prompts.{field}` names {}, which does not exist",
+                    "configs/{dir}/{}.yaml: field `prompts.{field}` names {}, which does not exist",
                     task.id,
                     path.display()
                 )));

@@ -73,9 +73,9 @@ impl Hub {
 
     fn repo(task: &TaskConfig) -> Repo {
         Repo::with_revision(
-            task.source.repo.clone(),
+            task.source.repo_id().to_string(),
             RepoType::Dataset,
-            task.source.revision.clone(),
+            task.source.revision_name().to_string(),
         )
     }
 
@@ -105,7 +105,7 @@ impl Hub {
                 .build()
                 .map_err(|e| {
                     Error::Config(format!(
-                        "configs/tasks/{}.yaml: bad file pattern `{pattern}`: {e}",
+                        "config `{}`: bad file pattern `{pattern}`: {e}",
                         task.id
                     ))
                 })?
@@ -115,7 +115,7 @@ impl Hub {
                     let info = api.repo(repo.clone()).info().map_err(|e| {
                         Error::Download(format!(
                             "listing {}@{}: {e}; check the network and HF_TOKEN, or set HF_HUB_OFFLINE=1 to use the cache",
-                            task.source.repo, task.source.revision
+                            task.source.repo_id(), task.source.revision_name()
                         ))
                     })?;
                     info.siblings.into_iter().map(|s| s.rfilename).collect()
@@ -128,8 +128,8 @@ impl Hub {
             if matched.is_empty() {
                 return Err(Error::Download(format!(
                     "no file of {}@{} matches `{pattern}`{}",
-                    task.source.repo,
-                    task.source.revision,
+                    task.source.repo_id(),
+                    task.source.revision_name(),
                     if self.api.is_none() {
                         format!(
                             " in the hub cache {} (HF_HUB_OFFLINE is set)",
@@ -216,7 +216,7 @@ impl Hub {
             Some(api) => api.repo(repo).get(file).map_err(|e| {
                 Error::Download(format!(
                     "downloading {file} of dataset {}@{}: {e}; check the network, HF_TOKEN for gated datasets, or set HF_HUB_OFFLINE=1 to use the cache",
-                    task.source.repo, task.source.revision
+                    task.source.repo_id(), task.source.revision_name()
                 ))
             }),
         }
@@ -241,8 +241,15 @@ fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
     }
 }
 
-/// Download one task into `raw_dir` (data/raw/<task>/). Returns the manifest written.
+/// Download one task or dataset into `raw_dir` (data/raw/<id>/). Returns the manifest
+/// written. A local `source.path` has nothing to download: see [`download`].
 pub fn download_task(hub: &Hub, task: &TaskConfig, raw_dir: &Path) -> Result<RawManifest> {
+    if let Some(path) = &task.source.path {
+        return Err(Error::Config(format!(
+            "`{}` reads the local file `{path}` (source.path): there is nothing to download; `bwb prepare` reads it directly",
+            task.id
+        )));
+    }
     fsutil::create_dir_all(raw_dir)?;
     // A missing manifest marks a download in progress: remove the old one before writing.
     match std::fs::remove_file(raw_dir.join(MANIFEST)) {
@@ -261,8 +268,12 @@ pub fn download_task(hub: &Hub, task: &TaskConfig, raw_dir: &Path) -> Result<Raw
         let mut rows = Vec::new();
         for file in &files {
             let local = hub.get(task, file)?;
-            let label = format!("{}@{} {file}", task.source.repo, task.source.revision);
-            rows.extend(raw::read_rows(&local, task.source.format, &label)?);
+            let label = format!(
+                "{}@{} {file}",
+                task.source.repo_id(),
+                task.source.revision_name()
+            );
+            rows.extend(raw::read_rows(&local, task.source.raw_format(), &label)?);
         }
         tracing::info!(
             "{}: {split}: {} rows from {} file(s)",
@@ -281,12 +292,34 @@ pub fn download_task(hub: &Hub, task: &TaskConfig, raw_dir: &Path) -> Result<Raw
     }
     let manifest = RawManifest {
         task: task.id.clone(),
-        repo: task.source.repo.clone(),
-        revision: task.source.revision.clone(),
+        repo: task.source.repo_id().to_string(),
+        revision: task.source.revision_name().to_string(),
         commit: hub.cached_commit(&Hub::repo(task)),
         splits,
     };
     // The manifest goes last: its presence means every split file above is complete.
     fsutil::write_json_atomic(&raw_dir.join(MANIFEST), &manifest)?;
     Ok(manifest)
+}
+
+/// What `bwb download` did for one config.
+pub enum Downloaded {
+    Hub(RawManifest),
+    /// A local `source.path`: nothing copied; `bwb prepare` reads this file directly.
+    Local(PathBuf),
+}
+
+/// `bwb download` for one task or dataset: a hub source goes through [`download_task`]; a
+/// local file is only checked to exist.
+pub fn download(hub: &Hub, task: &TaskConfig, root: &Path, raw_dir: &Path) -> Result<Downloaded> {
+    match task.source.local_file(root) {
+        Some(file) if file.is_file() => Ok(Downloaded::Local(file)),
+        Some(file) => Err(Error::MissingInput(format!(
+            "{}: the local file named by `source.path` of `{}` does not exist; paths are relative to the project root {}",
+            file.display(),
+            task.id,
+            root.display()
+        ))),
+        None => download_task(hub, task, raw_dir).map(Downloaded::Hub),
+    }
 }

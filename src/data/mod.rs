@@ -1,5 +1,6 @@
 //! Data: the one `Example` record, the hub download, raw readers and `prepare`.
 
+pub mod context;
 pub mod download;
 pub mod example;
 pub mod prepare;

@@ -14,13 +14,19 @@ pub type Row = Map<String, Value>;
 
 /// Read every row of one downloaded file. `label` names the file in errors (repo + path).
 pub fn read_rows(path: &Path, format: RawFormat, label: &str) -> Result<Vec<Row>> {
-    let bad = |message: String| {
-        Error::BadFile {
+    read_rows_hint(
+        path,
+        format,
+        label,
+        "the file is damaged or truncated: delete it from the hub cache and download again",
+    )
+}
+
+/// [`read_rows`] with the advice its errors end with (a local file is fixed, not downloaded).
+pub fn read_rows_hint(path: &Path, format: RawFormat, label: &str, hint: &str) -> Result<Vec<Row>> {
+    let bad = |message: String| Error::BadFile {
         path: path.to_path_buf(),
-        message: format!(
-            "{label}: {message}; the file is damaged or truncated: delete it from the hub cache and download again"
-        ),
-    }
+        message: format!("{label}: {message}; {hint}"),
     };
     match format {
         RawFormat::Parquet => {

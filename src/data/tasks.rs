@@ -24,7 +24,7 @@ pub fn to_example(
         AnswerKind::Choice => choice_example(&f),
         AnswerKind::Code => code_example(&f),
         AnswerKind::Text | AnswerKind::List | AnswerKind::Retrieval | AnswerKind::Summary => {
-            todo!("SKELETON: converters for the context-benchmark kinds")
+            crate::data::context::context_example(task, split, index, row)
         }
     }
 }
@@ -84,6 +84,8 @@ impl Fields<'_> {
         match self.row.get(col) {
             None => Err(format!("column `{col}` is missing")),
             Some(Value::Null) => Ok(Vec::new()),
+            // A CSV cell holding a JSON list (bring-your-own data).
+            Some(Value::String(s)) if s.trim_start().starts_with('[') => json_string_list(col, s),
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|v| match v {
@@ -111,6 +113,13 @@ fn label_example(f: &Fields, split: &str, index: usize) -> Result<Example, Strin
     // ClassLabel columns hold the index; CSV/JSON exports sometimes hold the name.
     let label = match f.raw("label")? {
         Value::String(s) if labels.contains(s) => s.clone(),
+        Value::String(s) if s.trim().parse::<i64>().is_err() => {
+            return Err(format!(
+                "column `{col}` = {s:?} is not one of the {} labels ({}) nor an index",
+                labels.len(),
+                labels.join(", ")
+            ))
+        }
         _ => {
             let i = f.int("label")?;
             usize::try_from(i)
@@ -144,7 +153,13 @@ fn spans_example(f: &Fields) -> Result<Example, String> {
     let question = not_empty(f.task.column("question"), f.str("question")?)?;
     let title = f.str_or_empty("title")?;
     let col = f.task.column("answers");
-    let answers = match f.raw("answers")? {
+    // A CSV cell holds the struct as JSON text (bring-your-own data).
+    let parsed = match f.raw("answers")? {
+        Value::String(s) if s.trim_start().starts_with('{') => serde_json::from_str(s)
+            .map_err(|e| format!("column `{col}` is not JSON {{text, answer_start}} ({e})"))?,
+        other => other.clone(),
+    };
+    let answers = match &parsed {
         Value::Object(m) => m,
         other => {
             return Err(format!(
@@ -255,7 +270,14 @@ fn choice_example(f: &Fields) -> Result<Example, String> {
         .join("\n");
     inputs.insert("options".to_string(), options);
     let col = f.task.column("answer");
-    let i = f.int("answer")?;
+    // The option index, or (bring-your-own data) the option letter itself.
+    let i = match f.raw("answer")? {
+        Value::String(s) if letters.iter().any(|l| l.eq_ignore_ascii_case(s.trim())) => letters
+            .iter()
+            .position(|l| l.eq_ignore_ascii_case(s.trim()))
+            .map_or(-1, |k| k as i64),
+        _ => f.int("answer")?,
+    };
     let Some(k) = usize::try_from(i).ok().filter(|k| *k < letters.len()) else {
         return Err(format!(
             "column `{col}` = {i} is not an option index 0..{} (unlabelled rows, such as MedMCQA's test split, cannot be used)",
@@ -306,4 +328,21 @@ fn code_example(f: &Fields) -> Result<Example, String> {
         target: code,
         stratum: None,
     })
+}
+
+/// A cell holding a JSON list of strings (how a CSV file carries a list column).
+pub(crate) fn json_string_list(col: &str, s: &str) -> Result<Vec<String>, String> {
+    match serde_json::from_str::<Value>(s) {
+        Ok(Value::Array(items)) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                Value::Number(n) => Ok(n.to_string()),
+                other => Err(format!("column `{col}` should hold text, found {other}")),
+            })
+            .collect(),
+        _ => Err(format!(
+            "column `{col}` starts with `[` but is not a JSON list of strings: {s:?}"
+        )),
+    }
 }

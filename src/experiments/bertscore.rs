@@ -13,6 +13,9 @@ use super::output::Row;
 use super::plan::Planned;
 use super::run::RunOptions;
 
+/// bert_score's default English model (layer 5).
+const DEFAULT_MODEL: &str = "distilbert-base-uncased";
+
 const IDS: [MetricId; 3] = [
     MetricId::BertscorePrecision,
     MetricId::BertscoreRecall,
@@ -53,9 +56,21 @@ pub fn add(task: &TaskConfig, plan: &Planned<'_>, rows: &mut [Row], opts: &RunOp
         return Ok(());
     }
     let spec = plan.bertscore.clone().unwrap_or_default();
-    let options = BertScoreOptions::new(spec.model.as_deref(), spec.num_layers, spec.idf, spec.rescale_with_baseline);
-    let scorer = BertScorer::load(&options, opts.hub, opts.engine)
-        .with_context(|| format!("loading the BERTScore encoder for experiment `{}`", plan.id))?;
+    let model = spec.model.as_deref().unwrap_or(DEFAULT_MODEL);
+    let options = BertScoreOptions {
+        layer: spec.num_layers,
+        idf: spec.idf,
+        rescale_with_baseline: spec.rescale_with_baseline,
+        baseline_path: spec.baseline_path.clone(),
+        ..BertScoreOptions::default()
+    };
+    let device = opts.engine.device.open()?;
+    let scorer = BertScorer::load(model, opts.hub, &options, &device).with_context(|| {
+        format!(
+            "loading the BERTScore encoder `{model}` for experiment `{}` (set `defaults.bertscore.model` to a local directory offline)",
+            plan.id
+        )
+    })?;
     let scores = scorer.score(&cands, &refs)?;
     for (i, s) in at.into_iter().zip(scores) {
         for (m, v) in [

@@ -67,6 +67,9 @@ pub struct BertscoreSpec {
     pub idf: bool,
     #[serde(default)]
     pub rescale_with_baseline: bool,
+    /// bert_score's baseline file for a model it has no embedded baseline for.
+    #[serde(default)]
+    pub baseline_path: Option<PathBuf>,
 }
 
 /// One experiment as written.

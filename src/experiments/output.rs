@@ -14,7 +14,6 @@
 //! classify` and training validation score identically.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -219,7 +218,7 @@ pub fn write(
             text.push_str(&serde_json::to_string(r)?);
             text.push('\n');
         }
-        write_atomic(&dir.join(name), |w| w.write_all(text.as_bytes()))?;
+        write_atomic(&dir.join(name), |w| std::io::Write::write_all(w, text.as_bytes()))?;
     }
     let all: Vec<&Row> = per_entry.iter().flat_map(|(_, r)| r.iter()).collect();
     let mut summary = summarise(&all, &plan.metrics, plan.seed);
@@ -256,7 +255,7 @@ pub fn write(
     let path = dir.join("summary.json");
     write_json_atomic(&path, &summary)?;
     let table = csv(&summary, &plan.metrics);
-    write_atomic(&dir.join("summary.csv"), |w| w.write_all(table.as_bytes()))?;
+    write_atomic(&dir.join("summary.csv"), |w| std::io::Write::write_all(w, table.as_bytes()))?;
     Ok(path)
 }
 

@@ -54,7 +54,7 @@ impl<'a> Catalog<'a> {
                     dataset: m.dataset.clone(),
                     task: m.task.as_str().to_string(),
                     subtask: m.subtask.clone(),
-                    typical_input_tokens: m.typical_input_tokens,
+                    typical_input_tokens: Some(m.typical_input_tokens),
                 })
             })
             .collect();
@@ -560,7 +560,8 @@ pub fn estimate(
                         .source
                         .splits
                         .get(&p.split)
-                        .map_or(0, |s| s.rows);
+                        .and_then(|s| s.rows)
+                        .unwrap_or(0);
                     let n = p.num_examples.map_or(rows, |k| k.min(rows));
                     (n, n as u64 * e.typical_input_tokens.unwrap_or(0) as u64)
                 }

@@ -76,9 +76,9 @@ fn ensure_prepared(settings: &Settings, config: &TaskConfig) -> Result<()> {
         return Ok(());
     }
     let hub = crate::commands::hub_for(settings)?;
-    crate::data::download::download_task(&hub, config, &paths.raw(&config.id))
+    crate::data::download::download(&hub, config, &paths.root, &paths.raw(&config.id))
         .with_context(|| format!("downloading dataset `{}`", config.id))?;
-    crate::data::prepare::prepare_task(config, paths, settings.seed)
+    crate::data::prepare::prepare_eval_only(config, paths)
         .with_context(|| format!("preparing dataset `{}`", config.id))?;
     Ok(())
 }

@@ -6,6 +6,7 @@ mod chat_template;
 mod cli;
 mod common;
 mod dashboard;
+mod datasets;
 mod download;
 mod eval;
 mod export;
