@@ -599,7 +599,7 @@ mod tests {
         let prf = greedy_match(&sim, &w, &w);
         assert!((prf.precision - 0.9).abs() < 1e-7);
         assert!((prf.recall - 0.5).abs() < 1e-7);
-        assert!((prf.f1 - harmonic_mean(0.9, 0.5)).abs() < 1e-12);
+        assert!((prf.f1 - harmonic_mean(0.9, 0.5)).abs() < 1e-7);
     }
 
     #[test]
@@ -607,7 +607,7 @@ mod tests {
         let sim = vec![vec![0.5, 0.4], vec![0.3, 0.2]];
         let prf = greedy_match(&sim, &[0.0, 0.0], &[1.0, 1.0]);
         assert_eq!(prf.precision, 0.0);
-        assert!((prf.recall - 0.5).abs() < 1e-7);
+        assert!((prf.recall - 0.45).abs() < 1e-7);
         assert_eq!(prf.f1, 0.0);
         assert!(!prf.recall.is_nan());
     }
