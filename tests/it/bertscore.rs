@@ -223,3 +223,60 @@ fn bertscore_input_errors_and_empty_sides() {
     assert_eq!(got[0].recall, 0.0);
     assert!(got[0].precision > 0.0 && !got[0].precision.is_nan());
 }
+
+/// A bert_score model name resolves to its hub repo (here from an offline hub cache holding
+/// the tiny DistilBERT under `distilbert/distilbert-base-uncased`), takes bert_score's default
+/// layer (5, out of range for the tiny model) and the embedded baseline of that model.
+#[test]
+fn bertscore_known_name_resolves_through_the_hub_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let repo = cache
+        .path()
+        .join("models--distilbert--distilbert-base-uncased");
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    let tiny_distil = Path::new(REPO).join("tests/fixtures/models/tiny-distilbert");
+    crate::common::copy_dir(&tiny_distil, &repo.join("snapshots").join(commit));
+    let hub = bwb::settings::HubSettings {
+        cache_dir: cache.path().to_path_buf(),
+        token: None,
+        offline: true,
+        endpoint: None,
+    };
+    let load = |opts: BertScoreOptions| {
+        BertScorer::load("distilbert-base-uncased", &hub, &opts, &Device::Cpu)
+    };
+    let err = load(BertScoreOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("layer 5 is out of range"), "{err}");
+
+    let (cands, refs) = (
+        vec!["the cat sat".to_string()],
+        vec![vec!["a cat sat".to_string()]],
+    );
+    let opts = BertScoreOptions {
+        layer: Some(2),
+        ..Default::default()
+    };
+    let raw = load(opts.clone()).unwrap().score(&cands, &refs).unwrap()[0];
+    let local = BertScorer::from_dir(&tiny_distil, &opts, &Device::Cpu).unwrap();
+    assert_eq!(local.score(&cands, &refs).unwrap()[0], raw);
+    let rescaled = load(BertScoreOptions {
+        rescale_with_baseline: true,
+        ..opts
+    })
+    .unwrap()
+    .score(&cands, &refs)
+    .unwrap()[0];
+    // bert_score's rescale_baseline/en/distilbert-base-uncased.tsv, row 2
+    let b = [0.42905498, 0.4290923, 0.42735597];
+    let want = [raw.precision, raw.recall, raw.f1]
+        .iter()
+        .zip(b)
+        .map(|(s, b)| (s - b) / (1.0 - b))
+        .collect::<Vec<_>>();
+    let got = [rescaled.precision, rescaled.recall, rescaled.f1];
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() < 1e-12, "{got:?} vs {want:?}");
+    }
+}
