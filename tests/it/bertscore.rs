@@ -280,3 +280,63 @@ fn bertscore_known_name_resolves_through_the_hub_cache() {
         assert!((g - w).abs() < 1e-12, "{got:?} vs {want:?}");
     }
 }
+
+/// The tiny model re-saved under other checkpoint conventions: its tensors renamed by
+/// `rename`, plus an unused head tensor, in a copy of its directory.
+fn resaved(model: &str, rename: impl Fn(&str) -> String, extra: &str) -> tempfile::TempDir {
+    let src = Path::new(REPO).join("tests/fixtures/models").join(model);
+    let dir = tempfile::tempdir().unwrap();
+    crate::common::copy_dir(&src, dir.path());
+    let tensors =
+        candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut renamed: std::collections::HashMap<String, candle_core::Tensor> = tensors
+        .iter()
+        .map(|(k, v)| (rename(k), v.clone()))
+        .collect();
+    renamed.insert(
+        extra.to_string(),
+        candle_core::Tensor::zeros(3, candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    candle_core::safetensors::save(&renamed, dir.path().join("model.safetensors")).unwrap();
+    dir
+}
+
+/// Checkpoints with the task-model prefix (`bert.`, `distilbert.`: what `*ForMaskedLM`
+/// saves, e.g. the hub's distilbert-base-uncased), original BERT's LayerNorm `gamma`/`beta`,
+/// and unused head tensors load to the same encoder.
+#[test]
+fn bertscore_checkpoint_prefixes_and_gamma_beta_load_the_same_model() {
+    let (cands, refs) = (
+        vec!["the cat sat on the mat".to_string()],
+        vec![vec!["a dog ran in the park".to_string()]],
+    );
+    let opts = BertScoreOptions {
+        layer: Some(2),
+        ..Default::default()
+    };
+    let score = |dir: &Path| {
+        BertScorer::from_dir(dir, &opts, &Device::Cpu)
+            .unwrap()
+            .score(&cands, &refs)
+            .unwrap()
+    };
+    let bert = resaved(
+        "tiny-bert",
+        |k| {
+            format!(
+                "bert.{}",
+                k.replace("LayerNorm.weight", "LayerNorm.gamma")
+                    .replace("LayerNorm.bias", "LayerNorm.beta")
+            )
+        },
+        "cls.predictions.bias",
+    );
+    assert_eq!(score(bert.path()), score(&tiny()));
+    let distil = resaved(
+        "tiny-distilbert",
+        |k| format!("distilbert.{k}"),
+        "vocab_projector.bias",
+    );
+    let plain = Path::new(REPO).join("tests/fixtures/models/tiny-distilbert");
+    assert_eq!(score(distil.path()), score(&plain));
+}
