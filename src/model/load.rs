@@ -793,6 +793,20 @@ impl LoadedModel {
     }
 }
 
+/// A hub model id (`org/name` or `org/name@revision`) as a local HF directory: downloaded,
+/// or found in the hub cache, the way `--model` resolves hub ids (config, tokenizer files,
+/// safetensors weights).
+pub fn fetch_hub_model(spec: &str, hub: &HubSettings) -> Result<PathBuf> {
+    let (repo_id, revision) = hub_id(spec).ok_or_else(|| {
+        Error::Config(format!(
+            "`{spec}` is neither a directory nor a hub id (org/name or org/name@revision)"
+        ))
+    })?;
+    let hub_client = crate::data::download::Hub::new(hub)?;
+    let repo = hf_hub::Repo::with_revision(repo_id, hf_hub::RepoType::Model, revision);
+    fetch_hf_dir(&hub_client, &repo, spec)
+}
+
 /// `org/name` or `org/name@revision` (not a path: no leading `.`/`/`, exactly one `/`).
 fn hub_id(spec: &str) -> Option<(String, String)> {
     let (id, rev) = match spec.split_once('@') {

@@ -8,6 +8,7 @@
 //! position when generating, answer tokens when training).
 
 pub mod adapter;
+pub mod bert;
 pub mod cache;
 pub mod common;
 pub mod device;

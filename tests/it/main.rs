@@ -2,6 +2,7 @@
 //! project roots, with a clean environment.
 
 mod bench_shapes;
+mod bertscore;
 mod chat_template;
 mod cli;
 mod common;
