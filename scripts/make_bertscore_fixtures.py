@@ -48,6 +48,9 @@ MINILM = SHARED / "models/all-minilm-l6-v2"
 OUT = ROOT / "tests/fixtures/metrics/bertscore.json"
 MAX_LEN = 16  # the tiny tokenizers' model_max_length (2 specials + 14 word pieces)
 
+LONG = ("the quarterly report shows that revenue grew by twelve percent while costs fell and "
+        "the board approved a new dividend")
+
 # (name, candidates, references: one list per candidate)
 CASES = [
     (
@@ -112,6 +115,13 @@ CASES = [
             ["the quarterly report shows that revenue grew by twelve percent while costs "
              "fell and the board approved a new dividend"],
         ],
+    ),
+    (
+        # > 128 word pieces: all-MiniLM-L6-v2's tokenizer.json truncates at 128 and pads to
+        # 128, but bert_score cuts at model_max_length (512); the tiny models cut at 16.
+        "over_128_pieces",
+        [" ".join([LONG] * 8), " ".join([LONG] * 2)],
+        [[" ".join([LONG] * 5) + " short one"], [" ".join([LONG] * 7), "short one"]],
     ),
 ]
 

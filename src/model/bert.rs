@@ -436,7 +436,7 @@ impl Encoder {
     }
 }
 
-/// The last-dim L2 norm of `xs`, kept as a trailing dim of size 1.
+/// `xs` divided by its L2 norm over the last dim (a zero vector gives NaN, as in bert_score).
 pub fn l2_normalize(xs: &Tensor) -> Result<Tensor> {
     let norm = xs.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
     xs.broadcast_div(&norm)

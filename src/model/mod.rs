@@ -6,6 +6,9 @@
 //! or right-padded ragged batches need no extra argument. `forward_hidden` returns the final
 //! hidden states; the caller applies the LM head only where it needs logits (the last
 //! position when generating, answer tokens when training).
+//!
+//! `bert` is the exception: an encoder (BERT, DistilBERT) for metrics such as BERTScore
+//! ([`crate::metrics::bertscore`]), not a [`Decoder`] and not in [`ARCHS`].
 
 pub mod adapter;
 pub mod bert;
