@@ -292,6 +292,7 @@ mod tests {
             finish_reason: None,
             windows: 1,
             from_cache: false,
+            truncated: false,
         }
     }
 

@@ -65,6 +65,7 @@ fn write_predictions(root: &Path, task: &TaskConfig, examples: &[Example], raws:
             finish_reason: None,
             windows: 1,
             from_cache: false,
+            truncated: false,
         })
         .unwrap();
     }
