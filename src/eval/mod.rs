@@ -290,7 +290,12 @@ pub const MIN_WINDOW_TOKENS: usize = 64;
 /// cut. Backends that cannot count tokens (API models) get the full context; their own
 /// limit errors become per-example errors.
 fn fit_context(job: &Job<'_>, ex: &Example, full: Vec<Message>) -> Result<(Vec<Message>, bool)> {
-    let Some(context) = ex.inputs.get("context") else {
+    // The context, or (ETHIC, whose user message holds it) the longest input.
+    let Some((key, context)) = ex
+        .inputs
+        .get_key_value("context")
+        .or_else(|| ex.inputs.iter().max_by_key(|(_, v)| v.len()))
+    else {
         return Ok((full, false));
     };
     let Some(total) = job.backend.count_tokens(&full)? else {
@@ -320,7 +325,7 @@ fn fit_context(job: &Job<'_>, ex: &Example, full: Vec<Message>) -> Result<(Vec<M
             .iter()
             .chain(&chars[chars.len() - tail..])
             .collect();
-        e.inputs.insert("context".into(), text);
+        e.inputs.insert(key.clone(), text);
         let m = messages(job.prompt, &job.shots, &e)?;
         tokens = job.backend.count_tokens(&m)?.unwrap_or(0);
         if tokens <= budget || keep == 0 {

@@ -78,7 +78,7 @@ fn question_and_context(ex: &Example) -> (String, String) {
             .unwrap_or_default()
     };
     (
-        get(&["question", "query", "input", "instruction"]),
+        get(&["question", "query", "input", "instruction", "user_msg"]),
         get(&["context", "passages", "document", "text"]),
     )
 }

@@ -470,7 +470,11 @@ fn metrics_of(path: &Path, e: &ExperimentSpec, entries: &[Entry]) -> Result<Vec<
     }
     let mut out = Vec::new();
     for m in &e.metrics {
-        let allowed = allowed_metrics(first);
+        // Only what every chosen config computes (subtasks of one task share a kind).
+        let allowed: Vec<MetricId> = allowed_metrics(first)
+            .into_iter()
+            .filter(|id| entries.iter().all(|x| allowed_metrics(x.config).contains(id)))
+            .collect();
         let names = || {
             allowed
                 .iter()
@@ -562,7 +566,10 @@ pub fn estimate(
                         .get(&p.split)
                         .and_then(|s| s.rows)
                         .unwrap_or(0);
-                    let n = p.num_examples.map_or(rows, |k| k.min(rows));
+                    let mut n = p.num_examples.map_or(rows, |k| k.min(rows));
+                    if paths.smoke {
+                        n = n.min(e.config.smoke.test_sample_size);
+                    }
                     (n, n as u64 * e.typical_input_tokens.unwrap_or(0) as u64)
                 }
             };
@@ -586,6 +593,15 @@ pub fn estimate(
     Ok(out)
 }
 
+/// `hotpotqa`, or `longbench-… (4 configs)` for several.
+fn datasets_label(d: &[String]) -> String {
+    match d {
+        [one] => one.clone(),
+        [first, ..] => format!("{first} +{}", d.len() - 1),
+        [] => String::new(),
+    }
+}
+
 /// The plan as a table (`--dry-run`).
 pub fn print_plan(est: &[Estimate]) {
     println!(
@@ -601,7 +617,7 @@ pub fn print_plan(est: &[Estimate]) {
             "{:<28} {:<26} {:<34} {:>8} {:>12} {:>12} {:>10}",
             e.id,
             e.model,
-            e.datasets.join(","),
+            datasets_label(&e.datasets),
             e.examples,
             e.input_tokens,
             e.max_output_tokens,

@@ -57,7 +57,14 @@ pub fn sample(
     seed: u64,
 ) -> crate::error::Result<Vec<Example>> {
     let all = crate::data::prepare::read_split(paths, &config.id, split)?;
-    let Some(n) = num_examples.filter(|&n| n < all.len()) else {
+    // Smoke runs take at most the config's smoke sample, like `bwb eval`.
+    let cap = if paths.smoke {
+        config.smoke.test_sample_size
+    } else {
+        usize::MAX
+    };
+    let want = num_examples.unwrap_or(usize::MAX).min(cap);
+    let Some(n) = Some(want).filter(|&n| n < all.len()) else {
         return Ok(all);
     };
     let mut idx: Vec<usize> = (0..all.len()).collect();

@@ -21,6 +21,7 @@ const KEY: &str = "sk-test-experiments-secret";
 struct FakeOpenAi {
     url: String,
     received: Arc<AtomicUsize>,
+    /// Every request body received.
     bodies: Arc<Mutex<Vec<Value>>>,
 }
 
@@ -54,6 +55,17 @@ impl FakeOpenAi {
 
     fn received(&self) -> usize {
         self.received.load(Ordering::SeqCst)
+    }
+
+    /// The user messages received that contain `needle`.
+    fn users_with(&self, needle: &str) -> Vec<String> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|b| b["messages"].as_array()?.last()?["content"].as_str().map(String::from))
+            .filter(|u| u.contains(needle))
+            .collect()
     }
 }
 
@@ -137,4 +149,236 @@ fn by_id(rows: &[Value]) -> BTreeMap<String, Value> {
     rows.iter()
         .map(|r| (r["id"].as_str().unwrap().to_string(), r.clone()))
         .collect()
+}
+
+/// Every context dataset in one file: API experiments against the fake server, local ones on
+/// the smoke model.
+const ALL: &str = r#"defaults:
+  concurrency: 2
+  bertscore: {model: BERT_DIR, num_layers: 2}
+experiments:
+  - id: hp
+    tags: [api]
+    model: {name: openai:gpt-4o}
+    mode: baseline
+    dataset: {name: hotpotqa, split: validation, num_examples: 50, seed: 42}
+    task: {name: rag_qa}
+    metrics: [exact_match, f1]
+  - id: mr
+    tags: [api]
+    model: openai:gpt-4o
+    dataset: {name: msmarco}
+    task: retrieval
+    metrics: [retrieval_precision, retrieval_recall, retrieval_f1]
+  - id: fb
+    tags: [api]
+    model: openai:gpt-4o
+    pricing: {input_per_1m_tokens: 2.5, output_per_1m_tokens: 10}
+    dataset: {name: financebench}
+    task: rag_qa
+    metrics: [em, f1]
+  - id: lb
+    tags: [api]
+    model: openai:gpt-4o
+    dataset: {name: longbench, split: test, task: null}
+    task: rag_qa
+    metrics: [f1]
+  - id: et
+    tags: [api]
+    model: openai:gpt-4o
+    dataset: {name: ethic, task: Recalling}
+    task: rag_qa
+  - id: ea
+    tags: [api]
+    model: openai:gpt-4o
+    dataset: {name: ethic, task: attributing}
+    task: retrieval
+  - id: qm
+    tags: [api]
+    model: openai:gpt-4o
+    dataset: {name: qmsum}
+    task: summarization
+    metrics: [rouge1, rouge2, rougeL, bertscore_f1, bertscore_precision]
+  - id: ms
+    tags: [local]
+    model: smoke
+    dataset: {name: msmarco, num_examples: 2, seed: 7}
+    task: rag_qa
+  - id: es
+    tags: [local]
+    model: smoke
+    dataset: {name: ethic, task: null}
+    task: summarization
+"#;
+
+const RULES: [(&str, &str); 12] = [
+    // HotpotQA: right, yes for no (F1 0 by HotpotQA's rule), partial, right after normalising.
+    ("ferry operator Nordlys Lines", "Port Ellery"),
+    ("Ilse Varga and Tomas Brenn", "yes"),
+    ("town of Lemford stands", "in 1893"),
+    ("founder of the Halvard Quartet", "The viola."),
+    // MS MARCO retrieval: gold [2], [2, 3], [], [1].
+    ("Query: how long to boil an egg", "Passage 2"),
+    ("Query: what is the capital of tasmania", "3, 2"),
+    ("Query: who painted the blue fox mural", "None of them."),
+    ("Query: define estuary", "2"),
+    // ETHIC Recalling: gold Anna, Piet, Lotte.
+    ("character who visits the mill", "Anna, Piet"),
+    ("every drug the patient received", "amoxicillin, paracetamol"),
+    // ETHIC Attributing: gold 1, 3.
+    ("contract wa", "Related Segments: 1, 3"),
+    // QMSum: close to the reference.
+    ("remote control's battery", "Users forget to charge devices, so the team chose standard batteries."),
+];
+
+fn all_project(server: &FakeOpenAi) -> Project {
+    let p = project(server);
+    let bert = format!("{}/tests/fixtures/models/tiny-bert", crate::common::REPO);
+    p.write("exp.yaml", &ALL.replace("BERT_DIR", &bert));
+    p
+}
+
+fn mean(s: &Value, metric: &str) -> f64 {
+    s["metrics"][metric]["mean"].as_f64().unwrap_or_else(|| panic!("{metric}: {s}"))
+}
+
+#[test]
+fn every_dataset_runs_offline_and_scores_as_worked_by_hand() {
+    let server = FakeOpenAi::start(&RULES);
+    let p = all_project(&server);
+    let out = p
+        .bwb(&["--smoke-test", "experiments", "--config", "exp.yaml"])
+        .ok()
+        .stdout();
+    assert!(out.contains("total spent this run"), "{out}");
+    let sent = server.received();
+    // 4 hotpotqa + 4 msmarco + 3 financebench + 12 longbench + 3 + 3 ethic + 3 qmsum.
+    assert_eq!(sent, 4 + 4 + 3 + 12 + 3 + 3 + 3, "{out}");
+    // API models get the whole context: HotpotQA's prompt holds every titled paragraph.
+    let hp_prompt = server.users_with("Nordlys Lines");
+    assert_eq!(hp_prompt.len(), 1);
+    assert!(hp_prompt[0].matches("\n\n").count() >= 2, "{}", hp_prompt[0]);
+
+    // Per-example lines in the context benchmark's shape.
+    let hp = rows(&p, "hp/hp.jsonl");
+    assert_eq!(hp.len(), 4);
+    for r in &hp {
+        for k in [
+            "id", "model", "input_question", "input_context", "pred", "gold", "input_tokens",
+            "output_tokens", "latency_ms", "cost_usd", "metrics",
+        ] {
+            assert!(r.get(k).is_some(), "{k} missing in {r}");
+        }
+        assert_eq!(r["model"], "openai:gpt-4o");
+        assert!(r["input_context"].as_str().unwrap().contains('\n'));
+    }
+    let f1: BTreeMap<String, f64> = hp
+        .iter()
+        .map(|r| (r["pred"].as_str().unwrap().to_string(), r["metrics"]["f1"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(f1["Port Ellery"], 1.0);
+    assert_eq!(f1["yes"], 0.0);
+    assert!((f1["in 1893"] - 2.0 / 3.0).abs() < 1e-12);
+    assert_eq!(f1["The viola."], 1.0);
+    let s = summary(&p, "hp");
+    assert!((mean(&s, "exact_match") - 0.5).abs() < 1e-12);
+    assert!((mean(&s, "f1") - (1.0 + 0.0 + 2.0 / 3.0 + 1.0) / 4.0).abs() < 1e-12);
+    for k in ["mean", "std", "p50", "p95", "ci_low", "ci_high"] {
+        assert!(s["metrics"]["f1"][k].is_number(), "{k}: {s}");
+    }
+    assert!(s["cost"].is_null(), "gpt-4o has no price in pricing.yaml");
+    assert!(s["tokens"]["avg_input_tokens"].as_f64().unwrap() > 50.0);
+    assert_eq!(s["tokens"]["avg_output_tokens"], 3.0);
+
+    // Retrieval: [2]→1, [3,2]→1, none for none→1, [2] for [1]→0.
+    let s = summary(&p, "mr");
+    assert!((mean(&s, "retrieval_f1") - 0.75).abs() < 1e-12, "{s}");
+
+    // Priced per experiment: every example's cost from its usage.
+    let fb = rows(&p, "fb/fb.jsonl");
+    let mut total = 0.0;
+    for r in &fb {
+        let want = (r["input_tokens"].as_f64().unwrap() * 2.5 + 3.0 * 10.0) / 1e6;
+        assert!((r["cost_usd"].as_f64().unwrap() - want).abs() < 1e-15);
+        total += want;
+        assert_eq!(r["metrics"]["exact_match"], 0.0);
+    }
+    let s = summary(&p, "fb");
+    assert!((s["cost"]["total_usd"].as_f64().unwrap() - total).abs() < 1e-12);
+    for k in ["mean_usd", "std_usd", "p50_usd", "p95_usd"] {
+        assert!(s["cost"][k].is_number(), "{k}");
+    }
+
+    // LongBench with task: null: one file and one per_task entry per subtask.
+    let s = summary(&p, "lb");
+    let per = s["per_task"].as_object().unwrap();
+    let names: Vec<&str> = per.keys().map(String::as_str).collect();
+    assert_eq!(names, ["2wikimqa", "multifieldqa_en", "narrativeqa", "qasper"]);
+    assert_eq!(s["num_examples"], 12);
+    for t in ["2wikimqa", "multifieldqa_en", "narrativeqa", "qasper"] {
+        assert_eq!(rows(&p, &format!("lb/lb.longbench-{t}.jsonl")).len(), 3);
+    }
+    let csv = p.read("results/smoke/experiments/lb/summary.csv");
+    assert_eq!(csv.lines().count(), 1 + 1 + 4, "{csv}");
+
+    // ETHIC Recalling: {Anna, Piet} of {Anna, Piet, Lotte} → P 1, R 2/3, F1 0.8; the
+    // second example exactly right; the third not answered.
+    let et = rows(&p, "et/et.jsonl");
+    let by = by_id(&et);
+    assert!((by["Books_0001"]["metrics"]["set_f1"].as_f64().unwrap() - 0.8).abs() < 1e-12);
+    assert_eq!(by["Medicine_0002"]["metrics"]["set_exact_match"], 1.0);
+    assert!(et[0]["input_question"].as_str().unwrap().contains("### Instruction"));
+    let s = summary(&p, "ea");
+    assert!(s["metrics"].as_object().unwrap().len() >= 3, "{s}");
+
+    // QMSum: ROUGE and BERTScore (tiny random BERT, layer 2) per example, means in summary.
+    let qm = rows(&p, "qm/qm.jsonl");
+    let cands: Vec<String> = qm.iter().map(|r| r["pred"].as_str().unwrap().to_string()).collect();
+    let refs: Vec<Vec<String>> = qm
+        .iter()
+        .map(|r| vec![r["gold"].as_str().unwrap().to_string()])
+        .collect();
+    let scorer = bwb::metrics::bertscore::BertScorer::from_dir(
+        &std::path::Path::new(crate::common::REPO).join("tests/fixtures/models/tiny-bert"),
+        &bwb::metrics::bertscore::BertScoreOptions {
+            layer: Some(2),
+            ..Default::default()
+        },
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let want = scorer.score(&cands, &refs).unwrap();
+    for (r, w) in qm.iter().zip(&want) {
+        let got = r["metrics"]["bertscore_f1"].as_f64().unwrap();
+        assert!((got - w.f1).abs() < 1e-9, "{got} vs {}", w.f1);
+        assert!(r["metrics"]["bertscore_recall"].is_null(), "not asked for");
+        assert!(r["metrics"]["rougeL"].is_number());
+    }
+    let battery = &qm[0];
+    assert!(battery["pred"].as_str().unwrap().contains("standard batteries"));
+    assert!(battery["metrics"]["rougeL"].as_f64().unwrap() > 0.4, "{battery}");
+    let s = summary(&p, "qm");
+    let rl: Vec<f64> = qm.iter().map(|r| r["metrics"]["rougeL"].as_f64().unwrap()).collect();
+    assert!((mean(&s, "rougeL") - rl.iter().sum::<f64>() / 3.0).abs() < 1e-12);
+
+    // Local experiments: the smoke model, smoke sample sizes.
+    let s = summary(&p, "ms");
+    assert_eq!(s["num_examples"], 2);
+    assert_eq!(s["model"], "smoke");
+    let s = summary(&p, "es");
+    assert_eq!(s["task"], "summarization");
+
+    // A rerun sends nothing and rewrites the same results.
+    let before = crate::common::snapshot(&p.path("results/smoke/experiments"));
+    p.bwb(&["--smoke-test", "experiments", "--config", "exp.yaml", "--tag", "api"])
+        .ok();
+    assert_eq!(server.received(), sent);
+    assert_eq!(before, crate::common::snapshot(&p.path("results/smoke/experiments")));
+
+    // The dashboard shows the experiments without any fine-tune summary.
+    p.bwb(&["--smoke-test", "dashboard"]).ok();
+    let d: Value =
+        serde_json::from_str(&p.read("dashboard-data/smoke/experiments.json")).unwrap();
+    assert_eq!(d.as_array().unwrap().len(), 9);
+    assert!(p.read("site/smoke/data.js").contains("\"experiment_id\":\"lb\""));
 }

@@ -10,6 +10,7 @@ mod dashboard;
 mod datasets;
 mod download;
 mod eval;
+mod experiments;
 mod export;
 mod generate;
 mod gguf_tokenizer;
