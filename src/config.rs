@@ -181,7 +181,10 @@ impl AnswerKind {
     /// The context benchmark's kinds, whose long contexts are cut in the middle to fit a
     /// local model's window (LongBench's convention) instead of windowed like CUAD.
     pub fn is_long_context(self) -> bool {
-        matches!(self, Self::Text | Self::List | Self::Retrieval | Self::Summary)
+        matches!(
+            self,
+            Self::Text | Self::List | Self::Retrieval | Self::Summary
+        )
     }
 }
 

@@ -285,7 +285,11 @@ impl Settings {
             false,
         );
         if smoke {
-            for t in configs.tasks.values_mut().chain(configs.datasets.values_mut()) {
+            for t in configs
+                .tasks
+                .values_mut()
+                .chain(configs.datasets.values_mut())
+            {
                 if let Some(n) = t.smoke.max_new_tokens {
                     t.max_new_tokens = n;
                 }

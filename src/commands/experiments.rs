@@ -3,12 +3,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::cli::ExperimentsArgs;
+use crate::experiments::file;
 use crate::experiments::plan::{self, Catalog};
 use crate::experiments::run::{self, RunOptions};
-use crate::experiments::file;
 use crate::paths::display;
 use crate::settings::{EngineUse, Settings};
 
@@ -16,7 +16,13 @@ pub fn experiments(settings: &Settings, args: &ExperimentsArgs) -> Result<()> {
     let path = args
         .config
         .clone()
-        .map(|p| if p.is_absolute() { p } else { settings.paths.root.join(p) })
+        .map(|p| {
+            if p.is_absolute() {
+                p
+            } else {
+                settings.paths.root.join(p)
+            }
+        })
         .unwrap_or_else(|| settings.paths.configs().join("experiments.yaml"));
     let loaded = file::load(&path)?;
     let catalog = Catalog::from_configs(&settings.configs);
@@ -31,7 +37,10 @@ pub fn experiments(settings: &Settings, args: &ExperimentsArgs) -> Result<()> {
     let est = plan::estimate(&plans, &settings.paths)?;
     plan::print_plan(&est);
     if args.dry_run {
-        println!("dry run: {} checked, nothing sent", display(&settings.paths.root, &path));
+        println!(
+            "dry run: {} checked, nothing sent",
+            display(&settings.paths.root, &path)
+        );
         return Ok(());
     }
     let engine = settings.engine(&args.engine, EngineUse::Eval)?;
@@ -63,7 +72,12 @@ pub fn experiments(settings: &Settings, args: &ExperimentsArgs) -> Result<()> {
         std::thread::scope(|s| {
             let handles: Vec<_> = plans
                 .iter()
-                .map(|p| (p.id.clone(), s.spawn(|| run::run_experiment(settings, p, &opts))))
+                .map(|p| {
+                    (
+                        p.id.clone(),
+                        s.spawn(|| run::run_experiment(settings, p, &opts)),
+                    )
+                })
                 .collect();
             handles
                 .into_iter()
@@ -81,6 +95,12 @@ pub fn experiments(settings: &Settings, args: &ExperimentsArgs) -> Result<()> {
             .map(|p| (p.id.clone(), run::run_experiment(settings, p, &opts)))
             .collect()
     };
+    let mut results = results;
+    // One experiment that failed: its error alone, on one line.
+    if results.len() == 1 && results[0].1.is_err() {
+        let (id, r) = results.remove(0);
+        return r.map(|_| ()).with_context(|| format!("experiment `{id}`"));
+    }
     let mut failed: Vec<String> = Vec::new();
     let mut spent = 0.0;
     let mut summaries: Vec<PathBuf> = Vec::new();
@@ -88,7 +108,10 @@ pub fn experiments(settings: &Settings, args: &ExperimentsArgs) -> Result<()> {
         match r {
             Ok(d) => {
                 spent += d.spent_usd;
-                println!("{id}: summary → {}", display(&settings.paths.root, &d.summary));
+                println!(
+                    "{id}: summary → {}",
+                    display(&settings.paths.root, &d.summary)
+                );
                 summaries.push(d.summary);
             }
             Err(e) => {

@@ -309,31 +309,36 @@ fn fit_context(job: &Job<'_>, ex: &Example, full: Vec<Message>) -> Result<(Vec<M
         return Ok((full, false));
     }
     let chars: Vec<char> = context.chars().collect();
-    let mut keep = chars.len();
-    let mut tokens = total;
-    // Each pass shrinks the kept characters in proportion to the excess (tokens per
-    // character are not uniform, so repeat until it fits; at most a few passes).
-    for _ in 0..8 {
-        let excess = tokens.saturating_sub(budget) as f64;
-        let per_char = tokens as f64 / (chars.len().max(1) as f64);
-        let cut = ((excess / per_char.max(1e-9)) * 1.05).ceil() as usize + 1;
-        keep = keep.saturating_sub(cut.max(1));
-        let mut e = ex.clone();
+    let with = |keep: usize| -> Result<Vec<Message>> {
         let head = keep / 2;
-        let tail = keep - head;
         let text: String = chars[..head]
             .iter()
-            .chain(&chars[chars.len() - tail..])
+            .chain(&chars[chars.len() - (keep - head)..])
             .collect();
+        let mut e = ex.clone();
         e.inputs.insert(key.clone(), text);
-        let m = messages(job.prompt, &job.shots, &e)?;
+        messages(job.prompt, &job.shots, &e)
+    };
+    // Tokens of everything but the context, then keep the share of the context that fits;
+    // tokens per character are not uniform, so correct by the measured excess (a few passes).
+    let overhead = job.backend.count_tokens(&with(0)?)?.unwrap_or(0);
+    let mut keep = chars.len();
+    let mut tokens = total;
+    for _ in 0..8 {
+        if overhead >= budget {
+            break;
+        }
+        let ctx_tokens = tokens.saturating_sub(overhead).max(1) as f64;
+        let room = (budget - overhead) as f64;
+        keep = ((keep as f64) * (room / ctx_tokens) * 0.98).floor() as usize;
+        let m = with(keep)?;
         tokens = job.backend.count_tokens(&m)?.unwrap_or(0);
-        if tokens <= budget || keep == 0 {
+        if tokens <= budget {
             return Ok((m, true));
         }
     }
     Err(Error::Config(format!(
-        "task `{}` example `{}`: the prompt takes {tokens} tokens even with its context cut to {keep} characters; max_seq_length {} − max_new_tokens {} leaves {budget}",
+        "task `{}` example `{}`: the prompt takes {overhead} tokens without its `{key}` ({tokens} with {keep} characters of it), but max_seq_length {} − max_new_tokens {} leaves {budget}; raise max_seq_length in the dataset's config",
         job.task.id, ex.id, job.task.max_seq_length, job.task.max_new_tokens
     )))
 }

@@ -23,7 +23,12 @@ const IDS: [MetricId; 3] = [
 ];
 
 /// Add the requested BERTScore metrics to every answered row.
-pub fn add(task: &TaskConfig, plan: &Planned<'_>, rows: &mut [Row], opts: &RunOptions<'_>) -> Result<()> {
+pub fn add(
+    task: &TaskConfig,
+    plan: &Planned<'_>,
+    rows: &mut [Row],
+    opts: &RunOptions<'_>,
+) -> Result<()> {
     if !plan.metrics.iter().any(|m| IDS.contains(m)) {
         return Ok(());
     }

@@ -228,7 +228,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Loaded> {
                 path,
                 line(&e.id),
                 "id",
-                format!("`{id}` is not usable as a folder name; use letters, digits, `-`, `_` or `.`"),
+                format!(
+                    "`{id}` is not usable as a folder name; use letters, digits, `-`, `_` or `.`"
+                ),
             ));
         }
         if let Some(first) = seen.iter().find(|s| s.value == e.id.value) {
@@ -277,8 +279,9 @@ mod tests {
 
     #[test]
     fn a_bare_list_and_short_forms_parse() {
-        let l = p("# c\n- id: a\n  model: smoke\n  dataset: {name: qmsum}\n  task: summarization\n")
-            .unwrap();
+        let l =
+            p("# c\n- id: a\n  model: smoke\n  dataset: {name: qmsum}\n  task: summarization\n")
+                .unwrap();
         let e = &l.file.experiments[0];
         assert_eq!(e.model.value.name(), "smoke");
         assert_eq!(e.task.value.name(), "summarization");
@@ -290,7 +293,8 @@ mod tests {
         let dup = "experiments:\n  - {id: a, model: m, dataset: {name: d}, task: t}\n  - {id: a, model: m, dataset: {name: d}, task: t}\n";
         let e = p(dup).unwrap_err().to_string();
         assert!(e.contains("x.yaml:3") && e.contains("used twice"), "{e}");
-        let typo = "experiments:\n  - {id: a, model: m, dataset: {name: d, num_exmples: 3}, task: t}\n";
+        let typo =
+            "experiments:\n  - {id: a, model: m, dataset: {name: d, num_exmples: 3}, task: t}\n";
         let e = p(typo).unwrap_err().to_string();
         assert!(e.contains("x.yaml:2") && e.contains("num_exmples"), "{e}");
         let e = p("experiments: []\n").unwrap_err().to_string();

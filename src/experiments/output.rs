@@ -218,7 +218,9 @@ pub fn write(
             text.push_str(&serde_json::to_string(r)?);
             text.push('\n');
         }
-        write_atomic(&dir.join(name), |w| std::io::Write::write_all(w, text.as_bytes()))?;
+        write_atomic(&dir.join(name), |w| {
+            std::io::Write::write_all(w, text.as_bytes())
+        })?;
     }
     let all: Vec<&Row> = per_entry.iter().flat_map(|(_, r)| r.iter()).collect();
     let mut summary = summarise(&all, &plan.metrics, plan.seed);
@@ -255,7 +257,9 @@ pub fn write(
     let path = dir.join("summary.json");
     write_json_atomic(&path, &summary)?;
     let table = csv(&summary, &plan.metrics);
-    write_atomic(&dir.join("summary.csv"), |w| std::io::Write::write_all(w, table.as_bytes()))?;
+    write_atomic(&dir.join("summary.csv"), |w| {
+        std::io::Write::write_all(w, table.as_bytes())
+    })?;
     Ok(path)
 }
 
@@ -354,7 +358,11 @@ mod tests {
         let text = csv(&s, &[MetricId::F1]);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("experiment_id,task,model,mode,num_examples"));
-        assert!(lines[1].starts_with("e,rag_qa,m,baseline,2,0,0,0.5,,"), "{}", lines[1]);
+        assert!(
+            lines[1].starts_with("e,rag_qa,m,baseline,2,0,0,0.5,,"),
+            "{}",
+            lines[1]
+        );
     }
 
     #[test]

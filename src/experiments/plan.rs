@@ -189,7 +189,16 @@ pub fn plan<'a>(
     }
     selected
         .into_iter()
-        .map(|e| plan_one(&loaded.path, &loaded.file.defaults, e, catalog, configs, env))
+        .map(|e| {
+            plan_one(
+                &loaded.path,
+                &loaded.file.defaults,
+                e,
+                catalog,
+                configs,
+                env,
+            )
+        })
         .collect()
 }
 
@@ -250,7 +259,11 @@ fn plan_one<'a>(
 
 /// The dataset configs an experiment names: one, or every subtask when `dataset.task` is
 /// null on a dataset that has subtasks.
-fn entries_of<'a>(path: &Path, e: &ExperimentSpec, catalog: &Catalog<'a>) -> Result<Vec<Entry<'a>>> {
+fn entries_of<'a>(
+    path: &Path,
+    e: &ExperimentSpec,
+    catalog: &Catalog<'a>,
+) -> Result<Vec<Entry<'a>>> {
     let name = e.dataset.name.value.trim().to_lowercase();
     let of_dataset: Vec<&Entry> = catalog
         .entries
@@ -301,7 +314,10 @@ fn entries_of<'a>(path: &Path, e: &ExperimentSpec, catalog: &Catalog<'a>) -> Res
                 .map(|x| (*x).clone())
                 .collect();
             if hit.is_empty() {
-                let subs: Vec<&str> = of_task.iter().filter_map(|x| x.subtask.as_deref()).collect();
+                let subs: Vec<&str> = of_task
+                    .iter()
+                    .filter_map(|x| x.subtask.as_deref())
+                    .collect();
                 let valid = if subs.is_empty() {
                     format!("`{name}` has no subtasks; leave `dataset.task` out")
                 } else {
@@ -395,21 +411,27 @@ fn model_of(path: &Path, e: &ExperimentSpec, configs: &Configs, env: &Env) -> Re
         });
     }
     if let Some((prov, model)) = name.split_once(':') {
-        let provider = match prov.trim().to_lowercase().as_str() {
-            "openai" => Provider::Openai,
-            "anthropic" | "claude" => Provider::Anthropic,
-            "gemini" | "google" => Provider::Gemini,
-            other => {
-                return Err(at(
+        let provider =
+            match prov.trim().to_lowercase().as_str() {
+                "openai" => Provider::Openai,
+                "anthropic" | "claude" => Provider::Anthropic,
+                "gemini" | "google" => Provider::Gemini,
+                other => return Err(at(
                     path,
                     l,
                     "model",
-                    format!("unknown provider `{other}` in `{name}`; valid: openai, anthropic, gemini"),
-                ))
-            }
-        };
+                    format!(
+                        "unknown provider `{other}` in `{name}`; valid: openai, anthropic, gemini"
+                    ),
+                )),
+            };
         if model.trim().is_empty() {
-            return Err(at(path, l, "model", format!("`{name}` names no model after the provider")));
+            return Err(at(
+                path,
+                l,
+                "model",
+                format!("`{name}` names no model after the provider"),
+            ));
         }
         return api(provider, model.trim().to_string(), None);
     }
@@ -447,7 +469,11 @@ fn metric_id(name: &str, kind: AnswerKind) -> Option<MetricId> {
         "exact_match" if kind == AnswerKind::List => Some(MetricId::SetExactMatch),
         _ => None,
     };
-    alias.or_else(|| MetricId::ALL.into_iter().find(|m| m.as_str().to_lowercase() == n))
+    alias.or_else(|| {
+        MetricId::ALL
+            .into_iter()
+            .find(|m| m.as_str().to_lowercase() == n)
+    })
 }
 
 /// The metrics a dataset config can report: its scorer's, plus BERTScore for free text.
@@ -473,7 +499,11 @@ fn metrics_of(path: &Path, e: &ExperimentSpec, entries: &[Entry]) -> Result<Vec<
         // Only what every chosen config computes (subtasks of one task share a kind).
         let allowed: Vec<MetricId> = allowed_metrics(first)
             .into_iter()
-            .filter(|id| entries.iter().all(|x| allowed_metrics(x.config).contains(id)))
+            .filter(|id| {
+                entries
+                    .iter()
+                    .all(|x| allowed_metrics(x.config).contains(id))
+            })
             .collect();
         let names = || {
             allowed
@@ -487,7 +517,11 @@ fn metrics_of(path: &Path, e: &ExperimentSpec, entries: &[Entry]) -> Result<Vec<
                 path,
                 line(m),
                 "metrics",
-                format!("unknown metric `{}`; valid for this task: {}", m.value, names()),
+                format!(
+                    "unknown metric `{}`; valid for this task: {}",
+                    m.value,
+                    names()
+                ),
             ));
         };
         if !allowed.contains(&id) {
@@ -545,10 +579,7 @@ pub fn estimate_tokens(ex: &crate::data::Example) -> u64 {
 
 /// Examples, tokens and cost of each planned experiment. Prepared data is read where it
 /// exists (the real sample); otherwise the dataset's row count and typical size are used.
-pub fn estimate(
-    plans: &[Planned<'_>],
-    paths: &crate::paths::Paths,
-) -> Result<Vec<Estimate>> {
+pub fn estimate(plans: &[Planned<'_>], paths: &crate::paths::Paths) -> Result<Vec<Estimate>> {
     let mut out = Vec::new();
     for p in plans {
         let mut examples = 0usize;
@@ -556,23 +587,24 @@ pub fn estimate(
         let mut max_out = 0u64;
         for e in &p.entries {
             let max_tokens = p.max_tokens.unwrap_or(e.config.max_new_tokens) as u64;
-            let (n, tokens) = match super::run::sample(paths, e.config, &p.split, p.num_examples, p.seed) {
-                Ok(exs) => (exs.len(), exs.iter().map(estimate_tokens).sum::<u64>()),
-                Err(_) => {
-                    let rows = e
-                        .config
-                        .source
-                        .splits
-                        .get(&p.split)
-                        .and_then(|s| s.rows)
-                        .unwrap_or(0);
-                    let mut n = p.num_examples.map_or(rows, |k| k.min(rows));
-                    if paths.smoke {
-                        n = n.min(e.config.smoke.test_sample_size);
+            let (n, tokens) =
+                match super::run::sample(paths, e.config, &p.split, p.num_examples, p.seed) {
+                    Ok(exs) => (exs.len(), exs.iter().map(estimate_tokens).sum::<u64>()),
+                    Err(_) => {
+                        let rows = e
+                            .config
+                            .source
+                            .splits
+                            .get(&p.split)
+                            .and_then(|s| s.rows)
+                            .unwrap_or(0);
+                        let mut n = p.num_examples.map_or(rows, |k| k.min(rows));
+                        if paths.smoke {
+                            n = n.min(e.config.smoke.test_sample_size);
+                        }
+                        (n, n as u64 * e.typical_input_tokens.unwrap_or(0) as u64)
                     }
-                    (n, n as u64 * e.typical_input_tokens.unwrap_or(0) as u64)
-                }
-            };
+                };
             examples += n;
             input += tokens;
             max_out += n as u64 * max_tokens;
@@ -642,16 +674,28 @@ mod tests {
 
     #[test]
     fn metric_aliases_follow_the_answer_kind() {
-        assert_eq!(metric_id("EM", AnswerKind::Text), Some(MetricId::ExactMatch));
+        assert_eq!(
+            metric_id("EM", AnswerKind::Text),
+            Some(MetricId::ExactMatch)
+        );
         assert_eq!(metric_id("f1", AnswerKind::Text), Some(MetricId::F1));
         assert_eq!(metric_id("f1", AnswerKind::List), Some(MetricId::SetF1));
         assert_eq!(
             metric_id("precision", AnswerKind::Retrieval),
             Some(MetricId::RetrievalPrecision)
         );
-        assert_eq!(metric_id("rougeL", AnswerKind::Summary), Some(MetricId::RougeL));
-        assert_eq!(metric_id("rouge-l", AnswerKind::Summary), Some(MetricId::RougeL));
-        assert_eq!(metric_id("bertscore", AnswerKind::Summary), Some(MetricId::BertscoreF1));
+        assert_eq!(
+            metric_id("rougeL", AnswerKind::Summary),
+            Some(MetricId::RougeL)
+        );
+        assert_eq!(
+            metric_id("rouge-l", AnswerKind::Summary),
+            Some(MetricId::RougeL)
+        );
+        assert_eq!(
+            metric_id("bertscore", AnswerKind::Summary),
+            Some(MetricId::BertscoreF1)
+        );
         assert_eq!(metric_id("bleu", AnswerKind::Summary), None);
     }
 }

@@ -79,7 +79,11 @@ pub fn sample(
 /// prepared data is there already.
 fn ensure_prepared(settings: &Settings, config: &TaskConfig) -> Result<()> {
     let paths = &settings.paths;
-    if paths.prepared(&config.id).join(crate::data::download::MANIFEST).exists() {
+    if paths
+        .prepared(&config.id)
+        .join(crate::data::download::MANIFEST)
+        .exists()
+    {
         return Ok(());
     }
     let hub = crate::commands::hub_for(settings)?;
@@ -91,7 +95,11 @@ fn ensure_prepared(settings: &Settings, config: &TaskConfig) -> Result<()> {
 }
 
 /// The backend an experiment's model runs on.
-fn backend(settings: &Settings, p: &Planned<'_>, opts: &RunOptions<'_>) -> Result<Box<dyn Backend>> {
+fn backend(
+    settings: &Settings,
+    p: &Planned<'_>,
+    opts: &RunOptions<'_>,
+) -> Result<Box<dyn Backend>> {
     match &p.model {
         ModelRef::Api {
             provider,
@@ -129,7 +137,12 @@ fn backend(settings: &Settings, p: &Planned<'_>, opts: &RunOptions<'_>) -> Resul
             if let Some(c) = p.concurrency {
                 api.concurrency = c;
             }
-            Ok(Box::new(ApiBackend::new(&model, &settings.env, &pricing, api)?))
+            Ok(Box::new(ApiBackend::new(
+                &model,
+                &settings.env,
+                &pricing,
+                api,
+            )?))
         }
         ModelRef::Local { spec, adapter } => {
             let lora = match adapter {
@@ -140,17 +153,17 @@ fn backend(settings: &Settings, p: &Planned<'_>, opts: &RunOptions<'_>) -> Resul
                 None => None,
             };
             let m = load::load_named(spec, &settings.configs, &settings.hub, opts.engine, lora)?;
-            Ok(Box::new(LocalBackend::new(m, opts.batch_size, p.model.name())))
+            Ok(Box::new(LocalBackend::new(
+                m,
+                opts.batch_size,
+                p.model.name(),
+            )))
         }
     }
 }
 
 /// Run one experiment end to end; returns where its summary is.
-pub fn run_experiment(
-    settings: &Settings,
-    p: &Planned<'_>,
-    opts: &RunOptions<'_>,
-) -> Result<Done> {
+pub fn run_experiment(settings: &Settings, p: &Planned<'_>, opts: &RunOptions<'_>) -> Result<Done> {
     let dir = experiment_dir(&settings.paths, &p.id);
     for e in &p.entries {
         ensure_prepared(settings, e.config)?;
@@ -180,7 +193,7 @@ pub fn run_experiment(
             path: path.clone(),
             progress: settings.progress(),
         };
-        let out = eval::run(&job).with_context(|| format!("experiment `{}` on `{}`", p.id, task.id))?;
+        let out = eval::run(&job).with_context(|| format!("dataset `{}`", task.id))?;
         spent += out.spent_usd;
         println!(
             "{}/{}: {} examples ({} already done, {} generated, {} errors) → {}",

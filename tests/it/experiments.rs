@@ -63,7 +63,11 @@ impl FakeOpenAi {
             .lock()
             .unwrap()
             .iter()
-            .filter_map(|b| b["messages"].as_array()?.last()?["content"].as_str().map(String::from))
+            .filter_map(|b| {
+                b["messages"].as_array()?.last()?["content"]
+                    .as_str()
+                    .map(String::from)
+            })
             .filter(|u| u.contains(needle))
             .collect()
     }
@@ -224,11 +228,17 @@ const RULES: [(&str, &str); 12] = [
     ("Query: define estuary", "2"),
     // ETHIC Recalling: gold Anna, Piet, Lotte.
     ("character who visits the mill", "Anna, Piet"),
-    ("every drug the patient received", "amoxicillin, paracetamol"),
+    (
+        "every drug the patient received",
+        "amoxicillin, paracetamol",
+    ),
     // ETHIC Attributing: gold 1, 3.
     ("contract wa", "Related Segments: 1, 3"),
     // QMSum: close to the reference.
-    ("remote control's battery", "Users forget to charge devices, so the team chose standard batteries."),
+    (
+        "remote control's battery",
+        "Users forget to charge devices, so the team chose standard batteries.",
+    ),
 ];
 
 fn all_project(server: &FakeOpenAi) -> Project {
@@ -239,7 +249,9 @@ fn all_project(server: &FakeOpenAi) -> Project {
 }
 
 fn mean(s: &Value, metric: &str) -> f64 {
-    s["metrics"][metric]["mean"].as_f64().unwrap_or_else(|| panic!("{metric}: {s}"))
+    s["metrics"][metric]["mean"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{metric}: {s}"))
 }
 
 #[test]
@@ -257,15 +269,28 @@ fn every_dataset_runs_offline_and_scores_as_worked_by_hand() {
     // API models get the whole context: HotpotQA's prompt holds every titled paragraph.
     let hp_prompt = server.users_with("Nordlys Lines");
     assert_eq!(hp_prompt.len(), 1);
-    assert!(hp_prompt[0].matches("\n\n").count() >= 2, "{}", hp_prompt[0]);
+    assert!(
+        hp_prompt[0].matches("\n\n").count() >= 2,
+        "{}",
+        hp_prompt[0]
+    );
 
     // Per-example lines in the context benchmark's shape.
     let hp = rows(&p, "hp/hp.jsonl");
     assert_eq!(hp.len(), 4);
     for r in &hp {
         for k in [
-            "id", "model", "input_question", "input_context", "pred", "gold", "input_tokens",
-            "output_tokens", "latency_ms", "cost_usd", "metrics",
+            "id",
+            "model",
+            "input_question",
+            "input_context",
+            "pred",
+            "gold",
+            "input_tokens",
+            "output_tokens",
+            "latency_ms",
+            "cost_usd",
+            "metrics",
         ] {
             assert!(r.get(k).is_some(), "{k} missing in {r}");
         }
@@ -274,7 +299,12 @@ fn every_dataset_runs_offline_and_scores_as_worked_by_hand() {
     }
     let f1: BTreeMap<String, f64> = hp
         .iter()
-        .map(|r| (r["pred"].as_str().unwrap().to_string(), r["metrics"]["f1"].as_f64().unwrap()))
+        .map(|r| {
+            (
+                r["pred"].as_str().unwrap().to_string(),
+                r["metrics"]["f1"].as_f64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(f1["Port Ellery"], 1.0);
     assert_eq!(f1["yes"], 0.0);
@@ -313,7 +343,10 @@ fn every_dataset_runs_offline_and_scores_as_worked_by_hand() {
     let s = summary(&p, "lb");
     let per = s["per_task"].as_object().unwrap();
     let names: Vec<&str> = per.keys().map(String::as_str).collect();
-    assert_eq!(names, ["2wikimqa", "multifieldqa_en", "narrativeqa", "qasper"]);
+    assert_eq!(
+        names,
+        ["2wikimqa", "multifieldqa_en", "narrativeqa", "qasper"]
+    );
     assert_eq!(s["num_examples"], 12);
     for t in ["2wikimqa", "multifieldqa_en", "narrativeqa", "qasper"] {
         assert_eq!(rows(&p, &format!("lb/lb.longbench-{t}.jsonl")).len(), 3);
@@ -327,13 +360,19 @@ fn every_dataset_runs_offline_and_scores_as_worked_by_hand() {
     let by = by_id(&et);
     assert!((by["Books_0001"]["metrics"]["set_f1"].as_f64().unwrap() - 0.8).abs() < 1e-12);
     assert_eq!(by["Medicine_0002"]["metrics"]["set_exact_match"], 1.0);
-    assert!(et[0]["input_question"].as_str().unwrap().contains("### Instruction"));
+    assert!(et[0]["input_question"]
+        .as_str()
+        .unwrap()
+        .contains("### Instruction"));
     let s = summary(&p, "ea");
     assert!(s["metrics"].as_object().unwrap().len() >= 3, "{s}");
 
     // QMSum: ROUGE and BERTScore (tiny random BERT, layer 2) per example, means in summary.
     let qm = rows(&p, "qm/qm.jsonl");
-    let cands: Vec<String> = qm.iter().map(|r| r["pred"].as_str().unwrap().to_string()).collect();
+    let cands: Vec<String> = qm
+        .iter()
+        .map(|r| r["pred"].as_str().unwrap().to_string())
+        .collect();
     let refs: Vec<Vec<String>> = qm
         .iter()
         .map(|r| vec![r["gold"].as_str().unwrap().to_string()])
@@ -355,10 +394,19 @@ fn every_dataset_runs_offline_and_scores_as_worked_by_hand() {
         assert!(r["metrics"]["rougeL"].is_number());
     }
     let battery = &qm[0];
-    assert!(battery["pred"].as_str().unwrap().contains("standard batteries"));
-    assert!(battery["metrics"]["rougeL"].as_f64().unwrap() > 0.4, "{battery}");
+    assert!(battery["pred"]
+        .as_str()
+        .unwrap()
+        .contains("standard batteries"));
+    assert!(
+        battery["metrics"]["rougeL"].as_f64().unwrap() > 0.4,
+        "{battery}"
+    );
     let s = summary(&p, "qm");
-    let rl: Vec<f64> = qm.iter().map(|r| r["metrics"]["rougeL"].as_f64().unwrap()).collect();
+    let rl: Vec<f64> = qm
+        .iter()
+        .map(|r| r["metrics"]["rougeL"].as_f64().unwrap())
+        .collect();
     assert!((mean(&s, "rougeL") - rl.iter().sum::<f64>() / 3.0).abs() < 1e-12);
 
     // Local experiments: the smoke model, smoke sample sizes.
@@ -370,15 +418,297 @@ fn every_dataset_runs_offline_and_scores_as_worked_by_hand() {
 
     // A rerun sends nothing and rewrites the same results.
     let before = crate::common::snapshot(&p.path("results/smoke/experiments"));
-    p.bwb(&["--smoke-test", "experiments", "--config", "exp.yaml", "--tag", "api"])
-        .ok();
+    p.bwb(&[
+        "--smoke-test",
+        "experiments",
+        "--config",
+        "exp.yaml",
+        "--tag",
+        "api",
+    ])
+    .ok();
     assert_eq!(server.received(), sent);
-    assert_eq!(before, crate::common::snapshot(&p.path("results/smoke/experiments")));
+    assert_eq!(
+        before,
+        crate::common::snapshot(&p.path("results/smoke/experiments"))
+    );
 
     // The dashboard shows the experiments without any fine-tune summary.
     p.bwb(&["--smoke-test", "dashboard"]).ok();
-    let d: Value =
-        serde_json::from_str(&p.read("dashboard-data/smoke/experiments.json")).unwrap();
+    let d: Value = serde_json::from_str(&p.read("dashboard-data/smoke/experiments.json")).unwrap();
     assert_eq!(d.as_array().unwrap().len(), 9);
-    assert!(p.read("site/smoke/data.js").contains("\"experiment_id\":\"lb\""));
+    assert!(p
+        .read("site/smoke/data.js")
+        .contains("\"experiment_id\":\"lb\""));
+}
+
+/// (what the line says, the field the error must name) — each replaces one line of ALL.
+/// The last entry's error is on the line it adds.
+const BAD: [(&str, &str, &str); 10] = [
+    (
+        "dataset: {name: hotpotqa, split: validation, num_examples: 50, seed: 42}",
+        "dataset: {name: hotpot, split: validation}",
+        "dataset.name",
+    ),
+    ("task: {name: rag_qa}", "task: {name: qa}", "task.name"),
+    (
+        "metrics: [exact_match, f1]",
+        "metrics: [exact_match, bleu]",
+        "metrics",
+    ),
+    ("metrics: [exact_match, f1]", "metrics: [rougeL]", "metrics"),
+    (
+        "model: {name: openai:gpt-4o}",
+        "model: {name: mistral:large}",
+        "model",
+    ),
+    (
+        "model: {name: openai:gpt-4o}",
+        "model: {name: no-such-model}",
+        "model",
+    ),
+    (
+        "dataset: {name: hotpotqa, split: validation, num_examples: 50, seed: 42}",
+        "dataset: {name: hotpotqa, split: train}",
+        "dataset.split",
+    ),
+    (
+        "dataset: {name: longbench, split: test, task: null}",
+        "dataset: {name: longbench, task: hotpotqa}",
+        "dataset.task",
+    ),
+    ("mode: baseline", "mode: scaledown", "mode"),
+    (
+        "mode: baseline",
+        "mode: baseline\n    num_exampels: 3",
+        "num_exampels",
+    ),
+];
+
+#[test]
+fn dry_run_checks_every_line_prints_the_plan_and_sends_nothing() {
+    let server = FakeOpenAi::start(&[]);
+    let p = all_project(&server);
+    let out = p
+        .bwb(&[
+            "--smoke-test",
+            "experiments",
+            "--config",
+            "exp.yaml",
+            "--dry-run",
+        ])
+        .ok()
+        .stdout();
+    for id in ["hp", "mr", "fb", "lb", "et", "ea", "qm", "ms", "es"] {
+        assert!(
+            out.lines().any(|l| l.starts_with(&format!("{id} "))),
+            "{id}: {out}"
+        );
+    }
+    assert!(out.contains("9 experiments"), "{out}");
+    assert!(out.contains("nothing sent"), "{out}");
+    assert_eq!(server.received(), 0);
+    assert!(!p.path("results").exists(), "a dry run writes no results");
+    // The priced experiment shows a cost, the others say unpriced.
+    let fb = out.lines().find(|l| l.starts_with("fb ")).unwrap();
+    assert!(!fb.contains("unpriced"), "{fb}");
+
+    let text = p.read("exp.yaml");
+    for (old, new, field) in BAD {
+        let mut line = text.lines().position(|l| l.trim() == old).unwrap() + 1;
+        line += new.matches('\n').count();
+        p.write("bad.yaml", &text.replacen(old, new, 1));
+        let err = p
+            .bwb(&[
+                "--smoke-test",
+                "experiments",
+                "--config",
+                "bad.yaml",
+                "--dry-run",
+            ])
+            .fails(1);
+        assert!(err.contains(&format!("bad.yaml:{line}")), "{new}: {err}");
+        assert!(err.contains(field), "{new}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    // A missing API key names the variable and .env.
+    let q = Project::new();
+    q.write("exp.yaml", &text);
+    let err = q
+        .bwb(&[
+            "--smoke-test",
+            "experiments",
+            "--config",
+            "exp.yaml",
+            "--dry-run",
+        ])
+        .fails(1);
+    assert!(
+        err.contains("exp.yaml:7") && err.contains("OPENAI_API_KEY") && err.contains(".env"),
+        "{err}"
+    );
+    // Selection by id and tag; an unknown id lists the valid ones.
+    let out = p
+        .bwb(&[
+            "--smoke-test",
+            "experiments",
+            "--config",
+            "exp.yaml",
+            "--dry-run",
+            "--tag",
+            "local",
+        ])
+        .ok()
+        .stdout();
+    assert!(out.contains("2 experiments"), "{out}");
+    let err = p
+        .bwb(&[
+            "--smoke-test",
+            "experiments",
+            "--config",
+            "exp.yaml",
+            "--experiment-id",
+            "zz",
+        ])
+        .fails(1);
+    assert!(err.contains("zz") && err.contains("hp, mr"), "{err}");
+    // Without --config: configs/experiments.yaml.
+    let out = p
+        .bwb(&["--smoke-test", "experiments", "--dry-run"])
+        .ok()
+        .stdout();
+    assert!(out.contains("hotpotqa-gpt4o-mini-baseline"), "{out}");
+    let err = p
+        .bwb(&["--smoke-test", "experiments", "--config", "nope.yaml"])
+        .fails(1);
+    assert!(
+        err.contains("nope.yaml") && err.contains("--config"),
+        "{err}"
+    );
+}
+
+#[test]
+fn parallel_experiments_write_what_serial_ones_do() {
+    let server = FakeOpenAi::start(&RULES);
+    let serial = all_project(&server);
+    let args = [
+        "--smoke-test",
+        "experiments",
+        "--config",
+        "exp.yaml",
+        "--tag",
+        "api",
+    ];
+    serial
+        .bwb(&[&args[..], &["--serial-experiments"]].concat())
+        .ok();
+    let parallel = all_project(&server);
+    parallel
+        .bwb(&[&args[..], &["--parallel-experiments"]].concat())
+        .ok();
+    let strip = |p: &Project| -> Vec<(String, Vec<Value>)> {
+        // Latency differs run to run; everything else must match.
+        let mut out = Vec::new();
+        for id in ["hp", "mr", "fb", "lb", "et", "ea", "qm"] {
+            let dir = p.path(&format!("results/smoke/experiments/{id}"));
+            let mut names: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".jsonl"))
+                .collect();
+            names.sort();
+            for n in names {
+                let rows: Vec<Value> = rows(p, &format!("{id}/{n}"))
+                    .into_iter()
+                    .map(|mut r| {
+                        r["latency_ms"] = Value::Null;
+                        r
+                    })
+                    .collect();
+                out.push((n, rows));
+            }
+        }
+        out
+    };
+    assert_eq!(strip(&serial), strip(&parallel));
+}
+
+#[test]
+fn long_contexts_are_cut_in_the_middle_for_local_models_and_counted() {
+    let server = FakeOpenAi::start(&[]);
+    let p = project(&server);
+    // A window far shorter than the fixtures' contexts.
+    let cfg = p.read("configs/datasets/longbench-qasper.yaml");
+    p.write(
+        "configs/datasets/longbench-qasper.yaml",
+        &cfg.replace(
+            "max_seq_length:",
+            "max_seq_length: 680\n_old_max_seq_length:",
+        )
+        .lines()
+        .filter(|l| !l.starts_with("_old_max_seq_length"))
+        .collect::<Vec<_>>()
+        .join("\n"),
+    );
+    p.write(
+        "exp.yaml",
+        "experiments:\n  - {id: cut, model: smoke, dataset: {name: longbench, task: qasper}, task: rag_qa}\n  - {id: api, model: openai:gpt-4o, dataset: {name: longbench, task: qasper}, task: rag_qa}\n",
+    );
+    p.bwb(&["--smoke-test", "experiments", "--config", "exp.yaml"])
+        .ok();
+    let s = summary(&p, "cut");
+    let cut_rows = rows(&p, "cut/cut.jsonl");
+    let n_cut = cut_rows.iter().filter(|r| r["truncated"] == true).count();
+    assert!(n_cut >= 1, "{s}");
+    assert_eq!(s["truncated"], n_cut);
+    for r in &cut_rows {
+        assert!(r["input_tokens"].as_u64().unwrap() <= 680 - 16, "{r}");
+    }
+    let preds = jsonl(&p.read("results/smoke/experiments/cut/predictions/longbench-qasper.jsonl"));
+    let (i, r) = cut_rows
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r["truncated"] == true)
+        .unwrap();
+    let pred = preds.iter().find(|x| x["id"] == r["id"]).unwrap();
+    let prompt = pred["input_messages"].to_string();
+    let ctx = r["input_context"].as_str().unwrap().to_string();
+    let head: String = ctx.chars().take(12).collect();
+    let tail: String = ctx
+        .chars()
+        .rev()
+        .take(8)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    assert!(
+        prompt.contains(&head) && prompt.contains(&tail),
+        "head and tail kept ({i})"
+    );
+    assert!(!prompt.contains(&ctx), "the middle is cut");
+    // The API model got the whole context.
+    assert_eq!(summary(&p, "api")["truncated"], 0);
+    assert_eq!(server.users_with(&ctx).len(), 1);
+    // A window the prompt cannot fit even without its context is a one-line error.
+    let cfg = p.read("configs/datasets/longbench-qasper.yaml");
+    p.write(
+        "configs/datasets/longbench-qasper.yaml",
+        &cfg.replace("max_seq_length: 680", "max_seq_length: 100"),
+    );
+    std::fs::remove_dir_all(p.path("results/smoke/experiments/cut")).unwrap();
+    let err = p
+        .bwb(&[
+            "--smoke-test",
+            "experiments",
+            "--config",
+            "exp.yaml",
+            "--experiment-id",
+            "cut",
+        ])
+        .fails(1);
+    assert!(
+        err.contains("max_seq_length 100") && err.contains("raise max_seq_length"),
+        "{err}"
+    );
 }
