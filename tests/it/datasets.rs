@@ -426,6 +426,22 @@ fn custom_csv_label_task_evaluates_with_the_smoke_model() {
     .ok();
     let rows = jsonl(&p.read("results/smoke/predictions/smoke/support/zero-shot/seed-1.jsonl"));
     assert_eq!(rows.len(), 6);
+    // ...and is classified and summarised like a built-in task.
+    p.bwb(&["--smoke-test", "classify", "--task", "support", "--seeds", "1"])
+        .ok();
+    let dir = p.path("results/smoke/summaries");
+    let summary = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|f| {
+            let n = f.file_name().unwrap().to_string_lossy().into_owned();
+            n.contains("support") && n.ends_with(".json")
+        })
+        .expect("a summary for the custom task");
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(summary).unwrap()).unwrap();
+    assert_eq!(s["task"], "support");
+    assert_eq!(s["primary_metric"], "accuracy");
+    assert_eq!(s["n_examples"], 6);
 }
 
 #[test]
