@@ -16,6 +16,7 @@ use crate::model::device::{self, DeviceSpec};
 use crate::model::QuantFormat;
 use crate::paths::Paths;
 use crate::progress::ProgressMode;
+use crate::track::{Auth, TrackingSettings};
 
 /// Where a resolved value came from (shown with --verbose).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,6 +250,8 @@ pub struct Settings {
     pub kernels: KernelSwitches,
     /// Interval of the progress lines written where stderr is not a terminal.
     pub log_every: Duration,
+    /// Experiment tracking (MLflow).
+    pub tracking: TrackingSettings,
 }
 
 impl Settings {
@@ -306,6 +309,8 @@ impl Settings {
         let hub = resolve_hub(&env)?;
         let kernels = resolve_kernels(&env)?;
         let log_every = resolve_log_every(global.log_every, &env)?;
+        let mut tracking = resolve_tracking(global, &env, &configs.run_defaults.tracking)?;
+        tracking.smoke = smoke;
         Ok(Settings {
             paths: Paths::new(root, smoke),
             configs,
@@ -316,6 +321,7 @@ impl Settings {
             hub,
             kernels,
             log_every,
+            tracking,
         })
     }
 
@@ -428,6 +434,87 @@ fn resolve_api(args: &ApiArgs, env: &Env, paths: &Paths) -> Result<ApiOptions> {
         retry,
         max_cost_usd,
         cache_dir: (!args.no_cache).then(|| paths.results().join("api-cache")),
+    })
+}
+
+/// MLflow tracking: `--mlflow`/`--no-mlflow` > `BWB_MLFLOW` > `tracking.mlflow` > off; the
+/// server `--mlflow-uri` > `MLFLOW_TRACKING_URI` > `tracking.mlflow_uri` > 127.0.0.1:5000;
+/// the experiment `--mlflow-experiment` > `MLFLOW_EXPERIMENT_NAME` > `tracking.mlflow_experiment`
+/// > `bwb`. Credentials as MLflow reads them. The URI is checked only when tracking is on.
+fn resolve_tracking(
+    global: &GlobalArgs,
+    env: &Env,
+    file: &crate::config::TrackingFile,
+) -> Result<TrackingSettings> {
+    let d = TrackingSettings::default();
+    let cli_on = if global.mlflow {
+        Some(true)
+    } else if global.no_mlflow {
+        Some(false)
+    } else {
+        None
+    };
+    let (enabled, _) = layered(cli_on, env.flag("BWB_MLFLOW")?, file.mlflow, false);
+    let owned = |v: Option<(&str, Origin)>| v.map(|(v, o)| (v.trim().to_string(), o));
+    let (uri, uri_origin) = layered(
+        global.mlflow_uri.clone(),
+        owned(env.get("MLFLOW_TRACKING_URI")),
+        file.mlflow_uri.clone(),
+        d.uri.clone(),
+    );
+    let (experiment, exp_origin) = layered(
+        global.mlflow_experiment.clone(),
+        owned(env.get("MLFLOW_EXPERIMENT_NAME")),
+        file.mlflow_experiment.clone(),
+        d.experiment.clone(),
+    );
+    let auth = match env.get("MLFLOW_TRACKING_TOKEN") {
+        Some((t, _)) => Some(Auth::Token(t.to_string())),
+        None => match (
+            env.get("MLFLOW_TRACKING_USERNAME"),
+            env.get("MLFLOW_TRACKING_PASSWORD"),
+        ) {
+            (Some((u, _)), Some((p, _))) => Some(Auth::Basic {
+                user: u.to_string(),
+                password: p.to_string(),
+            }),
+            _ => None,
+        },
+    };
+    let secs = |var: &str, default: Duration| -> Result<Duration> {
+        match env.parse::<f64>(var)? {
+            Some((v, _)) => timeout_secs(var, v),
+            None => Ok(default),
+        }
+    };
+    let request_timeout = secs("BWB_MLFLOW_TIMEOUT_S", d.request_timeout)?;
+    let flush_timeout = secs("BWB_MLFLOW_FLUSH_S", d.flush_timeout)?;
+    if enabled {
+        let name = |o: Origin, flag: &str, var: &str| match o {
+            Origin::File => format!("configs/run_defaults.yaml `tracking.{flag}`"),
+            _ => source_name(o, &format!("--{}", flag.replace('_', "-")), var),
+        };
+        crate::track::mlflow::parse_base(&uri).map_err(|m| {
+            Error::Config(format!(
+                "{}: {m}",
+                name(uri_origin, "mlflow_uri", "MLFLOW_TRACKING_URI")
+            ))
+        })?;
+        if experiment.trim().is_empty() {
+            return Err(Error::Config(format!(
+                "{}: the MLflow experiment name is empty",
+                name(exp_origin, "mlflow_experiment", "MLFLOW_EXPERIMENT_NAME")
+            )));
+        }
+    }
+    Ok(TrackingSettings {
+        enabled,
+        uri,
+        experiment,
+        auth,
+        request_timeout,
+        flush_timeout,
+        smoke: false,
     })
 }
 
