@@ -85,15 +85,12 @@ fn track_summary(settings: &Settings, tracker: &Tracker, path: &std::path::Path,
     let seeds: Vec<String> = s.seeds.iter().map(|x| x.to_string()).collect();
     let params = vec![
         ("model".to_string(), s.model.clone()),
-        (
-            "model_kind".into(),
-            format!("{:?}", s.model_kind).to_lowercase(),
-        ),
+        ("model_kind".into(), track::serde_name(&s.model_kind)),
         ("task".into(), s.task.clone()),
         ("condition".into(), cond.to_string()),
         ("seeds".into(), seeds.join(",")),
         ("primary_metric".into(), s.primary_metric.clone()),
-        ("spread".into(), format!("{:?}", s.spread).to_lowercase()),
+        ("spread".into(), track::serde_name(&s.spread)),
         ("cost_basis".into(), s.cost.basis.clone()),
         ("prices_as_of".into(), s.prices_as_of.clone()),
     ];

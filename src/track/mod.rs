@@ -619,6 +619,15 @@ pub fn flatten_params(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String
     }
 }
 
+/// An enum's name as it appears in bwb's JSON files (`test_resamples`, `api`).
+pub fn serde_name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
 /// First value of each key wins (MLflow refuses two values of a param in one call).
 fn dedup(v: Vec<(String, String)>) -> Vec<(String, String)> {
     let mut seen = std::collections::HashSet::new();
@@ -816,7 +825,9 @@ impl Worker {
                     return Some(v);
                 }
                 Err(e) => {
-                    let again = e.transient && attempt < attempts;
+                    // No retries once the command is over: the flush is bounded.
+                    let again =
+                        e.transient && attempt < attempts && !self.closing.load(Ordering::Relaxed);
                     last = Some(e);
                     if !again {
                         break;

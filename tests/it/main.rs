@@ -24,4 +24,5 @@ mod report;
 mod sandbox;
 mod scoring;
 mod serve;
+mod tracking;
 mod train;
