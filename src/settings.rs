@@ -820,6 +820,96 @@ mod tests {
         );
     }
 
+    fn global(mlflow: Option<bool>, uri: Option<&str>, exp: Option<&str>) -> GlobalArgs {
+        GlobalArgs {
+            smoke_test: false,
+            verbose: false,
+            root: None,
+            log_every: None,
+            mlflow: mlflow == Some(true),
+            no_mlflow: mlflow == Some(false),
+            mlflow_uri: uri.map(str::to_string),
+            mlflow_experiment: exp.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn tracking_is_off_by_default_and_flag_over_env_over_file_over_default() {
+        use crate::config::TrackingFile;
+        let none = TrackingFile::default();
+        let t = resolve_tracking(&global(None, None, None), &Env::default(), &none).unwrap();
+        assert!(!t.enabled);
+        assert_eq!(
+            (t.uri.as_str(), t.experiment.as_str()),
+            ("http://127.0.0.1:5000", "bwb")
+        );
+        let file = TrackingFile {
+            mlflow: Some(true),
+            mlflow_uri: Some("http://file:1".into()),
+            mlflow_experiment: Some("from-file".into()),
+        };
+        let t = resolve_tracking(&global(None, None, None), &Env::default(), &file).unwrap();
+        assert!(t.enabled);
+        assert_eq!(
+            (t.uri.as_str(), t.experiment.as_str()),
+            ("http://file:1", "from-file")
+        );
+        let env = Env::from_pairs(
+            &[
+                ("BWB_MLFLOW", "0"),
+                ("MLFLOW_TRACKING_URI", "http://env:2"),
+                ("MLFLOW_TRACKING_TOKEN", "tok-secret"),
+            ],
+            &[("MLFLOW_EXPERIMENT_NAME", "from-dotenv")],
+        );
+        let t = resolve_tracking(&global(None, None, None), &env, &file).unwrap();
+        assert!(!t.enabled);
+        assert_eq!(
+            (t.uri.as_str(), t.experiment.as_str()),
+            ("http://env:2", "from-dotenv")
+        );
+        assert!(matches!(&t.auth, Some(Auth::Token(x)) if x == "tok-secret"));
+        assert!(!format!("{t:?}").contains("tok-secret"));
+        let cli = global(Some(true), Some("http://cli:3"), Some("from-cli"));
+        let t = resolve_tracking(&cli, &env, &file).unwrap();
+        assert!(t.enabled);
+        assert_eq!(
+            (t.uri.as_str(), t.experiment.as_str()),
+            ("http://cli:3", "from-cli")
+        );
+        let t = resolve_tracking(&global(Some(false), None, None), &Env::default(), &file);
+        assert!(!t.unwrap().enabled);
+        // A URI bwb cannot use is an error only when tracking is on, naming its source.
+        let env = Env::from_pairs(&[("MLFLOW_TRACKING_URI", "databricks")], &[]);
+        assert!(resolve_tracking(&global(None, None, None), &env, &none).is_ok());
+        let err = resolve_tracking(&global(Some(true), None, None), &env, &none)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("MLFLOW_TRACKING_URI (environment)"),
+            "{err}"
+        );
+        let bad_file = TrackingFile {
+            mlflow: Some(true),
+            mlflow_uri: Some("file:///m".into()),
+            ..TrackingFile::default()
+        };
+        let err = resolve_tracking(&global(None, None, None), &Env::default(), &bad_file)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tracking.mlflow_uri"), "{err}");
+        let env = Env::from_pairs(
+            &[
+                ("MLFLOW_TRACKING_USERNAME", "me"),
+                ("MLFLOW_TRACKING_PASSWORD", "pw-secret"),
+            ],
+            &[],
+        );
+        let t = resolve_tracking(&global(None, None, None), &env, &none).unwrap();
+        assert!(matches!(&t.auth, Some(Auth::Basic { user, .. }) if user == "me"));
+        assert!(!format!("{t:?}").contains("pw-secret"));
+    }
+
     #[test]
     fn hub_settings_follow_huggingface_hub() {
         let env = Env::from_pairs(&[("HOME", "/home/u")], &[]);
