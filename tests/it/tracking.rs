@@ -251,9 +251,10 @@ fn train_eval_and_classify_runs_read_back_with_mlflows_own_client() {
     );
     // classify takes the flag from run_defaults.yaml `tracking:`.
     let defaults = p.read("configs/run_defaults.yaml");
+    assert!(defaults.contains("  mlflow: false\n"), "{defaults}");
     p.write(
         "configs/run_defaults.yaml",
-        &format!("{defaults}\ntracking:\n  mlflow: true\n"),
+        &defaults.replace("  mlflow: false\n", "  mlflow: true\n"),
     );
     let out = p
         .bwb(&["--smoke-test", "classify", "--task", "fpb", "--seeds", "2"])
