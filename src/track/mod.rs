@@ -619,6 +619,105 @@ pub fn flatten_params(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String
     }
 }
 
+/// One run as a search returns it (`bwb experiments`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub name: String,
+    /// RUNNING, FINISHED, FAILED or KILLED.
+    pub status: String,
+    /// Milliseconds since the Unix epoch.
+    pub start_time: i64,
+    pub end_time: Option<i64>,
+    pub tags: std::collections::BTreeMap<String, String>,
+    pub params: std::collections::BTreeMap<String, String>,
+    /// Each metric's latest value.
+    pub metrics: std::collections::BTreeMap<String, f64>,
+}
+
+/// The runs of the configured experiment matching `filter` (MLflow's search syntax, e.g.
+/// ``tags.`bwb.task` = 'fpb' and metrics.weighted_f1 > 0.8``; empty: all), newest first, at
+/// most `max`. Synchronous and not retried: for commands about tracking itself, whose errors
+/// are theirs to report. An experiment that does not exist yet has no runs.
+pub fn search_runs(
+    settings: &TrackingSettings,
+    filter: &str,
+    max: usize,
+) -> std::result::Result<Vec<RunRecord>, CallError> {
+    let client = Client::new(
+        &settings.uri,
+        settings.auth.clone(),
+        settings.request_timeout,
+    )?;
+    let Some(exp) = client.find_experiment(&settings.experiment)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    while out.len() < max {
+        let page = client.search_runs(
+            std::slice::from_ref(&exp),
+            filter,
+            (max - out.len()).min(1000),
+            token.as_deref(),
+        )?;
+        let page: mlflow::SearchPage = serde_json::from_value(page).map_err(|e| CallError {
+            transient: false,
+            code: None,
+            message: format!("runs/search: unexpected answer ({e})"),
+        })?;
+        out.extend(page.runs.iter().map(run_record));
+        match page.next_page_token.filter(|t| !t.is_empty()) {
+            Some(t) if !page.runs.is_empty() => token = Some(t),
+            _ => break,
+        }
+    }
+    out.truncate(max);
+    Ok(out)
+}
+
+fn run_record(v: &serde_json::Value) -> RunRecord {
+    let info = &v["info"];
+    let s = |x: &serde_json::Value| x.as_str().unwrap_or_default().to_string();
+    let num = |x: &serde_json::Value| {
+        x.as_i64()
+            .or_else(|| x.as_str().and_then(|t| t.parse().ok()))
+    };
+    let kv = |x: &serde_json::Value| {
+        x.as_array()
+            .map(|a| a.iter().map(|e| (s(&e["key"]), s(&e["value"]))).collect())
+            .unwrap_or_default()
+    };
+    let metrics = v["data"]["metrics"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|m| {
+                    let value = match &m["value"] {
+                        serde_json::Value::String(t) => match t.as_str() {
+                            "Infinity" => f64::INFINITY,
+                            "-Infinity" => f64::NEG_INFINITY,
+                            _ => f64::NAN,
+                        },
+                        x => x.as_f64().unwrap_or(f64::NAN),
+                    };
+                    (s(&m["key"]), value)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    RunRecord {
+        run_id: s(&info["run_id"]),
+        name: s(&info["run_name"]),
+        status: s(&info["status"]),
+        start_time: num(&info["start_time"]).unwrap_or(0),
+        end_time: num(&info["end_time"]),
+        tags: kv(&v["data"]["tags"]),
+        params: kv(&v["data"]["params"]),
+        metrics,
+    }
+}
+
 /// An enum's name as it appears in bwb's JSON files (`test_resamples`, `api`).
 pub fn serde_name<T: serde::Serialize>(v: &T) -> String {
     match serde_json::to_value(v) {

@@ -266,6 +266,35 @@ fn train_eval_and_classify_runs_read_back_with_mlflows_own_client() {
     );
 
     let runs = read_back(&py, p.root(), &server.uri, EXPERIMENT);
+    // bwb's own search (what `bwb experiments` lists) sees the same runs.
+    let settings = bwb::track::TrackingSettings {
+        enabled: true,
+        uri: server.uri.clone(),
+        experiment: EXPERIMENT.into(),
+        ..Default::default()
+    };
+    let all = bwb::track::search_runs(&settings, "", 100).unwrap();
+    assert_eq!(all.len(), 5, "{all:#?}");
+    assert!(all.windows(2).all(|w| w[0].start_time >= w[1].start_time));
+    let classified =
+        bwb::track::search_runs(&settings, "tags.`bwb.command` = 'classify'", 100).unwrap();
+    let mut names: Vec<&str> = classified.iter().map(|r| r.name.as_str()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "classify smoke/fpb/lora-500",
+            "classify smoke/fpb/zero-shot"
+        ]
+    );
+    assert_eq!(bwb::track::search_runs(&settings, "", 2).unwrap().len(), 2);
+    let missing = bwb::track::TrackingSettings {
+        experiment: "never-created".into(),
+        ..settings.clone()
+    };
+    assert!(bwb::track::search_runs(&missing, "", 10)
+        .unwrap()
+        .is_empty());
     assert_eq!(runs.len(), 5, "{runs:#?}");
     for r in &runs {
         assert_eq!(r["status"], "FINISHED", "{r:#}");
@@ -392,6 +421,16 @@ fn train_eval_and_classify_runs_read_back_with_mlflows_own_client() {
         assert_eq!(c["params"]["seeds"], "1,2");
         let metrics = s["metrics"].as_object().unwrap();
         assert!(metrics.contains_key("weighted_f1"), "{metrics:?}");
+        let ours = classified
+            .iter()
+            .find(|r| r.tags["bwb.condition"] == cond)
+            .unwrap();
+        assert_eq!(ours.status, "FINISHED");
+        assert_eq!(
+            ours.metrics["weighted_f1_ci_high"],
+            num(&metrics["weighted_f1"]["ci_high"])
+        );
+        assert_eq!(ours.params["seeds"], "1,2");
         for (name, m) in metrics {
             assert_eq!(num(&c["metrics"][name]), num(&m["mean"]), "{name}");
             for f in ["ci_low", "ci_high", "p50", "p95", "std"] {
@@ -570,6 +609,36 @@ fn a_closed_port_never_fails_or_holds_up_the_command() {
         "{err}"
     );
     assert!(out.stdout().contains("15 generated"), "{}", out.stdout());
+    assert!(
+        elapsed < baseline + 3.0,
+        "{elapsed:.1} s vs {baseline:.1} s without tracking"
+    );
+
+    // A server that accepts connections and never answers: each call times out (1 s here),
+    // in the background; the command is not held up beyond the call in flight.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming() {
+            held.push(c);
+        }
+    });
+    std::fs::remove_dir_all(p.path("results/smoke/predictions")).unwrap();
+    let p = p.set_env("BWB_MLFLOW_TIMEOUT_S", "1");
+    let mut with = vec!["--mlflow", "--mlflow-uri", silent.as_str()];
+    with.extend(args);
+    let t0 = Instant::now();
+    let out = p.bwb(&with).ok();
+    let elapsed = t0.elapsed().as_secs_f64();
+    let err = out.stderr();
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("mlflow")).collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(lines[0].contains("timed out"), "{err}");
+    assert!(
+        lines[1].contains("mlflow: not logged: 1 runs, 7 metrics, "),
+        "{err}"
+    );
     assert!(
         elapsed < baseline + 3.0,
         "{elapsed:.1} s vs {baseline:.1} s without tracking"
