@@ -24,6 +24,8 @@ pub const MAX_PARAM_VAL_LENGTH: usize = 6000;
 pub const MAX_TAG_VAL_LENGTH: usize = 8000;
 /// Longest metric / param / tag key.
 pub const MAX_KEY_LENGTH: usize = 250;
+/// Largest `runs/log-batch` body MLflow accepts (1 MB); batches keep below this much text.
+const BATCH_BYTES: usize = 900_000;
 
 /// How the server wants to be authenticated (MLflow's own variables).
 #[derive(Clone)]
@@ -499,15 +501,42 @@ pub fn batches(
     tags.reverse();
     while !(metrics.is_empty() && params.is_empty() && tags.is_empty()) {
         let mut b = Batch::default();
+        // Long values (up to 6000 + 8000 characters each) also bound a batch by size; the
+        // first entry always goes, so every batch makes progress.
+        let mut bytes = 0;
+        // UTF-8 bytes (at most 4 per clipped character), doubled for JSON escapes.
+        let size = |(k, v): &(String, String), max: usize| {
+            64 + 2 * (k.len().min(MAX_KEY_LENGTH * 4) + v.len().min(max * 4))
+        };
         while b.params.len() < MAX_PARAMS_TAGS_PER_BATCH {
             match params.pop() {
-                Some(p) => b.params.push(p),
+                Some(p)
+                    if b.params.is_empty()
+                        || bytes + size(&p, MAX_PARAM_VAL_LENGTH) <= BATCH_BYTES =>
+                {
+                    bytes += size(&p, MAX_PARAM_VAL_LENGTH);
+                    b.params.push(p);
+                }
+                Some(p) => {
+                    params.push(p);
+                    break;
+                }
                 None => break,
             }
         }
         while b.tags.len() < MAX_PARAMS_TAGS_PER_BATCH {
             match tags.pop() {
-                Some(t) => b.tags.push(t),
+                Some(t)
+                    if (b.params.is_empty() && b.tags.is_empty())
+                        || bytes + size(&t, MAX_TAG_VAL_LENGTH) <= BATCH_BYTES =>
+                {
+                    bytes += size(&t, MAX_TAG_VAL_LENGTH);
+                    b.tags.push(t);
+                }
+                Some(t) => {
+                    tags.push(t);
+                    break;
+                }
                 None => break,
             }
         }
@@ -572,6 +601,26 @@ mod tests {
         assert_eq!(keys, (0..2500).collect::<Vec<i64>>());
         assert_eq!(out[2].params.last().unwrap().0, "p249");
         assert!(batches(vec![], vec![], vec![]).is_empty());
+        // Long values: each batch's text stays under MLflow's 1 MB request limit.
+        let long: Vec<(String, String)> = (0..100)
+            .map(|i| (format!("p{i}"), "x".repeat(MAX_PARAM_VAL_LENGTH)))
+            .collect();
+        let tags: Vec<(String, String)> = (0..100)
+            .map(|i| (format!("t{i}"), "é".repeat(MAX_TAG_VAL_LENGTH)))
+            .collect();
+        let out = batches(vec![m(0)], long, tags);
+        assert!(out.len() > 1);
+        for b in &out {
+            let body: usize = b
+                .params
+                .iter()
+                .chain(&b.tags)
+                .map(|(k, v)| k.len() + v.len())
+                .sum();
+            assert!(body < 1_000_000, "{body}");
+        }
+        let n: usize = out.iter().map(|b| b.params.len() + b.tags.len()).sum();
+        assert_eq!(n, 200);
     }
 
     #[test]
