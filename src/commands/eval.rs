@@ -201,6 +201,42 @@ fn local_backend(
     Ok(LocalBackend::new(m, plan.batch_size, name))
 }
 
+/// Latency, tokens and cost over one generation's prediction file (request errors left
+/// out), named as the summaries' (`latency_ms_p50`, `tokens_total_input`, …).
+fn generation_figures(path: &std::path::Path) -> Vec<(&'static str, f64)> {
+    let preds = match crate::eval::predictions::read(path) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!("mlflow: {}: {e}", path.display());
+            return Vec::new();
+        }
+    };
+    let ok: Vec<_> = preds.iter().filter(|p| p.error.is_none()).collect();
+    if ok.is_empty() {
+        return Vec::new();
+    }
+    let latency: Vec<f64> = ok.iter().map(|p| p.latency_ms).collect();
+    let pct = |q| crate::metrics::stats::percentile(&latency, q).unwrap_or(f64::NAN);
+    let input: u64 = ok.iter().map(|p| p.input_tokens).sum();
+    let output: u64 = ok.iter().map(|p| p.output_tokens).sum();
+    let mut figures = vec![
+        (
+            "latency_ms_mean",
+            latency.iter().sum::<f64>() / latency.len() as f64,
+        ),
+        ("latency_ms_p50", pct(50.0)),
+        ("latency_ms_p95", pct(95.0)),
+        ("tokens_total_input", input as f64),
+        ("tokens_total_output", output as f64),
+        ("tokens_output_mean", output as f64 / ok.len() as f64),
+    ];
+    let costs: Vec<f64> = ok.iter().filter_map(|p| p.cost_usd).collect();
+    if !costs.is_empty() {
+        figures.push(("cost_usd_total", costs.iter().sum()));
+    }
+    figures
+}
+
 /// The MLflow run of one model × task × condition evaluation: what ran, on which seeds.
 fn start_eval_run(
     settings: &Settings,
@@ -316,6 +352,9 @@ fn generate_condition(
             ],
             draw as i64,
         );
+        if run.tracker_enabled() {
+            run.log_metrics(&generation_figures(&path), draw as i64);
+        }
         run.log_artifact(&path, "predictions");
         let api_part = if api {
             format!(

@@ -405,6 +405,14 @@ fn train_eval_and_classify_runs_read_back_with_mlflows_own_client() {
         assert_eq!(num(&e["metrics"]["examples"]), 15.0);
         assert_eq!(num(&e["metrics"]["generated"]), 15.0);
         let local = format!("results/smoke/predictions/smoke/fpb/{cond}/seed-1.jsonl");
+        let preds = jsonl(&p.read(&local));
+        let input: f64 = preds.iter().map(|r| num(&r["input_tokens"])).sum();
+        assert_eq!(num(&e["metrics"]["tokens_total_input"]), input);
+        let mut lat: Vec<f64> = preds.iter().map(|r| num(&r["latency_ms"])).collect();
+        lat.sort_by(f64::total_cmp);
+        assert_eq!(lat.len(), 15);
+        // numpy's median of 15 values: index (15 − 1) · 0.5.
+        assert_eq!(num(&e["metrics"]["latency_ms_p50"]), lat[7]);
         let size = std::fs::metadata(p.path(&local)).unwrap().len();
         assert_eq!(e["artifacts"]["predictions/seed-1.jsonl"], size);
     }
@@ -605,7 +613,7 @@ fn a_closed_port_never_fails_or_holds_up_the_command() {
         "{err}"
     );
     assert!(
-        lines[1].contains("mlflow: not logged: 1 runs, 7 metrics, ")
+        lines[1].contains("mlflow: not logged: 1 runs, 13 metrics, ")
             && lines[1].contains(", 1 artifacts"),
         "{err}"
     );
@@ -637,7 +645,7 @@ fn a_closed_port_never_fails_or_holds_up_the_command() {
     assert_eq!(lines.len(), 2, "{err}");
     assert!(lines[0].contains("timed out"), "{err}");
     assert!(
-        lines[1].contains("mlflow: not logged: 1 runs, 7 metrics, "),
+        lines[1].contains("mlflow: not logged: 1 runs, 13 metrics, "),
         "{err}"
     );
     assert!(
