@@ -13,6 +13,7 @@ use crate::paths::display;
 use crate::prompt::task::TaskPrompt;
 use crate::settings::{EngineSettings, EngineUse, Settings};
 use crate::track::{self, RunStatus, Tracker};
+use crate::train::metrics_log::MetricsSink;
 use crate::train::{self, Condition, Job, RunOptions, TrainingRecord};
 
 /// What to train, every setting resolved (`bwb train`, and `bwb run`'s train stage).
@@ -126,11 +127,10 @@ pub fn train_plan(settings: &Settings, plan: &TrainPlan) -> Result<()> {
                 ),
                 params,
             );
-            let sink: Option<std::sync::Arc<dyn train::metrics_log::MetricsSink>> =
-                match tracker.enabled() {
-                    true => Some(std::sync::Arc::new(run.logger())),
-                    false => None,
-                };
+            // The loop hands every step's and epoch's line to the run as it writes it.
+            let sink = tracker
+                .enabled()
+                .then(|| std::sync::Arc::new(run.logger()) as std::sync::Arc<dyn MetricsSink>);
             let job = Job {
                 model: &m,
                 base_model: plan.model.to_string(),
