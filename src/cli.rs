@@ -35,6 +35,22 @@ pub struct GlobalArgs {
     /// seconds during train and eval, 0 for every step [env: BWB_LOG_EVERY] [default: 30]
     #[arg(long, global = true, value_name = "SECONDS")]
     pub log_every: Option<f64>,
+    /// train, eval, classify and run: log params, metrics and artifacts to an MLflow tracking
+    /// server (never fails or slows the benchmark) [env: BWB_MLFLOW] [default: run_defaults.yaml
+    /// `tracking.mlflow`, else off]
+    #[arg(long, global = true, overrides_with = "no_mlflow")]
+    pub mlflow: bool,
+    /// Do not log to MLflow, whatever the environment or run_defaults.yaml say
+    #[arg(long, global = true, overrides_with = "mlflow")]
+    pub no_mlflow: bool,
+    /// The MLflow tracking server [env: MLFLOW_TRACKING_URI] [default: run_defaults.yaml
+    /// `tracking.mlflow_uri`, else http://127.0.0.1:5000]
+    #[arg(long, global = true, value_name = "URI")]
+    pub mlflow_uri: Option<String>,
+    /// The MLflow experiment runs go to, created when missing [env: MLFLOW_EXPERIMENT_NAME]
+    /// [default: run_defaults.yaml `tracking.mlflow_experiment`, else bwb]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub mlflow_experiment: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -849,6 +849,21 @@ pub struct RunDefaults {
     /// What `bwb --smoke-test run` covers when not told otherwise.
     #[serde(default)]
     pub smoke: SmokeRun,
+    /// Experiment tracking (`src/track/`); flags and environment variables override it.
+    #[serde(default)]
+    pub tracking: TrackingFile,
+}
+
+/// `run_defaults.yaml` `tracking:` — each field optional.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackingFile {
+    /// Log runs to an MLflow tracking server.
+    pub mlflow: Option<bool>,
+    /// The server, e.g. `http://127.0.0.1:5000`.
+    pub mlflow_uri: Option<String>,
+    /// The experiment runs go to (created when missing).
+    pub mlflow_experiment: Option<String>,
 }
 
 /// `run_defaults.yaml` `smoke:` — the defaults of `bwb --smoke-test run`.

@@ -27,4 +27,5 @@ pub mod report;
 pub mod score;
 pub mod serve;
 pub mod settings;
+pub mod track;
 pub mod train;

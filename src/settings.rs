@@ -16,6 +16,7 @@ use crate::model::device::{self, DeviceSpec};
 use crate::model::QuantFormat;
 use crate::paths::Paths;
 use crate::progress::ProgressMode;
+use crate::track::{Auth, TrackingSettings};
 
 /// Where a resolved value came from (shown with --verbose).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,6 +250,10 @@ pub struct Settings {
     pub kernels: KernelSwitches,
     /// Interval of the progress lines written where stderr is not a terminal.
     pub log_every: Duration,
+    /// Experiment tracking (MLflow).
+    pub tracking: TrackingSettings,
+    /// The global flags as given (for settings another file layers in later).
+    pub global: GlobalArgs,
 }
 
 impl Settings {
@@ -310,6 +315,8 @@ impl Settings {
         let hub = resolve_hub(&env)?;
         let kernels = resolve_kernels(&env)?;
         let log_every = resolve_log_every(global.log_every, &env)?;
+        let mut tracking = resolve_tracking(global, &env, &configs.run_defaults.tracking)?;
+        tracking.smoke = smoke;
         Ok(Settings {
             paths: Paths::new(root, smoke),
             configs,
@@ -320,7 +327,27 @@ impl Settings {
             hub,
             kernels,
             log_every,
+            tracking,
+            global: global.clone(),
         })
+    }
+
+    /// Tracking with another file layer in place of run_defaults.yaml's (an experiments
+    /// file's `defaults.tracking`, its unset fields falling back to run_defaults.yaml): the
+    /// command line and environment still win.
+    pub fn tracking_with(&self, file: &crate::config::TrackingFile) -> Result<TrackingSettings> {
+        let base = &self.configs.run_defaults.tracking;
+        let merged = crate::config::TrackingFile {
+            mlflow: file.mlflow.or(base.mlflow),
+            mlflow_uri: file.mlflow_uri.clone().or_else(|| base.mlflow_uri.clone()),
+            mlflow_experiment: file
+                .mlflow_experiment
+                .clone()
+                .or_else(|| base.mlflow_experiment.clone()),
+        };
+        let mut t = resolve_tracking(&self.global, &self.env, &merged)?;
+        t.smoke = self.paths.smoke;
+        Ok(t)
     }
 
     /// How train and eval show progress: a bar on a terminal, else lines every `log_every`.
@@ -432,6 +459,87 @@ fn resolve_api(args: &ApiArgs, env: &Env, paths: &Paths) -> Result<ApiOptions> {
         retry,
         max_cost_usd,
         cache_dir: (!args.no_cache).then(|| paths.results().join("api-cache")),
+    })
+}
+
+/// MLflow tracking: `--mlflow`/`--no-mlflow` > `BWB_MLFLOW` > `tracking.mlflow` > off; the
+/// server `--mlflow-uri` > `MLFLOW_TRACKING_URI` > `tracking.mlflow_uri` > 127.0.0.1:5000;
+/// the experiment `--mlflow-experiment` > `MLFLOW_EXPERIMENT_NAME` > `tracking.mlflow_experiment`
+/// > `bwb`. Credentials as MLflow reads them. The URI is checked only when tracking is on.
+fn resolve_tracking(
+    global: &GlobalArgs,
+    env: &Env,
+    file: &crate::config::TrackingFile,
+) -> Result<TrackingSettings> {
+    let d = TrackingSettings::default();
+    let cli_on = if global.mlflow {
+        Some(true)
+    } else if global.no_mlflow {
+        Some(false)
+    } else {
+        None
+    };
+    let (enabled, _) = layered(cli_on, env.flag("BWB_MLFLOW")?, file.mlflow, false);
+    let owned = |v: Option<(&str, Origin)>| v.map(|(v, o)| (v.trim().to_string(), o));
+    let (uri, uri_origin) = layered(
+        global.mlflow_uri.clone(),
+        owned(env.get("MLFLOW_TRACKING_URI")),
+        file.mlflow_uri.clone(),
+        d.uri.clone(),
+    );
+    let (experiment, exp_origin) = layered(
+        global.mlflow_experiment.clone(),
+        owned(env.get("MLFLOW_EXPERIMENT_NAME")),
+        file.mlflow_experiment.clone(),
+        d.experiment.clone(),
+    );
+    let auth = match env.get("MLFLOW_TRACKING_TOKEN") {
+        Some((t, _)) => Some(Auth::Token(t.to_string())),
+        None => match (
+            env.get("MLFLOW_TRACKING_USERNAME"),
+            env.get("MLFLOW_TRACKING_PASSWORD"),
+        ) {
+            (Some((u, _)), Some((p, _))) => Some(Auth::Basic {
+                user: u.to_string(),
+                password: p.to_string(),
+            }),
+            _ => None,
+        },
+    };
+    let secs = |var: &str, default: Duration| -> Result<Duration> {
+        match env.parse::<f64>(var)? {
+            Some((v, _)) => timeout_secs(var, v),
+            None => Ok(default),
+        }
+    };
+    let request_timeout = secs("BWB_MLFLOW_TIMEOUT_S", d.request_timeout)?;
+    let flush_timeout = secs("BWB_MLFLOW_FLUSH_S", d.flush_timeout)?;
+    if enabled {
+        let name = |o: Origin, flag: &str, var: &str| match o {
+            Origin::File => format!("configs/run_defaults.yaml `tracking.{flag}`"),
+            _ => source_name(o, &format!("--{}", flag.replace('_', "-")), var),
+        };
+        crate::track::mlflow::parse_base(&uri).map_err(|m| {
+            Error::Config(format!(
+                "{}: {m}",
+                name(uri_origin, "mlflow_uri", "MLFLOW_TRACKING_URI")
+            ))
+        })?;
+        if experiment.trim().is_empty() {
+            return Err(Error::Config(format!(
+                "{}: the MLflow experiment name is empty",
+                name(exp_origin, "mlflow_experiment", "MLFLOW_EXPERIMENT_NAME")
+            )));
+        }
+    }
+    Ok(TrackingSettings {
+        enabled,
+        uri,
+        experiment,
+        auth,
+        request_timeout,
+        flush_timeout,
+        smoke: false,
     })
 }
 
@@ -738,6 +846,96 @@ mod tests {
             err.contains("BWB_LOG_EVERY") && err.contains("soon"),
             "{err}"
         );
+    }
+
+    fn global(mlflow: Option<bool>, uri: Option<&str>, exp: Option<&str>) -> GlobalArgs {
+        GlobalArgs {
+            smoke_test: false,
+            verbose: false,
+            root: None,
+            log_every: None,
+            mlflow: mlflow == Some(true),
+            no_mlflow: mlflow == Some(false),
+            mlflow_uri: uri.map(str::to_string),
+            mlflow_experiment: exp.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn tracking_is_off_by_default_and_flag_over_env_over_file_over_default() {
+        use crate::config::TrackingFile;
+        let none = TrackingFile::default();
+        let t = resolve_tracking(&global(None, None, None), &Env::default(), &none).unwrap();
+        assert!(!t.enabled);
+        assert_eq!(
+            (t.uri.as_str(), t.experiment.as_str()),
+            ("http://127.0.0.1:5000", "bwb")
+        );
+        let file = TrackingFile {
+            mlflow: Some(true),
+            mlflow_uri: Some("http://file:1".into()),
+            mlflow_experiment: Some("from-file".into()),
+        };
+        let t = resolve_tracking(&global(None, None, None), &Env::default(), &file).unwrap();
+        assert!(t.enabled);
+        assert_eq!(
+            (t.uri.as_str(), t.experiment.as_str()),
+            ("http://file:1", "from-file")
+        );
+        let env = Env::from_pairs(
+            &[
+                ("BWB_MLFLOW", "0"),
+                ("MLFLOW_TRACKING_URI", "http://env:2"),
+                ("MLFLOW_TRACKING_TOKEN", "tok-secret"),
+            ],
+            &[("MLFLOW_EXPERIMENT_NAME", "from-dotenv")],
+        );
+        let t = resolve_tracking(&global(None, None, None), &env, &file).unwrap();
+        assert!(!t.enabled);
+        assert_eq!(
+            (t.uri.as_str(), t.experiment.as_str()),
+            ("http://env:2", "from-dotenv")
+        );
+        assert!(matches!(&t.auth, Some(Auth::Token(x)) if x == "tok-secret"));
+        assert!(!format!("{t:?}").contains("tok-secret"));
+        let cli = global(Some(true), Some("http://cli:3"), Some("from-cli"));
+        let t = resolve_tracking(&cli, &env, &file).unwrap();
+        assert!(t.enabled);
+        assert_eq!(
+            (t.uri.as_str(), t.experiment.as_str()),
+            ("http://cli:3", "from-cli")
+        );
+        let t = resolve_tracking(&global(Some(false), None, None), &Env::default(), &file);
+        assert!(!t.unwrap().enabled);
+        // A URI bwb cannot use is an error only when tracking is on, naming its source.
+        let env = Env::from_pairs(&[("MLFLOW_TRACKING_URI", "databricks")], &[]);
+        assert!(resolve_tracking(&global(None, None, None), &env, &none).is_ok());
+        let err = resolve_tracking(&global(Some(true), None, None), &env, &none)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("MLFLOW_TRACKING_URI (environment)"),
+            "{err}"
+        );
+        let bad_file = TrackingFile {
+            mlflow: Some(true),
+            mlflow_uri: Some("file:///m".into()),
+            ..TrackingFile::default()
+        };
+        let err = resolve_tracking(&global(None, None, None), &Env::default(), &bad_file)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tracking.mlflow_uri"), "{err}");
+        let env = Env::from_pairs(
+            &[
+                ("MLFLOW_TRACKING_USERNAME", "me"),
+                ("MLFLOW_TRACKING_PASSWORD", "pw-secret"),
+            ],
+            &[],
+        );
+        let t = resolve_tracking(&global(None, None, None), &env, &none).unwrap();
+        assert!(matches!(&t.auth, Some(Auth::Basic { user, .. }) if user == "me"));
+        assert!(!format!("{t:?}").contains("pw-secret"));
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::model::{adapter, load};
 use crate::paths::display;
 use crate::prompt::task::TaskPrompt;
 use crate::settings::{EngineSettings, EngineUse, Settings};
+use crate::track::{self, RunLogger, RunStatus, Tracker};
 
 /// What to evaluate, every setting resolved (`bwb eval`, and `bwb run`'s eval stage).
 pub struct EvalPlan<'a> {
@@ -32,6 +33,8 @@ pub struct EvalPlan<'a> {
     pub batch_size: usize,
     pub engine: &'a EngineSettings,
     pub api: &'a ApiOptions,
+    /// Where runs are tracked (off: a no-op).
+    pub tracker: &'a Tracker,
 }
 
 /// checkpoints/<model>/<task>/<condition>/adapter, or an error naming the train command.
@@ -68,7 +71,7 @@ struct TaskInputs<'a> {
     adapters: Vec<(Condition, PathBuf)>,
 }
 
-pub fn eval(settings: &Settings, args: &EvalArgs) -> Result<()> {
+pub fn eval(settings: &Settings, args: &EvalArgs, tracker: &Tracker) -> Result<()> {
     let configs = &settings.configs;
     let engine = settings.engine(&args.engine, EngineUse::Eval)?;
     let api_opts = settings.api(&args.api)?;
@@ -86,6 +89,7 @@ pub fn eval(settings: &Settings, args: &EvalArgs) -> Result<()> {
             batch_size: args.batch_size,
             engine: &engine,
             api: &api_opts,
+            tracker,
         },
     )
 }
@@ -129,7 +133,9 @@ pub fn eval_plan(settings: &Settings, plan: &EvalPlan) -> Result<()> {
                 }
             };
             let api = api_backend.is_some();
-            total_spent += generate_condition(settings, plan, inp, cond, backend, api)?;
+            let run = start_eval_run(settings, plan, inp, cond, backend, api);
+            total_spent += generate_condition(settings, plan, inp, cond, backend, api, &run)?;
+            run.end(RunStatus::Finished);
         }
     }
     if api_backend.is_some() {
@@ -195,6 +201,88 @@ fn local_backend(
     Ok(LocalBackend::new(m, plan.batch_size, name))
 }
 
+/// Latency, tokens and cost over one generation's prediction file (request errors left
+/// out), named as the summaries' (`latency_ms_p50`, `tokens_total_input`, …).
+fn generation_figures(path: &std::path::Path) -> Vec<(&'static str, f64)> {
+    let preds = match crate::eval::predictions::read(path) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!("mlflow: {}: {e}", path.display());
+            return Vec::new();
+        }
+    };
+    let ok: Vec<_> = preds.iter().filter(|p| p.error.is_none()).collect();
+    if ok.is_empty() {
+        return Vec::new();
+    }
+    let latency: Vec<f64> = ok.iter().map(|p| p.latency_ms).collect();
+    let pct = |q| crate::metrics::stats::percentile(&latency, q).unwrap_or(f64::NAN);
+    let input: u64 = ok.iter().map(|p| p.input_tokens).sum();
+    let output: u64 = ok.iter().map(|p| p.output_tokens).sum();
+    let mut figures = vec![
+        (
+            "latency_ms_mean",
+            latency.iter().sum::<f64>() / latency.len() as f64,
+        ),
+        ("latency_ms_p50", pct(50.0)),
+        ("latency_ms_p95", pct(95.0)),
+        ("tokens_total_input", input as f64),
+        ("tokens_total_output", output as f64),
+        ("tokens_output_mean", output as f64 / ok.len() as f64),
+    ];
+    let costs: Vec<f64> = ok.iter().filter_map(|p| p.cost_usd).collect();
+    if !costs.is_empty() {
+        figures.push(("cost_usd_total", costs.iter().sum()));
+    }
+    figures
+}
+
+/// The MLflow run of one model × task × condition evaluation: what ran, on which seeds.
+fn start_eval_run(
+    settings: &Settings,
+    plan: &EvalPlan,
+    inp: &TaskInputs<'_>,
+    cond: Condition,
+    backend: &dyn Backend,
+    api: bool,
+) -> track::Run {
+    let name = crate::paths::model_name(plan.model);
+    let generation = eval::generation_of(backend);
+    let seeds: Vec<String> = plan.seeds.iter().map(|s| s.to_string()).collect();
+    let mut params = vec![
+        ("model".to_string(), plan.model.to_string()),
+        (
+            "model_kind".into(),
+            if api { "api" } else { "local" }.into(),
+        ),
+        ("task".into(), inp.task.id.clone()),
+        ("condition".into(), cond.name().to_string()),
+        ("seeds".into(), seeds.join(",")),
+        (
+            "generation".into(),
+            format!("{generation:?}").to_lowercase(),
+        ),
+        ("test_examples".into(), inp.test.len().to_string()),
+        ("max_new_tokens".into(), inp.task.max_new_tokens.to_string()),
+    ];
+    if !api {
+        params.push(("batch_size".into(), plan.batch_size.to_string()));
+        params.push(("quant".into(), plan.engine.storage.name().to_string()));
+        params.push(("dtype".into(), format!("{:?}", plan.engine.dtype)));
+    }
+    plan.tracker.start_run(
+        &format!("eval {name}/{}/{}", inp.task.id, cond.name()),
+        track::bwb_tags(
+            "eval",
+            &name,
+            &inp.task.id,
+            cond.name(),
+            settings.tracking.smoke,
+        ),
+        params,
+    )
+}
+
 /// The 5-shot demonstrations seed `seed` picks (none for other conditions).
 fn demonstrations(inp: &TaskInputs<'_>, cond: Condition, seed: u64) -> Vec<Example> {
     if cond != Condition::FiveShot {
@@ -225,6 +313,7 @@ fn generate_condition(
     cond: Condition,
     backend: &dyn Backend,
     api: bool,
+    run: &RunLogger,
 ) -> Result<f64> {
     let name = crate::paths::model_name(plan.model);
     let generation = eval::generation_of(backend);
@@ -251,6 +340,22 @@ fn generate_condition(
         let what = format!("{name}/{}/{}/seed-{seed}", inp.task.id, cond.name());
         let out = eval::run(&job).with_context(|| what.clone())?;
         spent += out.spent_usd;
+        run.log_metrics(
+            &[
+                ("examples", out.examples as f64),
+                ("generated", out.written as f64),
+                ("already_done", out.skipped as f64),
+                ("request_errors", out.errors as f64),
+                ("requests_sent", out.requests_sent as f64),
+                ("cache_hits", out.cache_hits as f64),
+                ("spent_usd", out.spent_usd),
+            ],
+            draw as i64,
+        );
+        if run.tracker_enabled() {
+            run.log_metrics(&generation_figures(&path), draw as i64);
+        }
+        run.log_artifact(&path, "predictions");
         let api_part = if api {
             format!(
                 ", {} requests sent, {} cached, ${:.6} spent",

@@ -14,6 +14,7 @@ use anyhow::Result;
 
 use crate::cli::{Cli, Command};
 use crate::settings::Settings;
+use crate::track::Tracker;
 
 pub fn run(cli: Cli) -> Result<()> {
     let settings = Settings::resolve(&cli.global)?;
@@ -22,25 +23,49 @@ pub fn run(cli: Cli) -> Result<()> {
     if settings.paths.smoke {
         tracing::info!("smoke test: outputs go under */smoke/");
     }
-    match cli.command {
-        Command::Download(args) => data::download(&settings, &args),
-        Command::Prepare(args) => data::prepare(&settings, &args),
+    let tracker = match cli.command {
+        Command::Train(_)
+        | Command::Eval(_)
+        | Command::Classify(_)
+        | Command::Run(_)
+        | Command::Experiments(_) => Tracker::new(&settings.tracking),
+        _ => Tracker::disabled(),
+    };
+    let result = dispatch(&settings, cli.command, &tracker);
+    // Tracking never changes the outcome: one line on what reached the server, or not.
+    if tracker.enabled() {
+        let report = tracker.finish();
+        if report.complete() {
+            println!("{}", report.line());
+        } else {
+            tracing::warn!("{}", report.line());
+        }
+    }
+    result
+}
+
+fn dispatch(settings: &Settings, command: Command, tracker: &Tracker) -> Result<()> {
+    match command {
+        Command::Download(args) => data::download(settings, &args),
+        Command::Prepare(args) => data::prepare(settings, &args),
         Command::Train(args) => {
-            check_model_and_task(&settings, &args.target.model, &args.target.task)?;
-            train::train(&settings, &args)
+            check_model_and_task(settings, &args.target.model, &args.target.task)?;
+            train::train(settings, &args, tracker)
         }
         Command::Eval(args) => {
-            check_model_and_task(&settings, &args.target.model, &args.target.task)?;
-            eval::eval(&settings, &args)
+            check_model_and_task(settings, &args.target.model, &args.target.task)?;
+            eval::eval(settings, &args, tracker)
         }
-        Command::Classify(args) => report::classify(&settings, &args.task, args.seeds, &args.exec),
-        Command::Dashboard => report::dashboard(&settings),
-        Command::Run(args) => report::run(&settings, &args),
-        Command::Generate(args) => generate::generate(&settings, &args),
-        Command::Export(args) => export::export(&settings, &args),
-        Command::Serve(args) => serve::serve(&settings, &args),
-        Command::Experiments(args) => experiments::experiments(&settings, &args),
-        Command::Bench(cmd) => bench::run(&settings, &cmd),
+        Command::Classify(args) => {
+            report::classify(settings, &args.task, args.seeds, &args.exec, tracker)
+        }
+        Command::Dashboard => report::dashboard(settings),
+        Command::Run(args) => report::run(settings, &args, tracker),
+        Command::Generate(args) => generate::generate(settings, &args),
+        Command::Export(args) => export::export(settings, &args),
+        Command::Serve(args) => serve::serve(settings, &args),
+        Command::Experiments(args) => experiments::experiments(settings, &args, tracker),
+        Command::Bench(cmd) => bench::run(settings, &cmd),
     }
 }
 

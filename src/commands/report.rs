@@ -13,6 +13,7 @@ use crate::report::summary::{Spread, Summary};
 use crate::report::{self};
 use crate::score::ErrorClass;
 use crate::settings::{timeout_secs, EngineSettings, EngineUse, Settings};
+use crate::track::{self, RunStatus, Tracker};
 
 fn exec_options(args: &ExecArgs) -> Result<report::Options> {
     let timeout = timeout_secs("--exec-timeout", args.exec_timeout)?;
@@ -72,6 +73,101 @@ fn summary_line(settings: &Settings, path: &std::path::Path, s: &Summary) -> Str
     )
 }
 
+/// One MLflow run per summary: its params, every metric with its spread and CI
+/// (`weighted_f1`, `weighted_f1_ci_low`, …; per-seed values as `<metric>_per_seed` over steps
+/// 0, 1, …), latency, tokens, cost, error counts, the TCO curve (`tco_12m_usd` at step =
+/// monthly queries), and the summary, classified and prediction files.
+fn track_summary(settings: &Settings, tracker: &Tracker, path: &std::path::Path, s: &Summary) {
+    if !tracker.enabled() {
+        return;
+    }
+    let cond = s.condition.name();
+    let seeds: Vec<String> = s.seeds.iter().map(|x| x.to_string()).collect();
+    let params = vec![
+        ("model".to_string(), s.model.clone()),
+        ("model_kind".into(), track::serde_name(&s.model_kind)),
+        ("task".into(), s.task.clone()),
+        ("condition".into(), cond.to_string()),
+        ("seeds".into(), seeds.join(",")),
+        ("primary_metric".into(), s.primary_metric.clone()),
+        ("spread".into(), track::serde_name(&s.spread)),
+        ("cost_basis".into(), s.cost.basis.clone()),
+        ("prices_as_of".into(), s.prices_as_of.clone()),
+    ];
+    let run = tracker.start_run(
+        &format!("classify {}/{}/{cond}", s.model, s.task),
+        track::bwb_tags("classify", &s.model, &s.task, cond, settings.tracking.smoke),
+        params,
+    );
+    let mut m: Vec<(String, f64)> = vec![
+        ("n_predictions".into(), s.n_predictions as f64),
+        ("n_examples".into(), s.n_examples as f64),
+    ];
+    for (name, v) in &s.metrics {
+        m.push((name.clone(), v.mean));
+        if let Some(sd) = v.std {
+            m.push((format!("{name}_std"), sd));
+        }
+        m.push((format!("{name}_ci_low"), v.ci_low));
+        m.push((format!("{name}_ci_high"), v.ci_high));
+        m.push((format!("{name}_p50"), v.p50));
+        m.push((format!("{name}_p95"), v.p95));
+    }
+    let l = &s.latency_ms;
+    let t = &s.tokens;
+    m.extend([
+        ("latency_ms_mean".to_string(), l.mean),
+        ("latency_ms_p50".into(), l.p50),
+        ("latency_ms_p95".into(), l.p95),
+        ("latency_ms_max".into(), l.max),
+        ("tokens_input_mean".into(), t.input.mean),
+        ("tokens_output_mean".into(), t.output.mean),
+        ("tokens_cached_input_mean".into(), t.cached_input_mean),
+        ("tokens_total_input".into(), t.total_input as f64),
+        ("tokens_total_output".into(), t.total_output as f64),
+    ]);
+    if let Some(c) = s.cost.per_query_usd {
+        m.push(("cost_per_query_usd".into(), c));
+    }
+    if let Some(c) = s.cost.spent_usd {
+        m.push(("cost_spent_usd".into(), c));
+    }
+    for (class, n) in &s.error_classes {
+        m.push((format!("errors_{class}"), *n as f64));
+    }
+    if let Some(tco) = &s.tco {
+        m.push(("tco_training_usd".into(), tco.training_usd));
+    }
+    let refs: Vec<(&str, f64)> = m.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    run.log_metrics(&refs, 0);
+    for (name, v) in &s.metrics {
+        let key = format!("{name}_per_seed");
+        for (i, x) in v.per_seed.iter().enumerate() {
+            run.log_metrics(&[(key.as_str(), *x)], i as i64);
+        }
+    }
+    if let Some(tco) = &s.tco {
+        for p in &tco.points {
+            run.log_metrics(
+                &[("tco_12m_usd", p.twelve_month_usd)],
+                p.monthly_queries as i64,
+            );
+        }
+    }
+    let results = settings.paths.results();
+    run.log_artifact(path, "summary");
+    run.log_artifact(&path.with_extension("csv"), "summary");
+    let stem = format!("{}_{}_{cond}.jsonl", s.model, s.task);
+    run.log_artifact(&results.join("classified").join(stem), "classified");
+    let preds = results
+        .join("predictions")
+        .join(&s.model)
+        .join(&s.task)
+        .join(cond);
+    run.log_artifact_dir(&preds, "predictions");
+    run.end(RunStatus::Finished);
+}
+
 /// What the ± is over, in words.
 fn spread_phrase(s: &Summary) -> String {
     let n = s.seeds.len();
@@ -98,6 +194,7 @@ pub fn classify(
     task_sel: &str,
     seeds: Option<usize>,
     exec: &ExecArgs,
+    tracker: &Tracker,
 ) -> Result<()> {
     let tasks = settings.configs.select_tasks(task_sel)?;
     let mut opts = exec_options(exec)?;
@@ -133,6 +230,7 @@ pub fn classify(
         }
         for (path, s) in &r.summaries {
             println!("{}", summary_line(settings, path, s));
+            track_summary(settings, tracker, path, s);
             done += 1;
         }
     }
@@ -238,10 +336,11 @@ struct RunPlan<'a> {
     train_engine: EngineSettings,
     eval_engine: EngineSettings,
     api: ApiOptions,
+    tracker: Tracker,
 }
 
-pub fn run(settings: &Settings, args: &RunArgs) -> Result<()> {
-    let plan = run_plan(settings, args)?;
+pub fn run(settings: &Settings, args: &RunArgs, tracker: &Tracker) -> Result<()> {
+    let plan = run_plan(settings, args, tracker)?;
     check_api_keys(settings, &plan)?;
     let stage = |name: &str| println!("==> {name}");
     stage("download");
@@ -260,7 +359,7 @@ pub fn run(settings: &Settings, args: &RunArgs) -> Result<()> {
 
 /// Models, tasks, conditions, seeds and options from the flags, the run defaults (a smoke
 /// run has its own: the random smoke model, nothing downloaded or paid for) and settings.
-fn run_plan<'a>(settings: &'a Settings, args: &RunArgs) -> Result<RunPlan<'a>> {
+fn run_plan<'a>(settings: &'a Settings, args: &RunArgs, tracker: &Tracker) -> Result<RunPlan<'a>> {
     let configs = &settings.configs;
     let d = &configs.run_defaults;
     let (default_models, default_tasks, default_conditions, default_seeds) = if settings.paths.smoke
@@ -306,6 +405,7 @@ fn run_plan<'a>(settings: &'a Settings, args: &RunArgs) -> Result<RunPlan<'a>> {
         train_engine: settings.engine(&args.engine, EngineUse::Train)?,
         eval_engine: settings.engine(&args.engine, EngineUse::Eval)?,
         api: settings.api(&args.api)?,
+        tracker: tracker.clone(),
     })
 }
 
@@ -394,6 +494,7 @@ fn train_stage(settings: &Settings, plan: &RunPlan<'_>) -> Result<()> {
                         engine: &plan.train_engine,
                         save_every: crate::train::DEFAULT_SAVE_EVERY,
                         stop_at_step: None,
+                        tracker: &plan.tracker,
                     },
                 )?;
             }
@@ -431,6 +532,7 @@ fn eval_stage(settings: &Settings, plan: &RunPlan<'_>) -> Result<()> {
                     batch_size: crate::eval::DEFAULT_BATCH_SIZE,
                     engine: &plan.eval_engine,
                     api: &plan.api,
+                    tracker: &plan.tracker,
                 },
             )?;
         }
@@ -452,6 +554,7 @@ fn classify_stage(settings: &Settings, plan: &RunPlan<'_>) -> Result<()> {
         if let Some(r) = r {
             for (path, s) in &r.summaries {
                 println!("{}", summary_line(settings, path, s));
+                track_summary(settings, &plan.tracker, path, s);
             }
         }
     }

@@ -12,6 +12,8 @@ use crate::model::load;
 use crate::paths::display;
 use crate::prompt::task::TaskPrompt;
 use crate::settings::{EngineSettings, EngineUse, Settings};
+use crate::track::{self, RunStatus, Tracker};
+use crate::train::metrics_log::MetricsSink;
 use crate::train::{self, Condition, Job, RunOptions, TrainingRecord};
 
 /// What to train, every setting resolved (`bwb train`, and `bwb run`'s train stage).
@@ -24,6 +26,8 @@ pub struct TrainPlan<'a> {
     pub engine: &'a EngineSettings,
     pub save_every: usize,
     pub stop_at_step: Option<usize>,
+    /// Where runs are tracked (off: a no-op).
+    pub tracker: &'a Tracker,
 }
 
 /// Which configs/training/<name>.yaml a model trains with: the model config's; for a model
@@ -51,7 +55,7 @@ fn training_name(settings: &Settings, spec: &str) -> Result<String> {
     Ok(fallback.to_string())
 }
 
-pub fn train(settings: &Settings, args: &TrainArgs) -> Result<()> {
+pub fn train(settings: &Settings, args: &TrainArgs, tracker: &Tracker) -> Result<()> {
     let engine = settings.engine(&args.engine, EngineUse::Train)?;
     train_plan(
         settings,
@@ -63,6 +67,7 @@ pub fn train(settings: &Settings, args: &TrainArgs) -> Result<()> {
             engine: &engine,
             save_every: args.save_every,
             stop_at_step: args.stop_at_step,
+            tracker,
         },
     )
 }
@@ -87,6 +92,45 @@ pub fn train_plan(settings: &Settings, plan: &TrainPlan) -> Result<()> {
                 Some(train::lora_plan(&hp, seed)),
             )?;
             let dir = settings.paths.run_dir(&name, &task.id, cond.name());
+            let record_path = settings.paths.training_record(&name, &task.id, cond.name());
+            let metrics_path = settings
+                .paths
+                .training_metrics(&name, &task.id, cond.name());
+            // A finished run was tracked when it trained: no second MLflow run for it.
+            let done = record_path.is_file() && dir.join(train::checkpoint::FINAL_DIR).is_dir();
+            let off = Tracker::disabled();
+            let tracker = if done { &off } else { plan.tracker };
+            let mut params = vec![
+                ("model".to_string(), plan.model.to_string()),
+                ("model_origin".into(), m.origin.clone()),
+                ("task".into(), task.id.clone()),
+                ("condition".into(), cond.name().to_string()),
+                ("seed".into(), seed.to_string()),
+                ("training_config".into(), training_file.clone()),
+                ("train_examples".into(), examples.len().to_string()),
+                ("val_examples".into(), val.len().to_string()),
+                ("quant".into(), plan.engine.storage.name().to_string()),
+                ("device".into(), format!("{:?}", m.device)),
+                ("dtype".into(), format!("{:?}", m.dtype)),
+            ];
+            if let Ok(v) = serde_json::to_value(&hp) {
+                track::flatten_params("", &v, &mut params);
+            }
+            let run = tracker.start_run(
+                &format!("train {name}/{}/{}", task.id, cond.name()),
+                track::bwb_tags(
+                    "train",
+                    &name,
+                    &task.id,
+                    cond.name(),
+                    settings.tracking.smoke,
+                ),
+                params,
+            );
+            // The loop hands every step's and epoch's line to the run as it writes it.
+            let sink = tracker
+                .enabled()
+                .then(|| std::sync::Arc::new(run.logger()) as std::sync::Arc<dyn MetricsSink>);
             let job = Job {
                 model: &m,
                 base_model: plan.model.to_string(),
@@ -101,12 +145,9 @@ pub fn train_plan(settings: &Settings, plan: &TrainPlan) -> Result<()> {
                     save_every: Some(plan.save_every),
                     stop_at_step: plan.stop_at_step,
                     progress: settings.progress(),
-                    metrics: Some(
-                        settings
-                            .paths
-                            .training_metrics(&name, &task.id, cond.name()),
-                    ),
+                    metrics: Some(metrics_path.clone()),
                     val_batch_size: 8,
+                    sink,
                 },
             };
             let what = format!(
@@ -118,6 +159,12 @@ pub fn train_plan(settings: &Settings, plan: &TrainPlan) -> Result<()> {
             let out = train::run(&job).with_context(|| what.clone())?;
             let root = &settings.paths.root;
             if !out.finished {
+                run.set_tags(vec![(
+                    "bwb.stopped_at_step".into(),
+                    out.state.step.to_string(),
+                )]);
+                run.log_artifact(&metrics_path, "training");
+                run.end(RunStatus::Finished);
                 println!(
                     "{}/{}/{}: stopped at step {} of {}; checkpoint in {}; rerun to continue",
                     name,
@@ -130,8 +177,10 @@ pub fn train_plan(settings: &Settings, plan: &TrainPlan) -> Result<()> {
                 return Ok(());
             }
             let record = TrainingRecord::new(&job, &out, &name, cond.name(), &training_file);
-            let path = settings.paths.training_record(&name, &task.id, cond.name());
+            let path = record_path;
             crate::fsutil::write_json_atomic(&path, &record)?;
+            track_finished_run(&run, &record, &out, &dir, &metrics_path, &path);
+            run.end(RunStatus::Finished);
             let best = out
                 .state
                 .best
@@ -156,4 +205,40 @@ pub fn train_plan(settings: &Settings, plan: &TrainPlan) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A trained run's summary figures (at its last optimizer step) and files: the adapter, the
+/// training record and the per-step metrics.
+fn track_finished_run(
+    run: &track::Run,
+    record: &TrainingRecord,
+    out: &train::Outcome,
+    dir: &std::path::Path,
+    metrics_path: &std::path::Path,
+    record_path: &std::path::Path,
+) {
+    if !run.tracker_enabled() {
+        return;
+    }
+    let mut figures = vec![
+        ("steps", record.steps as f64),
+        ("epochs_run", record.epochs_run as f64),
+        ("wall_seconds", record.wall_seconds),
+        ("train_seconds", record.train_seconds),
+        ("tokens", record.tokens as f64),
+        ("tokens_per_second", record.tokens_per_second),
+    ];
+    if let Some(b) = record.peak_memory_bytes {
+        figures.push(("peak_memory_bytes", b as f64));
+    }
+    let best_metric = format!("best_val_{}", record.metric);
+    if let Some(b) = &record.best {
+        figures.push(("best_epoch", b.epoch as f64));
+        figures.push(("best_val_loss", b.val.loss));
+        figures.push((best_metric.as_str(), b.val.metric));
+    }
+    run.log_metrics(&figures, out.state.step as i64);
+    run.log_artifact_dir(&dir.join(train::checkpoint::FINAL_DIR), "adapter");
+    run.log_artifact(record_path, "training");
+    run.log_artifact(metrics_path, "training");
 }

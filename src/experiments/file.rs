@@ -47,9 +47,10 @@ pub struct Defaults {
     /// Stop sending API requests once a run has spent this many USD.
     #[serde(default)]
     pub max_cost_usd: Option<f64>,
-    /// Tracking settings (MLflow), passed to the tracker as given.
+    /// MLflow tracking, as run_defaults.yaml's `tracking:` (`mlflow`, `mlflow_uri`,
+    /// `mlflow_experiment`); the command line and environment still win.
     #[serde(default)]
-    pub tracking: Option<serde_json::Value>,
+    pub tracking: Option<crate::config::TrackingFile>,
     /// The encoder BERTScore uses (default: bert_score's `distilbert-base-uncased`, layer 5).
     #[serde(default)]
     pub bertscore: Option<BertscoreSpec>,

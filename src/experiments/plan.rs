@@ -411,20 +411,21 @@ fn model_of(path: &Path, e: &ExperimentSpec, configs: &Configs, env: &Env) -> Re
         });
     }
     if let Some((prov, model)) = name.split_once(':') {
-        let provider =
-            match prov.trim().to_lowercase().as_str() {
-                "openai" => Provider::Openai,
-                "anthropic" | "claude" => Provider::Anthropic,
-                "gemini" | "google" => Provider::Gemini,
-                other => return Err(at(
+        let provider = match prov.trim().to_lowercase().as_str() {
+            "openai" => Provider::Openai,
+            "anthropic" | "claude" => Provider::Anthropic,
+            "gemini" | "google" => Provider::Gemini,
+            other => {
+                return Err(at(
                     path,
                     l,
                     "model",
                     format!(
                         "unknown provider `{other}` in `{name}`; valid: openai, anthropic, gemini"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         if model.trim().is_empty() {
             return Err(at(
                 path,

@@ -71,6 +71,11 @@ pub struct EpochMetrics {
     pub elapsed_s: f64,
 }
 
+/// Where each line also goes as the run writes it (an experiment tracker); it must not block.
+pub trait MetricsSink: std::fmt::Debug + Send + Sync {
+    fn record(&self, line: &MetricsLine);
+}
+
 /// The metrics file of a run, open for appending.
 pub struct MetricsLog(JsonlFile);
 

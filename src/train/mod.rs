@@ -108,6 +108,9 @@ pub struct RunOptions {
     pub metrics: Option<PathBuf>,
     /// Prompts per generate call during validation.
     pub val_batch_size: usize,
+    /// Also hand each metrics line to this sink (a tracker); a resumed run first replays the
+    /// lines it keeps from before its checkpoint.
+    pub sink: Option<std::sync::Arc<dyn metrics_log::MetricsSink>>,
 }
 
 /// One training run.
@@ -376,6 +379,13 @@ impl<'a> Trainer<'a> {
             Some(path) => Some(MetricsLog::open(path, state.step)?),
             None => None,
         };
+        if let (Some(sink), Some(path)) = (&job.opts.sink, &job.opts.metrics) {
+            if state.step > 0 {
+                for line in metrics_log::read(path)? {
+                    sink.record(&line);
+                }
+            }
+        }
         Ok(Self {
             job,
             data,
@@ -593,6 +603,9 @@ impl<'a> Trainer<'a> {
     }
 
     fn append(&mut self, line: &MetricsLine) -> Result<()> {
+        if let Some(sink) = &self.job.opts.sink {
+            sink.record(line);
+        }
         match &mut self.metrics {
             Some(log) => log.append(line),
             None => Ok(()),

@@ -427,8 +427,15 @@ fn custom_csv_label_task_evaluates_with_the_smoke_model() {
     let rows = jsonl(&p.read("results/smoke/predictions/smoke/support/zero-shot/seed-1.jsonl"));
     assert_eq!(rows.len(), 6);
     // ...and is classified and summarised like a built-in task.
-    p.bwb(&["--smoke-test", "classify", "--task", "support", "--seeds", "1"])
-        .ok();
+    p.bwb(&[
+        "--smoke-test",
+        "classify",
+        "--task",
+        "support",
+        "--seeds",
+        "1",
+    ])
+    .ok();
     let dir = p.path("results/smoke/summaries");
     let summary = std::fs::read_dir(&dir)
         .unwrap()

@@ -27,4 +27,5 @@ mod report;
 mod sandbox;
 mod scoring;
 mod serve;
+mod tracking;
 mod train;
