@@ -485,6 +485,54 @@ fn train_eval_and_classify_runs_read_back_with_mlflows_own_client() {
         }
     }
 
+    // `bwb experiments`: the experiments file's `tracking:` turns MLflow on (run_defaults.yaml
+    // off again); one run per experiment with the summary's numbers and files.
+    p.write("configs/run_defaults.yaml", &defaults);
+    p.write(
+        "exp.yaml",
+        "defaults:\n  tracking: {mlflow: true}\nexperiments:\n  - {id: qm, model: smoke, dataset: {name: qmsum}, task: summarization, metrics: [rougeL, rouge1]}\n",
+    );
+    let out = p
+        .bwb(&["--smoke-test", "experiments", "--config", "exp.yaml"])
+        .ok();
+    assert!(
+        out.stdout().contains("mlflow: logged 1 run(s)"),
+        "{}",
+        out.stdout()
+    );
+    let summary: Value =
+        serde_json::from_str(&p.read("results/smoke/experiments/qm/summary.json")).unwrap();
+    let runs = read_back(&py, p.root(), &server.uri, EXPERIMENT);
+    let e = run_named(&runs, "experiments qm");
+    assert_eq!(e["status"], "FINISHED");
+    assert_eq!(e["tags"]["bwb.command"], "experiments");
+    assert_eq!(e["tags"]["bwb.experiment_id"], "qm");
+    assert_eq!(e["params"]["model"], "smoke");
+    assert_eq!(e["params"]["dataset"], "qmsum");
+    for m in ["rougeL", "rouge1"] {
+        assert_eq!(
+            num(&e["metrics"][m]),
+            num(&summary["metrics"][m]["mean"]),
+            "{m}"
+        );
+        assert_eq!(
+            num(&e["metrics"][&format!("{m}_ci_high")]),
+            num(&summary["metrics"][m]["ci_high"])
+        );
+    }
+    assert_eq!(num(&e["metrics"]["num_examples"]), 3.0);
+    for f in [
+        "summary/summary.json",
+        "summary/summary.csv",
+        "examples/qm.jsonl",
+    ] {
+        assert!(
+            e["artifacts"][f].as_u64().unwrap_or(0) > 0,
+            "{f}: {:#}",
+            e["artifacts"]
+        );
+    }
+
     // The server killed mid-run: training finishes as usual, exit 0, one warning when the
     // server first fails and one line on what was not logged, and only seconds added.
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bwb"));
