@@ -8,6 +8,7 @@ pub mod backend;
 pub mod bench;
 pub mod cli;
 pub mod commands;
+pub mod compress;
 pub mod config;
 pub mod dashboard;
 pub mod data;

@@ -97,6 +97,40 @@ pub struct ExperimentSpec {
     /// Completion cap (default: the dataset's `max_new_tokens`).
     #[serde(default)]
     pub max_tokens: Option<usize>,
+    /// `mode: compressed`: how the context is compressed.
+    #[serde(default)]
+    pub compression: Option<Spanned<CompressionSpec>>,
+    /// The replaced tool's form: `mode: scaledown` with `scaledown: {rate, compression_model}`.
+    #[serde(default)]
+    pub scaledown: Option<Spanned<ScaledownSpec>>,
+}
+
+/// `compression: {method: scaledown | scaledown-summarize | selective | lingua, rate: auto |
+/// 0<r<1, model: …, force_tokens: […], price_per_1m_tokens: …}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionSpec {
+    pub method: String,
+    #[serde(default)]
+    pub rate: Option<serde_json::Value>,
+    /// ScaleDown: the model it compresses for; local methods: the scoring model.
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub force_tokens: Vec<String>,
+    /// The compressor's price in USD per million original tokens (unset: unpriced).
+    #[serde(default)]
+    pub price_per_1m_tokens: Option<f64>,
+}
+
+/// `scaledown: {rate: auto | 0.5, compression_model: gemini-2.5-flash}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaledownSpec {
+    #[serde(default)]
+    pub rate: Option<serde_json::Value>,
+    #[serde(default)]
+    pub compression_model: Option<String>,
 }
 
 /// `model: NAME` or `model: {name: NAME, adapter: DIR}`.

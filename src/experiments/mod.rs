@@ -5,6 +5,7 @@
 //! with the task's scorer and writes the per-example JSONL and the summary JSON/CSV.
 
 pub mod bertscore;
+pub mod compression;
 pub mod file;
 pub mod output;
 pub mod plan;

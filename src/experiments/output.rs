@@ -52,6 +52,10 @@ pub struct Row {
     pub metrics: BTreeMap<String, f64>,
     pub error: Option<String>,
     pub truncated: bool,
+    /// `mode: compressed`: `{method, field, original_tokens, compressed_tokens,
+    /// compression_ratio, latency_ms, cost_usd, compressed_context}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression: Option<Value>,
 }
 
 /// The gold answer as users read it: one string, or a list.
@@ -89,6 +93,7 @@ pub fn rows(
     plan: &Planned<'_>,
     test: &[Example],
     preds: &[Option<Prediction>],
+    compressed: &std::collections::HashMap<String, super::compression::Record>,
     opts: &RunOptions<'_>,
 ) -> Result<Vec<Row>> {
     let scorer = score::scorer(task);
@@ -112,7 +117,14 @@ pub fn rows(
             metrics: BTreeMap::new(),
             error: Some("no prediction was written (the run stopped early); run again".into()),
             truncated: false,
+            compression: None,
         };
+        if let Some(rec) = compressed.get(&ex.id) {
+            row.compression = Some(compression_value(rec));
+            if let Some(e) = &rec.error {
+                row.error = Some(format!("compression failed: {e}"));
+            }
+        }
         if let Some(p) = p {
             row.pred = p.raw_output.trim().to_string();
             row.parsed = Some(p.prediction.clone());
@@ -142,6 +154,54 @@ pub fn rows(
     }
     super::bertscore::add(task, plan, &mut out, opts)?;
     Ok(out)
+}
+
+fn compression_value(rec: &super::compression::Record) -> Value {
+    match &rec.result {
+        Some(c) => json!({
+            "method": rec.method,
+            "field": rec.field,
+            "original_tokens": c.original_tokens,
+            "compressed_tokens": c.compressed_tokens,
+            "compression_ratio": c.compression_ratio,
+            "latency_ms": c.latency_ms,
+            "cost_usd": c.cost_usd,
+            "from_cache": c.from_cache,
+            "compressed_context": c.text,
+        }),
+        None => json!({"method": rec.method, "field": rec.field, "error": rec.error}),
+    }
+}
+
+/// The compression block of a summary: totals, mean ratio, token reduction, latency and
+/// cost overhead; None without compressed rows.
+fn compression_summary(rows: &[&Row], seed: u64) -> Option<Value> {
+    let done: Vec<&Value> = rows
+        .iter()
+        .filter_map(|r| r.compression.as_ref())
+        .filter(|c| c.get("original_tokens").is_some())
+        .collect();
+    let any = rows.iter().any(|r| r.compression.is_some());
+    if !any {
+        return None;
+    }
+    let f = |c: &Value, k: &str| c[k].as_f64().unwrap_or(0.0);
+    let orig: f64 = done.iter().map(|c| f(c, "original_tokens")).sum();
+    let comp: f64 = done.iter().map(|c| f(c, "compressed_tokens")).sum();
+    let ratios: Vec<f64> = done.iter().map(|c| f(c, "compression_ratio")).collect();
+    let lat: Vec<f64> = done.iter().map(|c| f(c, "latency_ms")).collect();
+    let costs: Option<Vec<f64>> = done.iter().map(|c| c["cost_usd"].as_f64()).collect();
+    Some(json!({
+        "method": done.first().map(|c| c["method"].clone()),
+        "examples": done.len(),
+        "failures": rows.iter().filter(|r| r.compression.as_ref().is_some_and(|c| c.get("error").is_some())).count(),
+        "original_tokens_total": orig,
+        "compressed_tokens_total": comp,
+        "compression_ratio": describe(&ratios, seed),
+        "token_reduction": if orig > 0.0 { Some(1.0 - comp / orig) } else { None },
+        "latency_ms": describe(&lat, seed),
+        "cost_total_usd": costs.filter(|c| !c.is_empty()).map(|c| c.iter().sum::<f64>()),
+    }))
 }
 
 /// mean / std / p50 / p95 (+ CI) of some values; nulls when there are none.
@@ -195,6 +255,7 @@ fn summarise(rows: &[&Row], metrics: &[MetricId], seed: u64) -> Value {
             "total_output_tokens": ok.iter().map(|r| r.output_tokens).sum::<u64>(),
         },
         "cost": cost,
+        "compression": compression_summary(rows, seed),
     })
 }
 
@@ -254,6 +315,10 @@ pub fn write(
             s.insert("per_task".into(), Value::Object(per));
         }
     }
+    if let (Some(c), Some(obj)) = (&plan.compression, summary["compression"].as_object_mut()) {
+        obj.insert("rate".into(), c.rate.to_json());
+        obj.insert("model".into(), json!(c.model));
+    }
     let path = dir.join("summary.json");
     write_json_atomic(&path, &summary)?;
     let table = csv(&summary, &plan.metrics);
@@ -290,6 +355,9 @@ pub fn csv(summary: &Value, metrics: &[MetricId]) -> String {
         "avg_output_tokens",
         "cost_total_usd",
         "cost_mean_usd",
+        "compression_ratio_mean",
+        "token_reduction",
+        "compression_latency_ms_mean",
     ] {
         header.push(h.into());
     }
@@ -322,6 +390,9 @@ pub fn csv(summary: &Value, metrics: &[MetricId]) -> String {
         cells.push(num(&s["tokens"]["avg_output_tokens"]));
         cells.push(num(&s["cost"]["total_usd"]));
         cells.push(num(&s["cost"]["mean_usd"]));
+        cells.push(num(&s["compression"]["compression_ratio"]["mean"]));
+        cells.push(num(&s["compression"]["token_reduction"]));
+        cells.push(num(&s["compression"]["latency_ms"]["mean"]));
         out.push_str(&cells.join(","));
         out.push('\n');
     };
@@ -383,6 +454,7 @@ mod tests {
             metrics: BTreeMap::from([("f1".to_string(), f1)]),
             error: err.map(String::from),
             truncated: false,
+            compression: None,
         };
         let a = row(1.0, None, Some(0.1));
         let b = row(0.0, None, Some(0.3));

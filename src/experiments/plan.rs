@@ -18,8 +18,30 @@ use super::file::{at, line, ExperimentSpec, Loaded};
 /// The three task names of the experiments file.
 pub const TASKS: [&str; 3] = ["rag_qa", "retrieval", "summarization"];
 
-/// Modes: `baseline` sends the full context.
-pub const MODES: [&str; 1] = ["baseline"];
+/// Modes: `baseline` sends the full context; `compressed` compresses it first (`scaledown`
+/// is the replaced tool's name for compressed mode through ScaleDown).
+pub const MODES: [&str; 3] = ["baseline", "compressed", "scaledown"];
+
+/// Compression methods this build runs.
+pub const METHODS: [&str; 2] = ["scaledown", "scaledown-summarize"];
+
+/// How an experiment compresses its contexts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompressionPlan {
+    pub method: crate::compress::scaledown::Method,
+    pub rate: crate::compress::Rate,
+    pub model: Option<String>,
+    pub price_per_mtok: Option<f64>,
+}
+
+impl CompressionPlan {
+    pub fn method_name(&self) -> &'static str {
+        match self.method {
+            crate::compress::scaledown::Method::Raw => "scaledown",
+            crate::compress::scaledown::Method::Summarize => "scaledown-summarize",
+        }
+    }
+}
 
 /// One dataset config as the experiments file sees it.
 #[derive(Debug, Clone)]
@@ -132,6 +154,8 @@ pub struct Planned<'a> {
     pub max_tokens: Option<usize>,
     /// The BERTScore encoder (file defaults).
     pub bertscore: Option<super::file::BertscoreSpec>,
+    /// `compressed` mode: the compressor.
+    pub compression: Option<CompressionPlan>,
 }
 
 /// The dry-run estimate of one experiment.
@@ -218,13 +242,15 @@ fn plan_one<'a>(
                 path,
                 line(m),
                 "mode",
-                format!(
-                    "`{}` is not available (compressed-context modes are not built yet); valid: {}",
-                    m.value,
-                    MODES.join(", ")
-                ),
+                format!("`{}` is not a mode; valid: {}", m.value, MODES.join(", ")),
             ))
         }
+    };
+    let compression = compression_of(path, e, &mode, env)?;
+    let mode = if compression.is_some() {
+        "compressed".to_string()
+    } else {
+        mode
     };
     let entries = entries_of(path, e, catalog)?;
     let split = split_of(path, e, &entries)?;
@@ -254,7 +280,113 @@ fn plan_one<'a>(
         concurrency,
         max_tokens: e.max_tokens,
         bertscore: defaults.bertscore.clone(),
+        compression,
     })
+}
+
+/// The compressor of a `compressed` (or `scaledown`) experiment; an error for a block that
+/// does not fit the mode, an unknown or unbuilt method, a bad rate or a missing key.
+fn compression_of(
+    path: &Path,
+    e: &ExperimentSpec,
+    mode: &str,
+    env: &Env,
+) -> Result<Option<CompressionPlan>> {
+    use crate::compress::scaledown::Method;
+    use crate::compress::Rate;
+    let mode_line = e.mode.as_ref().map_or(line(&e.id), line);
+    let rate_of = |v: &Option<serde_json::Value>, l: usize, field: &str| match v {
+        None => Ok(Rate::Auto),
+        Some(v) => Rate::parse(v).map_err(|m| at(path, l, field, m)),
+    };
+    let key = |l: usize, field: &str| {
+        if env.get("SCALEDOWN_API_KEY").is_none() {
+            return Err(at(
+                path,
+                l,
+                field,
+                "ScaleDown needs SCALEDOWN_API_KEY: export it or add `SCALEDOWN_API_KEY=...` to .env in the project root",
+            ));
+        }
+        Ok(())
+    };
+    let plan = match (mode, &e.compression, &e.scaledown) {
+        ("baseline", None, None) => return Ok(None),
+        ("baseline", Some(c), _) => {
+            return Err(at(
+                path,
+                line(c),
+                "compression",
+                "only applies to `mode: compressed`; set the mode or drop the block",
+            ))
+        }
+        ("baseline", None, Some(c)) => {
+            return Err(at(
+                path,
+                line(c),
+                "scaledown",
+                "only applies to `mode: scaledown`; set the mode or drop the block",
+            ))
+        }
+        ("compressed", None, _) => {
+            return Err(at(
+                path,
+                mode_line,
+                "mode",
+                "`compressed` needs a `compression: {method: scaledown, rate: auto}` block",
+            ))
+        }
+        ("scaledown", Some(c), _) | ("compressed", Some(c), _) => {
+            let l = line(c);
+            let method = match c.value.method.trim().to_lowercase().as_str() {
+                "scaledown" => Method::Raw,
+                "scaledown-summarize" | "scaledown_summarize" => Method::Summarize,
+                "selective" | "lingua" => {
+                    return Err(at(
+                        path,
+                        l,
+                        "compression.method",
+                        format!(
+                            "`{}` (a local compressor) is not built yet; use {}",
+                            c.value.method,
+                            METHODS.join(" or ")
+                        ),
+                    ))
+                }
+                other => {
+                    return Err(at(
+                        path,
+                        l,
+                        "compression.method",
+                        format!("unknown method `{other}`; valid: {}", METHODS.join(", ")),
+                    ))
+                }
+            };
+            if !c.value.force_tokens.is_empty() {
+                return Err(at(path, l, "compression.force_tokens", "applies to the local compressors, which are not built yet; ScaleDown takes no forced tokens"));
+            }
+            key(l, "compression")?;
+            CompressionPlan {
+                method,
+                rate: rate_of(&c.value.rate, l, "compression.rate")?,
+                model: c.value.model.clone(),
+                price_per_mtok: c.value.price_per_1m_tokens,
+            }
+        }
+        ("scaledown", None, s) => {
+            let l = s.as_ref().map_or(mode_line, line);
+            let spec = s.as_ref().map(|s| s.value.clone()).unwrap_or_default();
+            key(l, "mode")?;
+            CompressionPlan {
+                method: Method::Raw,
+                rate: rate_of(&spec.rate, l, "scaledown.rate")?,
+                model: spec.compression_model,
+                price_per_mtok: None,
+            }
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(plan))
 }
 
 /// The dataset configs an experiment names: one, or every subtask when `dataset.task` is

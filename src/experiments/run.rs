@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use crate::backend::api::{ApiBackend, ApiOptions};
 use crate::backend::local::LocalBackend;
 use crate::backend::Backend;
+use crate::compress::Compressor;
 use crate::config::{ModelConfig, ModelKind, TaskConfig};
 use crate::data::Example;
 use crate::eval::predictions::Prediction;
@@ -20,6 +21,7 @@ use crate::paths::{display, Paths};
 use crate::prompt::task::TaskPrompt;
 use crate::settings::{EngineSettings, Settings};
 
+use super::compression;
 use super::output::{self, Row};
 use super::plan::{ModelRef, Planned};
 
@@ -169,6 +171,17 @@ pub fn run_experiment(settings: &Settings, p: &Planned<'_>, opts: &RunOptions<'_
         ensure_prepared(settings, e.config)?;
     }
     let backend = backend(settings, p, opts)?;
+    let compressor = match &p.compression {
+        Some(c) => Some(crate::compress::scaledown::ScaleDown::new(
+            c.method,
+            c.rate,
+            c.model.as_deref(),
+            c.price_per_mtok,
+            &settings.env,
+            opts.api,
+        )?),
+        None => None,
+    };
     let name = p.model.name();
     let mut spent = 0.0;
     let mut per_entry: Vec<(String, Vec<Row>)> = Vec::new();
@@ -178,6 +191,16 @@ pub fn run_experiment(settings: &Settings, p: &Planned<'_>, opts: &RunOptions<'_
             task.max_new_tokens = m;
         }
         let test = sample(&settings.paths, &task, &p.split, p.num_examples, p.seed)?;
+        let (gen_test, records) = match &compressor {
+            Some(c) => {
+                let file = dir.join("compression").join(format!("{}.jsonl", task.id));
+                let concurrency = p.concurrency.unwrap_or(opts.api.concurrency);
+                let records = compression::compress_all(c, &test, &file, concurrency)
+                    .with_context(|| format!("compressing `{}` with {}", task.id, c.name()))?;
+                (compression::apply(&test, &records), records)
+            }
+            None => (test.clone(), HashMap::new()),
+        };
         let prompt = TaskPrompt::load(&settings.paths.prompts(), &task)?;
         let path = dir.join("predictions").join(format!("{}.jsonl", task.id));
         let job = Job {
@@ -188,7 +211,7 @@ pub fn run_experiment(settings: &Settings, p: &Planned<'_>, opts: &RunOptions<'_
             condition: Condition::ZeroShot,
             seed: p.seed,
             draw: 0,
-            test: &test,
+            test: &gen_test,
             shots: Vec::new(),
             path: path.clone(),
             progress: settings.progress(),
@@ -206,7 +229,7 @@ pub fn run_experiment(settings: &Settings, p: &Planned<'_>, opts: &RunOptions<'_
             display(&settings.paths.root, &path)
         );
         let preds = latest(&path, &test)?;
-        let rows = output::rows(&task, p, &test, &preds, opts)?;
+        let rows = output::rows(&task, p, &test, &preds, &records, opts)?;
         per_entry.push((task.id.clone(), rows));
     }
     let summary = output::write(settings, p, &dir, &per_entry)?;

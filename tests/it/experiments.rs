@@ -83,6 +83,7 @@ fn answer(
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let mut len = 0usize;
+    let mut api_key = String::new();
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
@@ -92,12 +93,19 @@ fn answer(
             if k.trim().eq_ignore_ascii_case("content-length") {
                 len = v.trim().parse().unwrap_or(0);
             }
+            if k.trim().eq_ignore_ascii_case("x-api-key") {
+                api_key = v.trim().to_string();
+            }
         }
     }
     let mut body = vec![0u8; len];
     reader.read_exact(&mut body)?;
-    received.fetch_add(1, Ordering::SeqCst);
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    if path.ends_with("/compress/raw/") {
+        return scaledown(&stream, &api_key, v, bodies);
+    }
+    received.fetch_add(1, Ordering::SeqCst);
     let user = v["messages"]
         .as_array()
         .and_then(|m| m.iter().rev().find(|x| x["role"] == "user"))
@@ -143,11 +151,106 @@ fn answer(
     s.flush()
 }
 
+const SD_KEY: &str = "sd-test-key-0123";
+
+/// Faults the fake ScaleDown endpoint serves first, in order (then it answers).
+static SD_FAULTS: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+/// ScaleDown requests received.
+static SD_SEEN: AtomicUsize = AtomicUsize::new(0);
+
+fn reply(stream: &TcpStream, status: &str, extra: &str, body: &str) -> std::io::Result<()> {
+    let mut s = stream;
+    write!(
+        s,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    s.flush()
+}
+
+/// The fake ScaleDown endpoint: checks the key, serves queued faults, then keeps the first
+/// half of the context's words (rate 0.5) with word counts as tokens; answers questions
+/// about Tasmania in the `data` wrapper, the rest in `results`.
+fn scaledown(
+    stream: &TcpStream,
+    key: &str,
+    v: Value,
+    bodies: &Mutex<Vec<Value>>,
+) -> std::io::Result<()> {
+    SD_SEEN.fetch_add(1, Ordering::SeqCst);
+    bodies
+        .lock()
+        .unwrap()
+        .push(serde_json::json!({"scaledown": v.clone()}));
+    if key != SD_KEY {
+        return reply(
+            stream,
+            "401 Unauthorized",
+            "",
+            r#"{"detail":"invalid api key"}"#,
+        );
+    }
+    let fault = {
+        let mut f = SD_FAULTS.lock().unwrap();
+        if f.is_empty() {
+            None
+        } else {
+            Some(f.remove(0))
+        }
+    };
+    match fault {
+        Some("429") => {
+            return reply(
+                stream,
+                "429 Too Many Requests",
+                "Retry-After: 0\r\n",
+                r#"{"detail":"slow down"}"#,
+            )
+        }
+        Some("500") => {
+            return reply(
+                stream,
+                "500 Internal Server Error",
+                "",
+                r#"{"detail":"boom"}"#,
+            )
+        }
+        Some("truncated") => {
+            return reply(
+                stream,
+                "200 OK",
+                "",
+                r#"{"successful": true, "results": {"compressed_pro"#,
+            )
+        }
+        _ => {}
+    }
+    let ctx = v["context"].as_str().unwrap_or("");
+    let words: Vec<&str> = ctx.split_whitespace().collect();
+    let kept = words[..words.len() / 2].join(" ");
+    let inner = serde_json::json!({
+        "compressed_prompt": kept,
+        "original_prompt_tokens": words.len(),
+        "compressed_prompt_tokens": words.len() / 2,
+        "compression_ratio": 2.0,
+        "success": true,
+    });
+    let wrapper = if v["prompt"].as_str().unwrap_or("").contains("tasmania") {
+        "data"
+    } else {
+        "results"
+    };
+    let body = serde_json::json!({"successful": true, wrapper: inner}).to_string();
+    reply(stream, "200 OK", "", &body)
+}
+
 fn project(server: &FakeOpenAi) -> Project {
     Project::new()
         .set_env("OPENAI_API_KEY", KEY)
         .set_env("OPENAI_BASE_URL", &format!("{}/v1", server.url))
         .set_env("BWB_API_BACKOFF_MS", "20")
+        .set_env("SCALEDOWN_API_KEY", SD_KEY)
+        .set_env("SCALEDOWN_BASE_URL", &server.url)
 }
 
 fn summary(p: &Project, id: &str) -> Value {
@@ -341,7 +444,14 @@ fn every_dataset_runs_offline_and_scores_as_worked_by_hand() {
     let (failed, fb): (Vec<Value>, Vec<Value>) =
         fb.into_iter().partition(|r| r["error"].is_string());
     assert_eq!(failed.len(), 1);
-    assert!(failed[0]["error"].as_str().unwrap().contains("context length"), "{}", failed[0]);
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("context length"),
+        "{}",
+        failed[0]
+    );
     assert!(failed[0]["metrics"].as_object().unwrap().is_empty());
     assert_eq!(summary(&p, "fb")["errors"], 1);
     let mut total = 0.0;
@@ -448,11 +558,15 @@ fn every_dataset_runs_offline_and_scores_as_worked_by_hand() {
     // Only the failed example is sent again (errors are retried, as in `bwb eval`).
     assert_eq!(server.received(), sent + 1);
     let not_fb = |v: Vec<(String, Vec<u8>)>| -> Vec<(String, Vec<u8>)> {
-        v.into_iter().filter(|(n, _)| !n.starts_with("fb/")).collect()
+        v.into_iter()
+            .filter(|(n, _)| !n.starts_with("fb/"))
+            .collect()
     };
     assert_eq!(
         not_fb(before),
-        not_fb(crate::common::snapshot(&p.path("results/smoke/experiments")))
+        not_fb(crate::common::snapshot(
+            &p.path("results/smoke/experiments")
+        ))
     );
 
     // The dashboard shows the experiments without any fine-tune summary.
@@ -499,7 +613,7 @@ const BAD: [(&str, &str, &str); 10] = [
         "dataset: {name: longbench, task: hotpotqa}",
         "dataset.task",
     ),
-    ("mode: baseline", "mode: scaledown", "mode"),
+    ("mode: baseline", "mode: squeeze", "mode"),
     (
         "mode: baseline",
         "mode: baseline\n    num_exampels: 3",
@@ -731,6 +845,190 @@ fn long_contexts_are_cut_in_the_middle_for_local_models_and_counted() {
         .fails(1);
     assert!(
         err.contains("max_seq_length 100") && err.contains("raise max_seq_length"),
+        "{err}"
+    );
+}
+
+#[test]
+fn compressed_mode_goes_through_scaledown_beside_baseline() {
+    let server = FakeOpenAi::start(&RULES);
+    let p = project(&server);
+    p.write(
+        "exp.yaml",
+        "experiments:
+  - {id: base, model: openai:gpt-4o, dataset: {name: msmarco}, task: rag_qa, metrics: [f1]}
+  - id: comp
+    model: openai:gpt-4o
+    mode: compressed
+    compression: {method: scaledown, rate: 0.5, model: gpt-4o, price_per_1m_tokens: 1.0}
+    dataset: {name: msmarco}
+    task: rag_qa
+    metrics: [f1]
+  - id: legacy
+    model: openai:gpt-4o
+    mode: scaledown
+    scaledown: {rate: auto, compression_model: gemini-2.5-flash}
+    dataset: {name: hotpotqa, num_examples: 2}
+    task: {name: rag_qa}
+    metrics: [exact_match, f1]
+",
+    );
+    *SD_FAULTS.lock().unwrap() = vec!["429", "500", "truncated"];
+    SD_SEEN.store(0, Ordering::SeqCst);
+    let out = p
+        .bwb(&["--smoke-test", "experiments", "--config", "exp.yaml"])
+        .ok()
+        .stdout();
+    // 4 + 2 contexts compressed, plus the three faults retried.
+    assert_eq!(SD_SEEN.load(Ordering::SeqCst), 4 + 2 + 3, "{out}");
+    let base = summary(&p, "base");
+    let comp = summary(&p, "comp");
+    assert!(base["compression"].is_null());
+    assert_eq!(comp["mode"], "compressed");
+    let c = &comp["compression"];
+    assert_eq!(c["method"], "scaledown");
+    assert_eq!(c["rate"], 0.5);
+    assert_eq!(c["examples"], 4);
+    let orig = c["original_tokens_total"].as_f64().unwrap();
+    let kept = c["compressed_tokens_total"].as_f64().unwrap();
+    assert!((c["token_reduction"].as_f64().unwrap() - (1.0 - kept / orig)).abs() < 1e-12);
+    assert!(kept < orig && kept >= orig / 2.0 - 4.0, "{c}");
+    assert!((c["cost_total_usd"].as_f64().unwrap() - orig / 1e6).abs() < 1e-12);
+    assert!(
+        comp["tokens"]["avg_input_tokens"].as_f64().unwrap()
+            < base["tokens"]["avg_input_tokens"].as_f64().unwrap()
+    );
+    // What the model got is the compressed context, and each row says so.
+    for r in rows(&p, "comp/comp.jsonl") {
+        let cmp = &r["compression"];
+        let sent = cmp["compressed_context"].as_str().unwrap();
+        assert!(server.users_with(sent).len() >= 1, "{sent}");
+        assert!(cmp["original_tokens"].as_u64() > cmp["compressed_tokens"].as_u64());
+        assert!(
+            (cmp["compression_ratio"].as_f64().unwrap()
+                - cmp["compressed_tokens"].as_f64().unwrap()
+                    / cmp["original_tokens"].as_f64().unwrap())
+            .abs()
+                < 1e-12
+        );
+        assert!(r["input_context"].as_str().unwrap().len() > sent.len());
+    }
+    // ScaleDown got the body its API documents; the legacy form's model and rate too.
+    let sd: Vec<Value> = server
+        .bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b.get("scaledown").cloned())
+        .collect();
+    assert!(sd
+        .iter()
+        .any(|b| b["model"] == "gpt-4o" && b["scaledown"]["rate"] == 0.5));
+    assert!(sd
+        .iter()
+        .any(|b| b["model"] == "gemini-2.5-flash" && b["scaledown"]["rate"] == "auto"));
+    assert!(sd
+        .iter()
+        .all(|b| b["context"].is_string() && b["prompt"].is_string()));
+    let legacy = summary(&p, "legacy");
+    assert_eq!(legacy["compression"]["examples"], 2);
+    let csv = p.read("results/smoke/experiments/comp/summary.csv");
+    assert!(csv.lines().next().unwrap().contains("token_reduction"));
+
+    // A rerun compresses nothing again and sends nothing to the model.
+    let (sd0, api0) = (SD_SEEN.load(Ordering::SeqCst), server.received());
+    p.bwb(&["--smoke-test", "experiments", "--config", "exp.yaml"])
+        .ok();
+    assert_eq!(
+        (SD_SEEN.load(Ordering::SeqCst), server.received()),
+        (sd0, api0)
+    );
+
+    // A wrong key stops the run with one line naming the variable.
+    let q = p.set_env("SCALEDOWN_API_KEY", "wrong");
+    std::fs::remove_dir_all(q.path("results/smoke/experiments/comp")).unwrap();
+    let err = q
+        .bwb(&[
+            "--smoke-test",
+            "experiments",
+            "--config",
+            "exp.yaml",
+            "--experiment-id",
+            "comp",
+            "--no-cache",
+        ])
+        .fails(1);
+    assert!(
+        err.contains("SCALEDOWN_API_KEY") && !err.contains("wrong"),
+        "{err}"
+    );
+}
+
+#[test]
+fn compression_blocks_are_checked_by_line() {
+    let server = FakeOpenAi::start(&[]);
+    let p = project(&server);
+    let head = "experiments:\n  - id: c\n    model: openai:gpt-4o\n    dataset: {name: msmarco}\n    task: rag_qa\n";
+    for (extra, field, line) in [
+        (
+            "    mode: compressed\n",
+            "`compressed` needs a `compression:",
+            6,
+        ),
+        (
+            "    mode: compressed\n    compression: {method: selective, rate: 0.5}\n",
+            "not built yet",
+            7,
+        ),
+        (
+            "    mode: compressed\n    compression: {method: zip}\n",
+            "unknown method `zip`",
+            7,
+        ),
+        (
+            "    mode: compressed\n    compression: {method: scaledown, rate: 1.5}\n",
+            "compression.rate",
+            7,
+        ),
+        (
+            "    compression: {method: scaledown}\n",
+            "only applies to `mode: compressed`",
+            6,
+        ),
+        (
+            "    mode: squeeze\n",
+            "valid: baseline, compressed, scaledown",
+            6,
+        ),
+    ] {
+        p.write("c.yaml", &format!("{head}{extra}"));
+        let err = p
+            .bwb(&[
+                "--smoke-test",
+                "experiments",
+                "--config",
+                "c.yaml",
+                "--dry-run",
+            ])
+            .fails(1);
+        assert!(
+            err.contains(&format!("c.yaml:{line}")) && err.contains(field),
+            "{extra}: {err}"
+        );
+    }
+    let q = Project::new().set_env("OPENAI_API_KEY", KEY);
+    q.write("c.yaml", &format!("{head}    mode: scaledown\n"));
+    let err = q
+        .bwb(&[
+            "--smoke-test",
+            "experiments",
+            "--config",
+            "c.yaml",
+            "--dry-run",
+        ])
+        .fails(1);
+    assert!(
+        err.contains("c.yaml:6") && err.contains("SCALEDOWN_API_KEY"),
         "{err}"
     );
 }
