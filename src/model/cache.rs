@@ -7,7 +7,7 @@
 //! keys instead of the whole cache (`Tensor::cat` per step made generation O(T²) in memory
 //! traffic).
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 
 /// Slots added to a layer's buffers when they are full.
 pub const CHUNK: usize = 256;
@@ -111,4 +111,89 @@ impl Cache {
         }
         Ok(())
     }
+
+    /// Append `other`'s batch rows after this cache's (a sequence joining a running batch).
+    /// The side with fewer slots is left-padded with masked slots (position -1), so every
+    /// row's own slots stay contiguous and end at the newest slot.
+    pub fn append_rows(&mut self, other: Cache) -> Result<()> {
+        let Some(pa) = self.positions.clone() else {
+            *self = other;
+            return Ok(());
+        };
+        let Some(pb) = other.positions.clone() else {
+            return Ok(());
+        };
+        let (ta, tb) = (self.len(), other.len());
+        let t = ta.max(tb);
+        self.positions = Some(Tensor::cat(
+            &[
+                &pad_front(&pa, 1, t - ta, -1.0)?,
+                &pad_front(&pb, 1, t - tb, -1.0)?,
+            ],
+            0,
+        )?);
+        for (a, b) in self.kv.iter_mut().zip(other.kv) {
+            let (Some(ea), Some(eb)) = (a.as_ref(), b) else {
+                candle_core::bail!("KV cache: joining a batch without every layer's keys");
+            };
+            let join = |x: &Tensor, y: &Tensor| -> Result<Tensor> {
+                let x = pad_front(&x.narrow(2, 0, ea.len)?, 2, t - ta, 0.0)?;
+                let y = pad_front(&y.narrow(2, 0, eb.len)?, 2, t - tb, 0.0)?;
+                let both = Tensor::cat(&[&x, &y], 0)?;
+                with_capacity(&both, t)
+            };
+            *a = Some(LayerKv {
+                k: join(&ea.k, &eb.k)?,
+                v: join(&ea.v, &eb.v)?,
+                len: t,
+            });
+        }
+        Ok(())
+    }
+
+    /// Drop the first `n` slots of every row (columns that are padding in every row once the
+    /// rows that needed them have left the batch).
+    pub fn trim_front(&mut self, n: usize) -> Result<()> {
+        let t = self.len();
+        if n == 0 || n > t {
+            return Ok(());
+        }
+        if let Some(p) = &self.positions {
+            self.positions = Some(p.narrow(1, n, t - n)?.contiguous()?);
+        }
+        for e in self.kv.iter_mut().flatten() {
+            let keep = e.len.saturating_sub(n);
+            e.k = with_capacity(&e.k.narrow(2, n, keep)?, keep)?;
+            e.v = with_capacity(&e.v.narrow(2, n, keep)?, keep)?;
+            e.len = keep;
+        }
+        Ok(())
+    }
+}
+
+/// `x` with `n` slots of `value` before its own along `dim`.
+fn pad_front(x: &Tensor, dim: usize, n: usize, value: f64) -> Result<Tensor> {
+    if n == 0 {
+        return Ok(x.clone());
+    }
+    let mut dims = x.dims().to_vec();
+    dims[dim] = n;
+    let pad = if x.dtype() == DType::I64 {
+        Tensor::full(value as i64, dims, x.device())?
+    } else {
+        Tensor::full(value, dims, x.device())?.to_dtype(x.dtype())?
+    };
+    Tensor::cat(&[&pad, x], dim)
+}
+
+/// A `(B, H, capacity, D)` buffer holding `x`'s `len` slots first (capacity a multiple of
+/// [`CHUNK`] above `len`).
+fn with_capacity(x: &Tensor, len: usize) -> Result<Tensor> {
+    let (b, h, _, d) = x.dims4()?;
+    let cap = (len + 1).next_multiple_of(CHUNK);
+    let buf = Tensor::zeros((b, h, cap, d), x.dtype(), x.device())?;
+    if len > 0 {
+        buf.slice_set(&x.contiguous()?, 2, 0)?;
+    }
+    Ok(buf)
 }
