@@ -371,6 +371,10 @@ pub struct ServeArgs {
     /// Prompt plus completion tokens one request may use; longer prompts answer 400
     #[arg(long, default_value_t = 4096, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_model_len: usize,
+    /// Tokens one engine step may run: one per decoding sequence plus prefill chunks of
+    /// `max_batch_tokens − max_num_seqs` tokens [default: max(2048, 2 × max_num_seqs)]
+    #[arg(long, value_name = "N")]
+    pub max_batch_tokens: Option<usize>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -84,6 +84,17 @@ pub fn serve(settings: &Settings, args: &ServeArgs) -> Result<()> {
             model: Arc::new(m),
         });
     }
+    let max_batch_tokens = args
+        .max_batch_tokens
+        .unwrap_or_else(|| (2 * args.max_num_seqs).max(2048));
+    if max_batch_tokens <= args.max_num_seqs {
+        return Err(Error::Config(format!(
+            "--max-batch-tokens {max_batch_tokens} must exceed --max-num-seqs {} (a step \
+             decodes one token per sequence and prefills with what is left)",
+            args.max_num_seqs
+        ))
+        .into());
+    }
     let opts = ServeOptions {
         host: args.host.clone(),
         port: args.port,
@@ -91,6 +102,7 @@ pub fn serve(settings: &Settings, args: &ServeArgs) -> Result<()> {
         max_num_seqs: args.max_num_seqs,
         max_queue: args.max_queue,
         max_model_len: args.max_model_len,
+        max_batch_tokens,
     };
     crate::serve::run(models, opts)
 }
