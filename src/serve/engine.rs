@@ -15,7 +15,9 @@
 //!    sequences, FCFS. A sequence prefills into its own cache in chunks of
 //!    `max_batch_tokens − max_num_seqs` tokens (so a chunk always fits beside a full decode
 //!    step, and chunk boundaries never depend on batch-mates); when its prompt is in, its
-//!    first token is sampled and its cache joins the model's running batch.
+//!    first token is sampled and its cache joins the model's running batch. (A Phi-3
+//!    longrope row longer than the rope switch is prefilled whole, and a running row that
+//!    reaches the switch leaves the batch to be prefilled again, as `generate` does.)
 //!
 //! Each row samples with its own RNG (the request's seed plus the row's index), so its output
 //! does not depend on its batch-mates. An error or a panic during a step fails every running
@@ -468,18 +470,29 @@ impl<'a> Engine<'a> {
     /// whose prompt is in takes its first token and joins its model's batch.
     fn prefill(&mut self, mut budget: usize) -> crate::error::Result<()> {
         let chunk = self.limits.chunk();
+        let mut spent = 0;
         while let Some(seq) = self.prefilling.front_mut() {
             let Some(m) = self.requests.get(&seq.req).map(|r| r.model) else {
                 self.prefilling.pop_front();
                 continue;
             };
+            let model = self.models[m].clone();
             let target = seq.target();
-            let end = target.len().min((seq.done / chunk + 1) * chunk);
+            // Phi-3 picks its rope table per forward by the row's largest position, so a
+            // row past the switch is prefilled whole (as `generate` does), over budget if
+            // it comes first in the step.
+            let whole = model
+                .model
+                .rope_switch_at()
+                .is_some_and(|at| target.len() > at);
+            let end = match whole {
+                true => target.len(),
+                false => target.len().min((seq.done / chunk + 1) * chunk),
+            };
             let len = end - seq.done;
-            if len > budget {
+            if len > budget && spent > 0 {
                 break;
             }
-            let model = self.models[m].clone();
             let logits = generate::extend_row(
                 &model.model,
                 &model.device,
@@ -488,7 +501,8 @@ impl<'a> Engine<'a> {
                 seq.done,
                 &self.ctx,
             )?;
-            budget -= len;
+            budget = budget.saturating_sub(len);
+            spent += len;
             seq.done = end;
             if end < target.len() {
                 continue;
