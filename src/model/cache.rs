@@ -197,3 +197,60 @@ fn with_capacity(x: &Tensor, len: usize) -> Result<Tensor> {
     }
     Ok(buf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// A one-layer cache of `rows` rows holding `len` slots, keys = values = slot index + 1.
+    fn cache(rows: usize, len: usize) -> Cache {
+        let dev = Device::Cpu;
+        let mut c = Cache::new(1);
+        let pos: Vec<i64> = (0..rows).flat_map(|_| 0..len as i64).collect();
+        c.extend_positions(&Tensor::from_vec(pos, (rows, len), &dev).unwrap())
+            .unwrap();
+        let kv: Vec<f32> = (0..rows)
+            .flat_map(|_| (1..=len).map(|i| i as f32))
+            .collect();
+        let kv = Tensor::from_vec(kv, (rows, 1, len, 1), &dev).unwrap();
+        c.append(0, &kv, &kv).unwrap();
+        c
+    }
+
+    fn keys(c: &mut Cache) -> Vec<Vec<f32>> {
+        let z = Tensor::zeros(
+            (c.kv[0].as_ref().unwrap().k.dim(0).unwrap(), 1, 0, 1),
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let (k, _) = c.append(0, &z, &z).unwrap();
+        k.squeeze(3).unwrap().squeeze(1).unwrap().to_vec2().unwrap()
+    }
+
+    #[test]
+    fn joined_rows_are_left_padded_and_trimmed_padding_goes() {
+        let mut a = cache(1, 3);
+        a.append_rows(cache(1, 1)).unwrap();
+        let pos: Vec<Vec<i64>> = a.positions.clone().unwrap().to_vec2().unwrap();
+        assert_eq!(pos, vec![vec![0, 1, 2], vec![-1, -1, 0]]);
+        assert_eq!(keys(&mut a), vec![vec![1.0, 2.0, 3.0], vec![0.0, 0.0, 1.0]]);
+        // A shorter batch joined by a longer row pads the batch instead.
+        let mut b = cache(2, 1);
+        b.append_rows(cache(1, 2)).unwrap();
+        let pos: Vec<Vec<i64>> = b.positions.clone().unwrap().to_vec2().unwrap();
+        assert_eq!(pos, vec![vec![-1, 0], vec![-1, 0], vec![0, 1]]);
+        // An empty cache takes the joining one as is.
+        let mut e = Cache::default();
+        e.append_rows(cache(1, 2)).unwrap();
+        assert_eq!(e.len(), 2);
+        // The long row leaves: the two leading columns are padding in every row left.
+        a.select_rows(&Tensor::new(&[1u32], &Device::Cpu).unwrap())
+            .unwrap();
+        a.trim_front(2).unwrap();
+        let pos: Vec<Vec<i64>> = a.positions.clone().unwrap().to_vec2().unwrap();
+        assert_eq!(pos, vec![vec![0]]);
+        assert_eq!(keys(&mut a), vec![vec![1.0]]);
+    }
+}

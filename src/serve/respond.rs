@@ -263,3 +263,118 @@ pub(super) async fn respond(
     )
         .into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc::unbounded_channel;
+
+    fn streamer(
+        chat: bool,
+        rows: usize,
+        include_usage: bool,
+    ) -> (Streamer, tokio::sync::mpsc::UnboundedSender<Event>) {
+        let (tx, rx) = unbounded_channel();
+        let answer = Answer {
+            id: "x".into(),
+            created: 1,
+            model: "m".into(),
+            chat,
+            prompt_tokens: 3,
+            outs: Vec::new(),
+        };
+        let s = Streamer {
+            answer,
+            rx,
+            include_usage,
+            rows,
+            started: false,
+            finished: false,
+        };
+        (s, tx)
+    }
+
+    /// Every SSE piece until the stream ends.
+    fn drain(mut s: Streamer) -> Vec<String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut out = Vec::new();
+            while let Some(p) = s.next().await {
+                out.push(p);
+            }
+            out
+        })
+    }
+
+    fn done(row: usize, text: &str, tokens: usize) -> Event {
+        Event::Done {
+            row,
+            completion: Completion {
+                token_ids: vec![0; tokens],
+                finish_reason: FinishReason::Length,
+                prompt_tokens: 3,
+                completion_tokens: tokens,
+                text: text.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_stream_sends_roles_deltas_finish_reasons_usage_and_done() {
+        let (s, tx) = streamer(true, 2, true);
+        tx.send(Event::Delta {
+            row: 1,
+            text: "b".into(),
+        })
+        .unwrap();
+        tx.send(Event::Delta {
+            row: 0,
+            text: "a".into(),
+        })
+        .unwrap();
+        tx.send(done(0, "a", 1)).unwrap();
+        tx.send(done(1, "b", 2)).unwrap();
+        let all = drain(s).concat();
+        let events: Vec<&str> = all.split("\n\n").filter(|e| !e.is_empty()).collect();
+        assert_eq!(events.len(), 2 + 2 + 2 + 1 + 1, "{all}");
+        assert!(events[0].contains(r#""role":"assistant""#) && events[0].contains(r#""index":0"#));
+        assert!(events[1].contains(r#""role":"assistant""#) && events[1].contains(r#""index":1"#));
+        assert!(events[2].contains(r#""content":"b""#) && events[2].contains(r#""index":1"#));
+        assert!(events[4].contains(r#""finish_reason":"length""#));
+        assert!(events[6].contains(r#""choices":[]"#));
+        assert!(
+            events[6].contains(r#""completion_tokens":3"#),
+            "{}",
+            events[6]
+        );
+        assert_eq!(events[7], "data: [DONE]");
+    }
+
+    #[test]
+    fn an_engine_error_mid_stream_is_an_error_event_then_done() {
+        let (s, tx) = streamer(false, 1, false);
+        tx.send(Event::Delta {
+            row: 0,
+            text: "partial".into(),
+        })
+        .unwrap();
+        tx.send(Event::Error("out of memory".into())).unwrap();
+        let all = drain(s).concat();
+        let events: Vec<&str> = all.split("\n\n").filter(|e| !e.is_empty()).collect();
+        assert_eq!(events.len(), 3, "{all}");
+        assert!(events[0].contains(r#""text":"partial""#));
+        let err: Value = serde_json::from_str(events[1].strip_prefix("data: ").unwrap()).unwrap();
+        assert!(err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("out of memory"));
+        assert_eq!(err["error"]["type"], "server_error");
+        assert_eq!(events[2], "data: [DONE]");
+        // The engine going away without an answer is an error too.
+        let (s, tx) = streamer(false, 1, false);
+        drop(tx);
+        assert!(drain(s).concat().contains("the engine dropped the request"));
+    }
+}
