@@ -386,6 +386,9 @@ impl<'a> Engine<'a> {
                     last_token: Instant::now(),
                 })
                 .collect();
+            if seqs.is_empty() {
+                continue; // nothing to generate; dropping the job closes its channel
+            }
             self.requests.insert(
                 id,
                 Request {

@@ -1136,7 +1136,7 @@ fn thirty_two_mixed_requests_arriving_staggered_each_equal_the_same_request_serv
             .map(|i| {
                 let s = &s;
                 sc.spawn(move || {
-                    std::thread::sleep(Duration::from_millis(15 * i as u64));
+                    std::thread::sleep(Duration::from_millis(5 * i as u64));
                     let (path, b) = spec(i);
                     seen(s, path, &b)
                 })
@@ -1305,4 +1305,27 @@ fn phi3_rows_crossing_the_longrope_switch_equal_generate_alone_and_batched() {
     });
     assert_eq!(batched["choices"][0]["text"], want["text"]);
     assert_eq!(batched["usage"], alone["usage"]);
+}
+
+#[test]
+fn a_step_budget_not_above_max_num_seqs_is_refused_in_one_line() {
+    let p = Project::new();
+    let err = p
+        .bwb(&[
+            "--smoke-test",
+            "serve",
+            "--model",
+            "smoke",
+            "--port",
+            "0",
+            "--max-num-seqs",
+            "8",
+            "--max-batch-tokens",
+            "8",
+        ])
+        .fails(1);
+    assert!(
+        err.contains("--max-batch-tokens 8 must exceed --max-num-seqs 8"),
+        "{err}"
+    );
 }
