@@ -359,7 +359,7 @@ pub struct ServeArgs {
     /// TCP port; 0 picks a free one (the bound address is printed on stdout)
     #[arg(long, default_value_t = 8000)]
     pub port: u16,
-    /// Require `Authorization: Bearer KEY` on every route but /health [env: BWB_API_KEY]
+    /// Require `Authorization: Bearer KEY` on every route but /health and /metrics [env: BWB_API_KEY]
     #[arg(long, env = "BWB_API_KEY", hide_env_values = true, value_name = "KEY")]
     pub api_key: Option<String>,
     /// Sequences (prompts × n) in one engine batch, and the most one request may ask for

@@ -167,7 +167,7 @@ async fn not_found() -> ApiError {
 }
 
 impl AppState {
-    /// With `--api-key`, every route but /health needs `Authorization: Bearer <key>`.
+    /// With `--api-key`, every route but /health and /metrics (as vLLM) needs `Authorization: Bearer <key>`.
     fn check_auth(&self, headers: &HeaderMap) -> Result<(), ApiError> {
         let Some(key) = &self.opts.api_key else {
             return Ok(());

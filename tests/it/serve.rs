@@ -1,7 +1,8 @@
 //! `bwb serve` as a client sees it: every route over real HTTP (reqwest), streaming and not,
 //! adapters by name, OpenAI's error envelope for every bad request (and the server still
-//! answering afterwards), greedy output equal to `bwb generate`, and the official `openai`
-//! Python SDK.
+//! answering afterwards), greedy output equal to `bwb generate`, continuous batching (requests
+//! joining mid-generation answer as alone), cancel on disconnect, `/metrics` agreeing with
+//! the answers, and the official `openai` Python SDK.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -366,7 +367,7 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
     ]);
     let key = Some("sekrit");
     let good = json!({"model": "smoke", "prompt": "abc", "max_tokens": 3, "temperature": 0});
-    // 401: no key, a wrong key; /health needs none.
+    // 401: no key, a wrong key; /health and /metrics (scraped as vLLM's) need none.
     for k in [None, Some("wrong")] {
         let (st, _, v, t) = post(&s, "/v1/completions", good.to_string(), k);
         assert_error(st, 401, &v, &t);
@@ -382,6 +383,7 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
             .as_u16(),
         200
     );
+    assert!(metrics(&s).contains("bwb:num_requests_running"));
 
     let cases: Vec<(&str, Vec<u8>, u16, Option<&str>)> = vec![
         ("/v1/chat/completions", b"{not json".to_vec(), 400, None),
