@@ -133,8 +133,10 @@ impl Cache {
             0,
         )?);
         for (a, b) in self.kv.iter_mut().zip(other.kv) {
-            let (Some(ea), Some(eb)) = (a.as_ref(), b) else {
-                candle_core::bail!("KV cache: joining a batch without every layer's keys");
+            let (ea, eb) = match (a.as_ref(), b) {
+                (Some(ea), Some(eb)) => (ea, eb),
+                (None, None) => continue, // a layer that caches nothing
+                _ => candle_core::bail!("KV cache: joining rows that cache different layers"),
             };
             let join = |x: &Tensor, y: &Tensor| -> Result<Tensor> {
                 let x = pad_front(&x.narrow(2, 0, ea.len)?, 2, t - ta, 0.0)?;

@@ -1331,3 +1331,72 @@ fn a_step_budget_not_above_max_num_seqs_is_refused_in_one_line() {
         "{err}"
     );
 }
+
+#[test]
+fn every_fixture_architecture_answers_as_alone_when_requests_join_a_running_batch() {
+    for arch in ["qwen3", "gemma3", "llama"] {
+        let p = Project::new();
+        let dir = p.path(arch);
+        crate::common::copy_dir(&fixture(arch), &dir);
+        bwb::model::load::byte_tokenizer(256 + 3)
+            .unwrap()
+            .save(dir.join("tokenizer.json"), false)
+            .unwrap();
+        let out = p
+            .bwb(&[
+                "generate",
+                "--model",
+                dir.to_str().unwrap(),
+                "--raw",
+                "--json",
+                "--max-new-tokens",
+                "12",
+                "--prompt",
+                "hello there",
+            ])
+            .ok()
+            .stdout();
+        let want = jsonl(&out)[0]["text"].clone();
+        let s = Server::start(
+            p,
+            &[],
+            &[
+                "--model",
+                dir.to_str().unwrap(),
+                "--max-num-seqs",
+                "4",
+                "--max-batch-tokens",
+                "10",
+            ],
+        );
+        let prompts = [
+            "hello there",
+            "a",
+            "a much longer prompt than the others",
+            "xyz",
+        ];
+        let body =
+            |p: &str, i: usize| json!({"prompt": p, "max_tokens": 12 + 5 * i, "temperature": 0});
+        let alone: Vec<Value> = prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ok_json(&s, "/v1/completions", body(p, i))["choices"][0].clone())
+            .collect();
+        assert_eq!(alone[0]["text"], want, "{arch}");
+        let together: Vec<Value> = std::thread::scope(|sc| {
+            let hs: Vec<_> = prompts
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let (s, body) = (&s, &body);
+                    sc.spawn(move || {
+                        std::thread::sleep(Duration::from_millis(2 * i as u64));
+                        ok_json(s, "/v1/completions", body(p, i))["choices"][0].clone()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(together, alone, "{arch}");
+    }
+}
