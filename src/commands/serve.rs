@@ -57,6 +57,17 @@ fn load_model(
 }
 
 pub fn serve(settings: &Settings, args: &ServeArgs) -> Result<()> {
+    let max_batch_tokens = args
+        .max_batch_tokens
+        .unwrap_or_else(|| args.max_num_seqs.saturating_mul(2).max(2048));
+    if max_batch_tokens <= args.max_num_seqs {
+        return Err(Error::Config(format!(
+            "--max-batch-tokens {max_batch_tokens} must exceed --max-num-seqs {} (a step \
+             decodes one token per sequence and prefills with what is left)",
+            args.max_num_seqs
+        ))
+        .into());
+    }
     let engine = settings.engine(&args.engine, EngineUse::Serve)?;
     let base_name = args
         .served_model_name
@@ -83,17 +94,6 @@ pub fn serve(settings: &Settings, args: &ServeArgs) -> Result<()> {
             parent: Some(base_name.clone()),
             model: Arc::new(m),
         });
-    }
-    let max_batch_tokens = args
-        .max_batch_tokens
-        .unwrap_or_else(|| (2 * args.max_num_seqs).max(2048));
-    if max_batch_tokens <= args.max_num_seqs {
-        return Err(Error::Config(format!(
-            "--max-batch-tokens {max_batch_tokens} must exceed --max-num-seqs {} (a step \
-             decodes one token per sequence and prefills with what is left)",
-            args.max_num_seqs
-        ))
-        .into());
     }
     let opts = ServeOptions {
         host: args.host.clone(),

@@ -155,7 +155,7 @@ pub fn start(
     Ok(EngineHandle {
         tx,
         in_flight: Arc::new(AtomicUsize::new(0)),
-        capacity: limits.max_num_seqs + limits.max_queue,
+        capacity: limits.max_num_seqs.saturating_add(limits.max_queue),
     })
 }
 
