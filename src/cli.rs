@@ -407,7 +407,7 @@ pub struct ServeArgs {
     /// TCP port; 0 picks a free one (the bound address is printed on stdout)
     #[arg(long, default_value_t = 8000)]
     pub port: u16,
-    /// Require `Authorization: Bearer KEY` on every route but /health [env: BWB_API_KEY]
+    /// Require `Authorization: Bearer KEY` on every route but /health and /metrics [env: BWB_API_KEY]
     #[arg(long, env = "BWB_API_KEY", hide_env_values = true, value_name = "KEY")]
     pub api_key: Option<String>,
     /// Sequences (prompts × n) in one engine batch, and the most one request may ask for
@@ -419,6 +419,10 @@ pub struct ServeArgs {
     /// Prompt plus completion tokens one request may use; longer prompts answer 400
     #[arg(long, default_value_t = 4096, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_model_len: usize,
+    /// Tokens one engine step may run: one per decoding sequence plus prefill chunks of
+    /// `max_batch_tokens − max_num_seqs` tokens [default: max(2048, 2 × max_num_seqs)]
+    #[arg(long, value_name = "N")]
+    pub max_batch_tokens: Option<usize>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -57,6 +57,17 @@ fn load_model(
 }
 
 pub fn serve(settings: &Settings, args: &ServeArgs) -> Result<()> {
+    let max_batch_tokens = args
+        .max_batch_tokens
+        .unwrap_or_else(|| args.max_num_seqs.saturating_mul(2).max(2048));
+    if max_batch_tokens <= args.max_num_seqs {
+        return Err(Error::Config(format!(
+            "--max-batch-tokens {max_batch_tokens} must exceed --max-num-seqs {} (a step \
+             decodes one token per sequence and prefills with what is left)",
+            args.max_num_seqs
+        ))
+        .into());
+    }
     let engine = settings.engine(&args.engine, EngineUse::Serve)?;
     let base_name = args
         .served_model_name
@@ -91,6 +102,7 @@ pub fn serve(settings: &Settings, args: &ServeArgs) -> Result<()> {
         max_num_seqs: args.max_num_seqs,
         max_queue: args.max_queue,
         max_model_len: args.max_model_len,
+        max_batch_tokens,
     };
     crate::serve::run(models, opts)
 }

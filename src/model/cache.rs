@@ -7,7 +7,7 @@
 //! keys instead of the whole cache (`Tensor::cat` per step made generation O(T²) in memory
 //! traffic).
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 
 /// Slots added to a layer's buffers when they are full.
 pub const CHUNK: usize = 256;
@@ -110,5 +110,149 @@ impl Cache {
             self.positions = Some(p.contiguous()?.index_select(rows, 0)?);
         }
         Ok(())
+    }
+
+    /// Append `other`'s batch rows after this cache's (a sequence joining a running batch).
+    /// The side with fewer slots is left-padded with masked slots (position -1), so every
+    /// row's own slots stay contiguous and end at the newest slot.
+    pub fn append_rows(&mut self, other: Cache) -> Result<()> {
+        let Some(pa) = self.positions.clone() else {
+            *self = other;
+            return Ok(());
+        };
+        let Some(pb) = other.positions.clone() else {
+            return Ok(());
+        };
+        let (ta, tb) = (self.len(), other.len());
+        let t = ta.max(tb);
+        self.positions = Some(Tensor::cat(
+            &[
+                &pad_front(&pa, 1, t - ta, -1.0)?,
+                &pad_front(&pb, 1, t - tb, -1.0)?,
+            ],
+            0,
+        )?);
+        for (a, b) in self.kv.iter_mut().zip(other.kv) {
+            let (ea, eb) = match (a.as_ref(), b) {
+                (Some(ea), Some(eb)) => (ea, eb),
+                (None, None) => continue, // a layer that caches nothing
+                _ => candle_core::bail!("KV cache: joining rows that cache different layers"),
+            };
+            let join = |x: &Tensor, y: &Tensor| -> Result<Tensor> {
+                let x = pad_front(&x.narrow(2, 0, ea.len)?, 2, t - ta, 0.0)?;
+                let y = pad_front(&y.narrow(2, 0, eb.len)?, 2, t - tb, 0.0)?;
+                let both = Tensor::cat(&[&x, &y], 0)?;
+                with_capacity(&both, t)
+            };
+            *a = Some(LayerKv {
+                k: join(&ea.k, &eb.k)?,
+                v: join(&ea.v, &eb.v)?,
+                len: t,
+            });
+        }
+        Ok(())
+    }
+
+    /// Drop the first `n` slots of every row (columns that are padding in every row once the
+    /// rows that needed them have left the batch).
+    pub fn trim_front(&mut self, n: usize) -> Result<()> {
+        let t = self.len();
+        if n == 0 || n > t {
+            return Ok(());
+        }
+        if let Some(p) = &self.positions {
+            self.positions = Some(p.narrow(1, n, t - n)?.contiguous()?);
+        }
+        for e in self.kv.iter_mut().flatten() {
+            let keep = e.len.saturating_sub(n);
+            e.k = with_capacity(&e.k.narrow(2, n, keep)?, keep)?;
+            e.v = with_capacity(&e.v.narrow(2, n, keep)?, keep)?;
+            e.len = keep;
+        }
+        Ok(())
+    }
+}
+
+/// `x` with `n` slots of `value` before its own along `dim`.
+fn pad_front(x: &Tensor, dim: usize, n: usize, value: f64) -> Result<Tensor> {
+    if n == 0 {
+        return Ok(x.clone());
+    }
+    let mut dims = x.dims().to_vec();
+    dims[dim] = n;
+    let pad = if x.dtype() == DType::I64 {
+        Tensor::full(value as i64, dims, x.device())?
+    } else {
+        Tensor::full(value, dims, x.device())?.to_dtype(x.dtype())?
+    };
+    Tensor::cat(&[&pad, x], dim)
+}
+
+/// A `(B, H, capacity, D)` buffer holding `x`'s `len` slots first (capacity a multiple of
+/// [`CHUNK`] above `len`).
+fn with_capacity(x: &Tensor, len: usize) -> Result<Tensor> {
+    let (b, h, _, d) = x.dims4()?;
+    let cap = (len + 1).next_multiple_of(CHUNK);
+    let buf = Tensor::zeros((b, h, cap, d), x.dtype(), x.device())?;
+    if len > 0 {
+        buf.slice_set(&x.contiguous()?, 2, 0)?;
+    }
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// A one-layer cache of `rows` rows holding `len` slots, keys = values = slot index + 1.
+    fn cache(rows: usize, len: usize) -> Cache {
+        let dev = Device::Cpu;
+        let mut c = Cache::new(1);
+        let pos: Vec<i64> = (0..rows).flat_map(|_| 0..len as i64).collect();
+        c.extend_positions(&Tensor::from_vec(pos, (rows, len), &dev).unwrap())
+            .unwrap();
+        let kv: Vec<f32> = (0..rows)
+            .flat_map(|_| (1..=len).map(|i| i as f32))
+            .collect();
+        let kv = Tensor::from_vec(kv, (rows, 1, len, 1), &dev).unwrap();
+        c.append(0, &kv, &kv).unwrap();
+        c
+    }
+
+    fn keys(c: &mut Cache) -> Vec<Vec<f32>> {
+        let z = Tensor::zeros(
+            (c.kv[0].as_ref().unwrap().k.dim(0).unwrap(), 1, 0, 1),
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let (k, _) = c.append(0, &z, &z).unwrap();
+        k.squeeze(3).unwrap().squeeze(1).unwrap().to_vec2().unwrap()
+    }
+
+    #[test]
+    fn joined_rows_are_left_padded_and_trimmed_padding_goes() {
+        let mut a = cache(1, 3);
+        a.append_rows(cache(1, 1)).unwrap();
+        let pos: Vec<Vec<i64>> = a.positions.clone().unwrap().to_vec2().unwrap();
+        assert_eq!(pos, vec![vec![0, 1, 2], vec![-1, -1, 0]]);
+        assert_eq!(keys(&mut a), vec![vec![1.0, 2.0, 3.0], vec![0.0, 0.0, 1.0]]);
+        // A shorter batch joined by a longer row pads the batch instead.
+        let mut b = cache(2, 1);
+        b.append_rows(cache(1, 2)).unwrap();
+        let pos: Vec<Vec<i64>> = b.positions.clone().unwrap().to_vec2().unwrap();
+        assert_eq!(pos, vec![vec![-1, 0], vec![-1, 0], vec![0, 1]]);
+        // An empty cache takes the joining one as is.
+        let mut e = Cache::default();
+        e.append_rows(cache(1, 2)).unwrap();
+        assert_eq!(e.len(), 2);
+        // The long row leaves: the two leading columns are padding in every row left.
+        a.select_rows(&Tensor::new(&[1u32], &Device::Cpu).unwrap())
+            .unwrap();
+        a.trim_front(2).unwrap();
+        let pos: Vec<Vec<i64>> = a.positions.clone().unwrap().to_vec2().unwrap();
+        assert_eq!(pos, vec![vec![0]]);
+        assert_eq!(keys(&mut a), vec![vec![1.0]]);
     }
 }

@@ -60,6 +60,81 @@ pub struct Completion {
     pub text: String,
 }
 
+/// One generating row: its seeded sampler and its output so far. `generate` and the
+/// server's continuous-batching engine (`crate::serve::engine`) both step rows through it, so
+/// a row's tokens depend only on its prompt, parameters and seed.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub out: Completion,
+    rng: rand_chacha::ChaCha8Rng,
+}
+
+impl Row {
+    pub fn new(prompt_tokens: usize, seed: u64) -> Self {
+        Self {
+            out: Completion {
+                token_ids: Vec::new(),
+                finish_reason: FinishReason::Length,
+                prompt_tokens,
+                completion_tokens: 0,
+                text: String::new(),
+            },
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+        }
+    }
+
+    /// Choose the next token from this row's logits and take it; `Some(reason)` when the row
+    /// is finished (an EOS token is not kept; a stop string is cut from the text).
+    pub fn step(
+        &mut self,
+        logits: &[f32],
+        params: &GenParams,
+        eos_ids: &[u32],
+        decode: &dyn Fn(&[u32]) -> Result<String>,
+    ) -> Result<Option<FinishReason>> {
+        let tok = pick(logits, params, &mut self.rng);
+        let c = &mut self.out;
+        if eos_ids.contains(&tok) {
+            c.finish_reason = FinishReason::Eos;
+            return Ok(Some(FinishReason::Eos));
+        }
+        c.token_ids.push(tok);
+        c.completion_tokens = c.token_ids.len();
+        if !params.stop.is_empty() {
+            let text = decode(&c.token_ids)?;
+            if let Some(cut) = params
+                .stop
+                .iter()
+                .filter_map(|s| text.find(s.as_str()))
+                .min()
+            {
+                c.text = text[..cut].to_string();
+                c.finish_reason = FinishReason::Stop;
+                return Ok(Some(FinishReason::Stop));
+            }
+        }
+        if c.token_ids.len() >= params.max_new_tokens {
+            c.finish_reason = FinishReason::Length;
+            return Ok(Some(FinishReason::Length));
+        }
+        Ok(None)
+    }
+
+    /// The last token taken (the one to feed next).
+    pub fn last(&self) -> Option<u32> {
+        self.out.token_ids.last().copied()
+    }
+
+    /// The finished completion, its text decoded (unless a stop string already cut it).
+    pub fn finish(mut self, decode: &dyn Fn(&[u32]) -> Result<String>) -> Result<Completion> {
+        self.out.completion_tokens = self.out.token_ids.len();
+        if self.out.finish_reason != FinishReason::Stop {
+            self.out.text = decode(&self.out.token_ids)?;
+        }
+        Ok(self.out)
+    }
+}
+
 /// Generate for every prompt in one batch. `decode` turns token ids into text (for stop
 /// strings and the returned text).
 pub fn generate(
@@ -77,103 +152,112 @@ pub fn generate(
         )));
     }
     let n = prompts.len();
-    let mut out: Vec<Completion> = prompts
-        .iter()
-        .map(|p| Completion {
-            token_ids: Vec::new(),
-            finish_reason: FinishReason::Length,
-            prompt_tokens: p.len(),
-            completion_tokens: 0,
-            text: String::new(),
-        })
+    let mut rows: Vec<Row> = (0..n)
+        .map(|i| Row::new(prompts[i].len(), params.seed.wrapping_add(i as u64)))
         .collect();
     if n == 0 || params.max_new_tokens == 0 {
-        return Ok(out);
+        return rows.into_iter().map(|r| r.finish(decode)).collect();
     }
     let ctx = ForwardCtx::default();
-    let mut rngs: Vec<rand_chacha::ChaCha8Rng> = (0..n)
-        .map(|i| rand_chacha::ChaCha8Rng::seed_from_u64(params.seed.wrapping_add(i as u64)))
-        .collect();
 
     // 1. prefill every prompt in one left-padded batch.
-    let (mut cache, mut logits) = prefill(model, device, prompts, pad_id, &ctx)?;
+    let (mut cache, logits) = prefill(model, device, prompts, pad_id, &ctx)?;
+    let mut logits: Vec<Vec<f32>> = logits.to_dtype(DType::F32)?.to_vec2()?;
 
     // 2. decode: `active[j]` is the original row of batch row j.
     let mut active: Vec<usize> = (0..n).collect();
-    let mut next_pos: Vec<i64> = prompts.iter().map(|p| p.len() as i64).collect();
     loop {
-        let rows: Vec<Vec<f32>> = logits.to_dtype(DType::F32)?.to_vec2()?;
         let mut still = Vec::new();
-        let mut feed = Vec::new();
         for (j, &r) in active.iter().enumerate() {
-            let tok = pick(&rows[j], params, &mut rngs[r]);
-            let c = &mut out[r];
-            if eos_ids.contains(&tok) {
-                c.finish_reason = FinishReason::Eos;
-                continue;
+            if rows[r].step(&logits[j], params, eos_ids, decode)?.is_none() {
+                still.push(j);
             }
-            c.token_ids.push(tok);
-            if !params.stop.is_empty() {
-                let text = decode(&c.token_ids)?;
-                if let Some(cut) = params
-                    .stop
-                    .iter()
-                    .filter_map(|s| text.find(s.as_str()))
-                    .min()
-                {
-                    c.text = text[..cut].to_string();
-                    c.finish_reason = FinishReason::Stop;
-                    continue;
-                }
-            }
-            if c.token_ids.len() >= params.max_new_tokens {
-                c.finish_reason = FinishReason::Length;
-                continue;
-            }
-            still.push(j);
-            feed.push(tok);
         }
         if still.is_empty() {
             break;
         }
         if still.len() != active.len() {
-            let idx = Tensor::from_vec(
-                still.iter().map(|&j| j as u32).collect::<Vec<_>>(),
-                still.len(),
-                device,
-            )?;
-            cache.select_rows(&idx)?;
+            keep_rows(&mut cache, &still, device)?;
             active = still.iter().map(|&j| active[j]).collect();
         }
-        let b = active.len();
-        let pos: Vec<i64> = active.iter().map(|&r| next_pos[r]).collect();
-        for &r in &active {
-            next_pos[r] += 1;
+        // The position of each row's newest token: prompt plus tokens before it.
+        let pos: Vec<i64> = active
+            .iter()
+            .map(|&r| (prompts[r].len() + rows[r].out.token_ids.len() - 1) as i64)
+            .collect();
+        if crosses_rope_switch(model, &pos) {
+            // A row crosses Phi-3's longrope switch: its cached keys used the short
+            // table, so recompute every active row from scratch (as HF does).
+            let seqs: Vec<Vec<u32>> = active
+                .iter()
+                .map(|&r| [prompts[r].as_slice(), rows[r].out.token_ids.as_slice()].concat())
+                .collect();
+            let (c, l) = prefill(model, device, &seqs, pad_id, &ctx)?;
+            cache = c;
+            logits = l.to_dtype(DType::F32)?.to_vec2()?;
+            continue;
         }
-        if let Some(at) = model.rope_switch_at() {
-            if pos.contains(&(at as i64)) {
-                // A row crosses Phi-3's longrope switch: its cached keys used the short
-                // table, so recompute every active row from scratch (as HF does).
-                let seqs: Vec<Vec<u32>> = active
-                    .iter()
-                    .map(|&r| [prompts[r].as_slice(), out[r].token_ids.as_slice()].concat())
-                    .collect();
-                (cache, logits) = prefill(model, device, &seqs, pad_id, &ctx)?;
-                continue;
-            }
-        }
-        let ids_t = Tensor::from_vec(feed, (b, 1), device)?;
-        let pos_t = Tensor::from_vec(pos, (b, 1), device)?;
-        let hidden = model.forward_hidden(&ids_t, &pos_t, Some(&mut cache), &ctx)?;
-        logits = model.logits(&hidden.squeeze(1)?)?;
+        let feed: Vec<u32> = active.iter().filter_map(|&r| rows[r].last()).collect();
+        logits = decode_step(model, device, &mut cache, feed, pos, &ctx)?;
     }
-    for c in &mut out {
-        c.completion_tokens = c.token_ids.len();
-        if c.finish_reason != FinishReason::Stop {
-            c.text = decode(&c.token_ids)?;
-        }
-    }
-    Ok(out)
+    rows.into_iter().map(|r| r.finish(decode)).collect()
+}
+
+/// Whether feeding tokens at `pos` crosses the model's rope switch (Phi-3 longrope), after
+/// which a row's cache must be rebuilt by a fresh prefill.
+pub fn crosses_rope_switch(model: &Model, pos: &[i64]) -> bool {
+    model
+        .rope_switch_at()
+        .is_some_and(|at| pos.contains(&(at as i64)))
+}
+
+/// Keep only batch rows `keep` of `cache` (finished rows leave the batch).
+pub fn keep_rows(cache: &mut super::Cache, keep: &[usize], device: &Device) -> Result<()> {
+    let idx = Tensor::from_vec(
+        keep.iter().map(|&j| j as u32).collect::<Vec<_>>(),
+        keep.len(),
+        device,
+    )?;
+    cache.select_rows(&idx)?;
+    Ok(())
+}
+
+/// One decode step: token `feed[j]` at position `pos[j]` for every batch row of `cache`;
+/// returns each row's next-token logits.
+pub fn decode_step(
+    model: &Model,
+    device: &Device,
+    cache: &mut super::Cache,
+    feed: Vec<u32>,
+    pos: Vec<i64>,
+    ctx: &ForwardCtx,
+) -> Result<Vec<Vec<f32>>> {
+    let b = feed.len();
+    let ids_t = Tensor::from_vec(feed, (b, 1), device)?;
+    let pos_t = Tensor::from_vec(pos, (b, 1), device)?;
+    let hidden = model.forward_hidden(&ids_t, &pos_t, Some(cache), ctx)?;
+    let logits = model.logits(&hidden.squeeze(1)?)?;
+    Ok(logits.to_dtype(DType::F32)?.to_vec2()?)
+}
+
+/// Extend one row's cache (batch of 1) by `ids` at positions `start..`; returns the logits
+/// after the last of them. Prefilling a prompt chunk by chunk through this gives the same
+/// cache as one call with the whole prompt.
+pub fn extend_row(
+    model: &Model,
+    device: &Device,
+    cache: &mut super::Cache,
+    ids: &[u32],
+    start: usize,
+    ctx: &ForwardCtx,
+) -> Result<Vec<f32>> {
+    let l = ids.len();
+    let ids_t = Tensor::from_vec(ids.to_vec(), (1, l), device)?;
+    let pos: Vec<i64> = (start..start + l).map(|p| p as i64).collect();
+    let pos_t = Tensor::from_vec(pos, (1, l), device)?;
+    let hidden = model.forward_hidden(&ids_t, &pos_t, Some(cache), ctx)?;
+    let logits = model.logits(&hidden.narrow(1, l - 1, 1)?.squeeze(1)?.squeeze(0)?)?;
+    Ok(logits.to_dtype(DType::F32)?.to_vec1()?)
 }
 
 /// Run left-padded prompts through the model into a fresh cache; returns the cache and the
@@ -207,7 +291,7 @@ fn prefill(
 }
 
 /// Choose the next token from one row of logits.
-fn pick(logits: &[f32], p: &GenParams, rng: &mut rand_chacha::ChaCha8Rng) -> u32 {
+pub fn pick(logits: &[f32], p: &GenParams, rng: &mut rand_chacha::ChaCha8Rng) -> u32 {
     if p.temperature <= 0.0 {
         // First maximum, as torch.argmax.
         let mut best = 0;

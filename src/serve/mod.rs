@@ -2,12 +2,14 @@
 //! thread (`engine.rs`) that owns the models: the base model and one copy per LoRA adapter.
 //!
 //! Routes: `POST /v1/chat/completions`, `POST /v1/completions`, `GET /v1/models`,
-//! `GET /health`, `POST /tokenize`, `POST /detokenize`. The handlers parse and validate
-//! (every bad field is a 400 in OpenAI's envelope, see `api.rs`), tokenise, submit a job to
-//! the engine queue and await its answer without blocking a tokio worker.
+//! `GET /health`, `GET /metrics`, `POST /tokenize`, `POST /detokenize`. The handlers parse
+//! and validate (every bad field is a 400 in OpenAI's envelope, see `api.rs`), tokenise,
+//! submit a job to the engine queue and answer from its events (streamed as they come, or
+//! collected) without blocking a tokio worker; a client that goes away cancels its job.
 
 pub mod api;
 pub mod engine;
+pub mod metrics;
 mod respond;
 
 use std::collections::BTreeMap;
@@ -28,7 +30,8 @@ use crate::model::generate::GenParams;
 use crate::model::load::LoadedModel;
 use crate::prompt::chat_template::Message;
 use api::{ApiError, ChatMessage, Sampling};
-use engine::{EngineHandle, SubmitError};
+use engine::{EngineHandle, Submit, SubmitError};
+use metrics::Metrics;
 
 /// `max_tokens` when a request gives none (capped at what the context leaves).
 pub const DEFAULT_MAX_TOKENS: usize = 256;
@@ -52,11 +55,15 @@ pub struct ServeOptions {
     pub max_queue: usize,
     /// Prompt plus completion tokens a request may use.
     pub max_model_len: usize,
+    /// Tokens one engine step may run (decode rows plus prefill chunks); above
+    /// `max_num_seqs`.
+    pub max_batch_tokens: usize,
 }
 
 struct AppState {
     models: Vec<ServedModel>,
     engine: EngineHandle,
+    metrics: Arc<Metrics>,
     opts: ServeOptions,
     created: u64,
     next_id: AtomicU64,
@@ -72,14 +79,23 @@ fn now() -> u64 {
 /// Start the engine thread, bind, print `bwb serve: listening on http://ADDR` on stdout
 /// (the one line scripts wait for) and serve until the process ends.
 pub fn run(models: Vec<ServedModel>, opts: ServeOptions) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new(
+        models.iter().map(|m| m.name.clone()).collect(),
+    ));
+    let limits = engine::Limits {
+        max_num_seqs: opts.max_num_seqs,
+        max_batch_tokens: opts.max_batch_tokens,
+        max_queue: opts.max_queue,
+    };
     let engine = engine::start(
         models.iter().map(|m| m.model.clone()).collect(),
-        opts.max_num_seqs,
-        opts.max_queue,
+        limits,
+        metrics.clone(),
     )?;
     let state = Arc::new(AppState {
         models,
         engine,
+        metrics,
         opts,
         created: now(),
         next_id: AtomicU64::new(1),
@@ -115,6 +131,7 @@ pub fn run(models: Vec<ServedModel>, opts: ServeOptions) -> anyhow::Result<()> {
 fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics_text))
         .route("/v1/models", get(list_models))
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
@@ -128,6 +145,17 @@ async fn health() -> StatusCode {
     StatusCode::OK
 }
 
+async fn metrics_text(State(st): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        st.metrics.render(),
+    )
+        .into_response()
+}
+
 async fn not_found() -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
@@ -139,7 +167,7 @@ async fn not_found() -> ApiError {
 }
 
 impl AppState {
-    /// With `--api-key`, every route but /health needs `Authorization: Bearer <key>`.
+    /// With `--api-key`, every route but /health and /metrics (as vLLM) needs `Authorization: Bearer <key>`.
     fn check_auth(&self, headers: &HeaderMap) -> Result<(), ApiError> {
         let Some(key) = &self.opts.api_key else {
             return Ok(());
@@ -359,29 +387,33 @@ fn plan(
     })
 }
 
-/// Submit `prompts` × `n` rows and await the engine's completions.
+/// Submit `prompts` × `n` rows and answer from the engine's events (JSON or SSE).
 async fn run_job(
     st: &AppState,
     model: usize,
     prompts: &[Vec<u32>],
     plan: &Plan,
-) -> Result<Vec<crate::model::generate::Completion>, ApiError> {
+    answer: respond::Answer,
+) -> Result<Response, ApiError> {
     let rows: Vec<Vec<u32>> = prompts
         .iter()
         .flat_map(|p| std::iter::repeat_n(p.clone(), plan.n))
         .collect();
+    let n_rows = rows.len();
     let rx = st
         .engine
-        .submit(model, rows, plan.params.clone())
+        .submit(Submit {
+            model,
+            rows,
+            params: plan.params.clone(),
+            stream: plan.stream,
+            prompt_tokens: answer.prompt_tokens,
+        })
         .map_err(|e| match e {
             SubmitError::QueueFull => ApiError::queue_full(),
             SubmitError::EngineGone => ApiError::internal("the engine thread has stopped"),
         })?;
-    match rx.await {
-        Ok(Ok(outs)) => Ok(outs),
-        Ok(Err(e)) => Err(ApiError::internal(format!("generation failed: {e}"))),
-        Err(_) => Err(ApiError::internal("the engine dropped the request")),
-    }
+    respond::respond(answer, rx, n_rows, plan).await
 }
 
 async fn chat_completions(
@@ -410,16 +442,15 @@ async fn chat_inner(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<R
     )?;
     let prompts = vec![ids];
     let plan = plan(&sampling, &prompts, &st.opts, "messages")?;
-    let outs = run_job(st, idx, &prompts, &plan).await?;
     let answer = respond::Answer {
         id: st.id("chatcmpl"),
         created: now(),
         model: served.name.clone(),
         chat: true,
         prompt_tokens: prompts.iter().map(Vec::len).sum(),
-        outs,
+        outs: Vec::new(),
     };
-    respond::respond(answer, served.model.clone(), &plan).await
+    run_job(st, idx, &prompts, &plan, answer).await
 }
 
 async fn completions(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -461,16 +492,15 @@ async fn completions_inner(
         prompts.push(ids);
     }
     let plan = plan(&sampling, &prompts, &st.opts, "prompt")?;
-    let outs = run_job(st, idx, &prompts, &plan).await?;
     let answer = respond::Answer {
         id: st.id("cmpl"),
         created: now(),
         model: served.name.clone(),
         chat: false,
         prompt_tokens: prompts.iter().map(Vec::len).sum(),
-        outs,
+        outs: Vec::new(),
     };
-    respond::respond(answer, served.model.clone(), &plan).await
+    run_job(st, idx, &prompts, &plan, answer).await
 }
 
 async fn tokenize(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {

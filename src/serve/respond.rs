@@ -1,25 +1,27 @@
-//! Response bodies in OpenAI's shapes: one JSON object, or a server-sent-event stream.
+//! Response bodies in OpenAI's shapes: one JSON object, or a server-sent-event stream fed by
+//! the engine as it decodes.
 //!
-//! This slice generates a request's whole completion before answering, so a stream replays
-//! it: a role chunk, one content delta per token (the text each token adds once decoded;
-//! a token that ends inside a UTF-8 character waits for the next), the `finish_reason`
-//! chunk, the usage chunk when `stream_options.include_usage` asks, then `data: [DONE]`.
-//! The engine has already cut each text at its stop string, so no part of a stop string
-//! reaches the client.
+//! A stream is a role chunk per choice (chat), content deltas as the engine sends them (it
+//! holds back any text that could still become a stop string, and partial UTF-8 characters),
+//! each choice's `finish_reason` chunk, the usage chunk (`choices: []`) when
+//! `stream_options.include_usage` asks, then `data: [DONE]`. An engine error mid-stream is a
+//! `data: {"error": …}` event before `[DONE]`. Dropping the body (the client went away)
+//! drops the event receiver, which cancels the request at the engine's next step.
 
-use std::sync::Arc;
+use std::convert::Infallible;
 
+use axum::body::{Body, Bytes};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::api::{ApiError, Usage};
-use super::Plan;
+use super::engine::Event;
 use crate::model::generate::{Completion, FinishReason};
-use crate::model::load::LoadedModel;
-
-/// One request's finished generation (rows are prompt-major: prompt p, copy k at p·n + k).
+/// One request's answer (rows are prompt-major: prompt p, copy k at p·n + k); `outs` fill in
+/// as rows finish.
 pub struct Answer {
     pub id: String,
     pub created: u64,
@@ -114,86 +116,265 @@ impl Answer {
         }
         v
     }
+}
 
-    fn sse(&self, m: &LoadedModel, include_usage: bool) -> String {
-        let mut out = String::new();
-        let mut event = |v: &Value| {
-            out.push_str("data: ");
-            out.push_str(&v.to_string());
-            out.push_str("\n\n");
-        };
-        for (i, c) in self.outs.iter().enumerate() {
-            if self.chat {
-                event(&self.chunk(i, Some(""), true, None, include_usage));
+fn event(out: &mut String, v: &Value) {
+    out.push_str("data: ");
+    out.push_str(&v.to_string());
+    out.push_str("\n\n");
+}
+
+/// Every row's completion, in row order, once the engine has finished them all.
+pub(super) async fn collect(
+    mut rx: UnboundedReceiver<Event>,
+    rows: usize,
+) -> Result<Vec<Completion>, ApiError> {
+    let mut outs: Vec<Option<Completion>> = vec![None; rows];
+    let mut left = rows;
+    while left > 0 {
+        match rx.recv().await {
+            Some(Event::Done { row, completion }) => {
+                if let Some(slot) = outs.get_mut(row) {
+                    *slot = Some(completion);
+                    left -= 1;
+                }
             }
-            for piece in deltas(m, &c.token_ids, &c.text) {
-                event(&self.chunk(i, Some(&piece), false, None, include_usage));
+            Some(Event::Delta { .. }) => {}
+            Some(Event::Error(e)) => {
+                return Err(ApiError::internal(format!("generation failed: {e}")))
             }
-            let reason = finish_reason(c.finish_reason);
-            event(&self.chunk(i, None, false, Some(reason), include_usage));
+            None => return Err(ApiError::internal("the engine dropped the request")),
         }
-        if include_usage {
-            event(&json!({
-                "id": self.id,
-                "object": self.object(true),
-                "created": self.created,
-                "model": self.model,
-                "choices": [],
-                "usage": self.usage(),
-            }));
+    }
+    Ok(outs.into_iter().flatten().collect())
+}
+
+/// A streaming answer in progress.
+struct Streamer {
+    answer: Answer,
+    rx: UnboundedReceiver<Event>,
+    include_usage: bool,
+    rows: usize,
+    started: bool,
+    finished: bool,
+}
+
+impl Streamer {
+    /// The next piece of the SSE body; `None` once `[DONE]` is sent.
+    async fn next(&mut self) -> Option<String> {
+        if self.finished {
+            return None;
+        }
+        let mut out = String::new();
+        if !self.started {
+            self.started = true;
+            if self.answer.chat {
+                for i in 0..self.rows {
+                    event(
+                        &mut out,
+                        &self
+                            .answer
+                            .chunk(i, Some(""), true, None, self.include_usage),
+                    );
+                }
+                return Some(out);
+            }
+        }
+        let a = &self.answer;
+        match self.rx.recv().await {
+            Some(Event::Delta { row, text }) => {
+                event(
+                    &mut out,
+                    &a.chunk(row, Some(&text), false, None, self.include_usage),
+                );
+            }
+            Some(Event::Done { row, completion }) => {
+                let reason = finish_reason(completion.finish_reason);
+                event(
+                    &mut out,
+                    &a.chunk(row, None, false, Some(reason), self.include_usage),
+                );
+                self.answer.outs.push(completion);
+                if self.answer.outs.len() == self.rows {
+                    self.close(&mut out, None);
+                }
+            }
+            Some(Event::Error(e)) => self.close(&mut out, Some(format!("generation failed: {e}"))),
+            None => self.close(&mut out, Some("the engine dropped the request".into())),
+        }
+        Some(out)
+    }
+
+    /// The usage chunk (when asked for) or an error event, then `[DONE]`.
+    fn close(&mut self, out: &mut String, error: Option<String>) {
+        match error {
+            Some(e) => event(out, &ApiError::internal(e).body()),
+            None if self.include_usage => {
+                let a = &self.answer;
+                event(
+                    out,
+                    &json!({
+                        "id": a.id,
+                        "object": a.object(true),
+                        "created": a.created,
+                        "model": a.model,
+                        "choices": [],
+                        "usage": a.usage(),
+                    }),
+                );
+            }
+            None => {}
         }
         out.push_str("data: [DONE]\n\n");
-        out
+        self.finished = true;
     }
 }
 
-/// The text each token adds, in order; the pieces join to exactly `text` (the completion,
-/// already cut at a stop string).
-pub fn deltas(m: &LoadedModel, ids: &[u32], text: &str) -> Vec<String> {
-    let mut pieces = Vec::new();
-    let mut sent = 0; // bytes of `text` already sent
-    for i in 1..=ids.len() {
-        let Ok(t) = m.decode(&ids[..i]) else {
-            continue;
-        };
-        if t.ends_with('\u{FFFD}') {
-            continue; // mid-character: wait for the token that completes it
-        }
-        let upto = t.len().min(text.len());
-        if upto > sent && text.is_char_boundary(upto) && t.starts_with(&text[..upto]) {
-            pieces.push(text[sent..upto].to_string());
-            sent = upto;
-        }
-        if sent == text.len() {
-            break;
-        }
-    }
-    if sent < text.len() {
-        pieces.push(text[sent..].to_string());
-    }
-    pieces
-}
-
-/// Answer a finished generation as JSON or, when the request asked to stream, as SSE
-/// (built off the async workers: decoding every prefix costs CPU).
+/// Answer as JSON once every row is done or, when the request asked to stream, as SSE fed by
+/// the engine's events.
 pub(super) async fn respond(
-    answer: Answer,
-    model: Arc<LoadedModel>,
-    plan: &Plan,
+    mut answer: Answer,
+    rx: UnboundedReceiver<Event>,
+    rows: usize,
+    plan: &super::Plan,
 ) -> Result<Response, ApiError> {
     if !plan.stream {
+        answer.outs = collect(rx, rows).await?;
         return Ok(Json(answer.body()).into_response());
     }
-    let include_usage = plan.include_usage;
-    let body = tokio::task::spawn_blocking(move || answer.sse(&model, include_usage))
-        .await
-        .map_err(|e| ApiError::internal(format!("building the stream: {e}")))?;
+    let streamer = Streamer {
+        answer,
+        rx,
+        include_usage: plan.include_usage,
+        rows,
+        started: false,
+        finished: false,
+    };
+    let body = futures_util::stream::unfold(streamer, |mut s| async move {
+        let piece = s.next().await?;
+        Some((Ok::<Bytes, Infallible>(Bytes::from(piece)), s))
+    });
     Ok((
         [
             (header::CONTENT_TYPE, "text/event-stream"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        body,
+        Body::from_stream(body),
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc::unbounded_channel;
+
+    fn streamer(
+        chat: bool,
+        rows: usize,
+        include_usage: bool,
+    ) -> (Streamer, tokio::sync::mpsc::UnboundedSender<Event>) {
+        let (tx, rx) = unbounded_channel();
+        let answer = Answer {
+            id: "x".into(),
+            created: 1,
+            model: "m".into(),
+            chat,
+            prompt_tokens: 3,
+            outs: Vec::new(),
+        };
+        let s = Streamer {
+            answer,
+            rx,
+            include_usage,
+            rows,
+            started: false,
+            finished: false,
+        };
+        (s, tx)
+    }
+
+    /// Every SSE piece until the stream ends.
+    fn drain(mut s: Streamer) -> Vec<String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut out = Vec::new();
+            while let Some(p) = s.next().await {
+                out.push(p);
+            }
+            out
+        })
+    }
+
+    fn done(row: usize, text: &str, tokens: usize) -> Event {
+        Event::Done {
+            row,
+            completion: Completion {
+                token_ids: vec![0; tokens],
+                finish_reason: FinishReason::Length,
+                prompt_tokens: 3,
+                completion_tokens: tokens,
+                text: text.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_stream_sends_roles_deltas_finish_reasons_usage_and_done() {
+        let (s, tx) = streamer(true, 2, true);
+        tx.send(Event::Delta {
+            row: 1,
+            text: "b".into(),
+        })
+        .unwrap();
+        tx.send(Event::Delta {
+            row: 0,
+            text: "a".into(),
+        })
+        .unwrap();
+        tx.send(done(0, "a", 1)).unwrap();
+        tx.send(done(1, "b", 2)).unwrap();
+        let all = drain(s).concat();
+        let events: Vec<&str> = all.split("\n\n").filter(|e| !e.is_empty()).collect();
+        assert_eq!(events.len(), 2 + 2 + 2 + 1 + 1, "{all}");
+        assert!(events[0].contains(r#""role":"assistant""#) && events[0].contains(r#""index":0"#));
+        assert!(events[1].contains(r#""role":"assistant""#) && events[1].contains(r#""index":1"#));
+        assert!(events[2].contains(r#""content":"b""#) && events[2].contains(r#""index":1"#));
+        assert!(events[4].contains(r#""finish_reason":"length""#));
+        assert!(events[6].contains(r#""choices":[]"#));
+        assert!(
+            events[6].contains(r#""completion_tokens":3"#),
+            "{}",
+            events[6]
+        );
+        assert_eq!(events[7], "data: [DONE]");
+    }
+
+    #[test]
+    fn an_engine_error_mid_stream_is_an_error_event_then_done() {
+        let (s, tx) = streamer(false, 1, false);
+        tx.send(Event::Delta {
+            row: 0,
+            text: "partial".into(),
+        })
+        .unwrap();
+        tx.send(Event::Error("out of memory".into())).unwrap();
+        let all = drain(s).concat();
+        let events: Vec<&str> = all.split("\n\n").filter(|e| !e.is_empty()).collect();
+        assert_eq!(events.len(), 3, "{all}");
+        assert!(events[0].contains(r#""text":"partial""#));
+        let err: Value = serde_json::from_str(events[1].strip_prefix("data: ").unwrap()).unwrap();
+        assert!(err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("out of memory"));
+        assert_eq!(err["error"]["type"], "server_error");
+        assert_eq!(events[2], "data: [DONE]");
+        // The engine going away without an answer is an error too.
+        let (s, tx) = streamer(false, 1, false);
+        drop(tx);
+        assert!(drain(s).concat().contains("the engine dropped the request"));
+    }
 }

@@ -1,7 +1,8 @@
 //! `bwb serve` as a client sees it: every route over real HTTP (reqwest), streaming and not,
 //! adapters by name, OpenAI's error envelope for every bad request (and the server still
-//! answering afterwards), greedy output equal to `bwb generate`, and the official `openai`
-//! Python SDK.
+//! answering afterwards), greedy output equal to `bwb generate`, continuous batching (requests
+//! joining mid-generation answer as alone), cancel on disconnect, `/metrics` agreeing with
+//! the answers, and the official `openai` Python SDK.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -366,7 +367,7 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
     ]);
     let key = Some("sekrit");
     let good = json!({"model": "smoke", "prompt": "abc", "max_tokens": 3, "temperature": 0});
-    // 401: no key, a wrong key; /health needs none.
+    // 401: no key, a wrong key; /health and /metrics (scraped as vLLM's) need none.
     for k in [None, Some("wrong")] {
         let (st, _, v, t) = post(&s, "/v1/completions", good.to_string(), k);
         assert_error(st, 401, &v, &t);
@@ -382,6 +383,7 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
             .as_u16(),
         200
     );
+    assert!(metrics(&s).contains("bwb:num_requests_running"));
 
     let cases: Vec<(&str, Vec<u8>, u16, Option<&str>)> = vec![
         ("/v1/chat/completions", b"{not json".to_vec(), 400, None),
@@ -941,5 +943,460 @@ fn concurrent_greedy_requests_batched_together_equal_each_served_alone() {
             hs.into_iter().map(|h| h.join().unwrap()).collect()
         });
         assert_eq!(together, alone);
+    }
+    // Requests arriving one by one while the earlier ones are mid-generation join the
+    // running batch and still answer as alone.
+    let staggered: Vec<Value> = std::thread::scope(|sc| {
+        let hs: Vec<_> = prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let body = &body;
+                let s = &s;
+                sc.spawn(move || {
+                    std::thread::sleep(Duration::from_millis(3 * i as u64));
+                    ok_json(s, "/v1/completions", body(p))["choices"][0].clone()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(staggered, alone);
+}
+
+/// `GET /metrics` as text.
+fn metrics(s: &Server) -> String {
+    let resp = client().get(s.url("/metrics")).send().unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(ct.starts_with("text/plain"), "{ct}");
+    resp.text().unwrap()
+}
+
+/// The value of one sample (`name{labels}`), 0 when absent.
+fn sample(text: &str, key: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
+/// Poll /metrics until `key` reads `want` (or fail after 20 s).
+fn wait_for_sample(s: &Server, key: &str, want: f64) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let m = metrics(s);
+        if sample(&m, key) == want {
+            return m;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{key} is not {want}:\n{m}\nserver stderr:\n{}",
+            s.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What a client sees of one single-choice answer, streamed or not: text, finish reason,
+/// usage (a streamed answer asks for it with `include_usage`).
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    text: String,
+    finish: String,
+    usage: Value,
+}
+
+fn seen(s: &Server, path: &str, body: &Value) -> Seen {
+    let chat = path.contains("chat");
+    if body["stream"] != json!(true) {
+        let v = ok_json(s, path, body.clone());
+        let c = &v["choices"][0];
+        let text = if chat {
+            &c["message"]["content"]
+        } else {
+            &c["text"]
+        };
+        return Seen {
+            text: text.as_str().unwrap().to_string(),
+            finish: c["finish_reason"].as_str().unwrap().to_string(),
+            usage: v["usage"].clone(),
+        };
+    }
+    let events = stream(s, path, body.clone());
+    let (last, chunks) = events.split_last().unwrap();
+    assert_eq!(
+        last["choices"],
+        json!([]),
+        "the usage chunk closes: {events:?}"
+    );
+    if chat {
+        assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    }
+    let (fin, deltas) = chunks.split_last().unwrap();
+    let mut text = String::new();
+    for d in deltas {
+        assert!(d["choices"][0]["finish_reason"].is_null(), "{events:?}");
+        let c = &d["choices"][0];
+        text.push_str(
+            if chat {
+                &c["delta"]["content"]
+            } else {
+                &c["text"]
+            }
+            .as_str()
+            .unwrap(),
+        );
+    }
+    if let Some(stop) = body["stop"][0].as_str() {
+        assert!(
+            !text.contains(stop),
+            "a stop string reached the client: {text:?}"
+        );
+    }
+    Seen {
+        text,
+        finish: fin["choices"][0]["finish_reason"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        usage: last["usage"].clone(),
+    }
+}
+
+/// Two ASCII graphic characters in a row from `text` (past its start), to use as a stop
+/// string that greedy decoding reaches.
+fn stop_in(text: &str) -> Option<String> {
+    let cs: Vec<char> = text.chars().collect();
+    cs.windows(2)
+        .skip(2)
+        .find(|w| w.iter().all(char::is_ascii_alphanumeric))
+        .map(|w| w.iter().collect())
+}
+
+#[test]
+fn thirty_two_mixed_requests_arriving_staggered_each_equal_the_same_request_served_alone() {
+    // At most 8 running (the rest wait) and 12-token steps, so prompts prefill in chunks of
+    // 12 − 8 = 4 tokens while other rows decode.
+    let s = Server::start(
+        Project::new(),
+        &["--smoke-test", "-v"],
+        &[
+            "--model",
+            "smoke",
+            "--max-num-seqs",
+            "8",
+            "--max-batch-tokens",
+            "12",
+        ],
+    );
+    let prompts = [
+        "a",
+        "a longer prompt, long enough for several chunks",
+        "xyz xyz xyz",
+        "the quick brown fox jumps",
+        "hi",
+    ];
+    let pre: Vec<Seen> = prompts
+        .iter()
+        .map(|p| {
+            let b = json!({"prompt": p, "max_tokens": 60, "temperature": 0});
+            seen(&s, "/v1/completions", &b)
+        })
+        .collect();
+    let stops: Vec<Option<String>> = pre.iter().map(|a| stop_in(&a.text)).collect();
+    let spec = |i: usize| -> (&'static str, Value) {
+        let k = i % prompts.len();
+        let mut b = json!({"max_tokens": 3 + (i * 7) % 45, "temperature": 0});
+        let path = if i % 5 == 3 {
+            b["messages"] = json!([{"role": "user", "content": prompts[k]}]);
+            "/v1/chat/completions"
+        } else {
+            b["prompt"] = json!(prompts[k]);
+            "/v1/completions"
+        };
+        if i % 4 == 1 {
+            b["temperature"] = json!(0.9);
+            b["seed"] = json!(i);
+        }
+        if let (2, Some(stop)) = (i % 3, &stops[k]) {
+            b["stop"] = json!([stop]);
+        }
+        if i % 2 == 1 {
+            b["stream"] = json!(true);
+            b["stream_options"] = json!({"include_usage": true});
+        }
+        (path, b)
+    };
+    let alone: Vec<Seen> = (0..32)
+        .map(|i| {
+            let (path, b) = spec(i);
+            seen(&s, path, &b)
+        })
+        .collect();
+    let together: Vec<Seen> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..32)
+            .map(|i| {
+                let s = &s;
+                sc.spawn(move || {
+                    std::thread::sleep(Duration::from_millis(5 * i as u64));
+                    let (path, b) = spec(i);
+                    seen(s, path, &b)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, (a, t)) in alone.iter().zip(&together).enumerate() {
+        assert_eq!(a, t, "request {i}: {}", spec(i).1);
+    }
+    assert!(stops.iter().any(Option::is_some), "{pre:?}");
+    assert!(alone.iter().any(|a| a.finish == "stop"));
+    assert!(alone.iter().any(|a| a.finish == "length"));
+    // Requests joined running batches: some were admitted beside several running rows.
+    let joined = s
+        .stderr()
+        .lines()
+        .filter_map(|l| {
+            l.split("rows); ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(
+        joined >= 3,
+        "no request joined a running batch:\n{}",
+        s.stderr()
+    );
+
+    // /metrics agrees with what the clients saw.
+    let all: Vec<&Seen> = pre.iter().chain(&alone).chain(&together).collect();
+    let sum = |f: &dyn Fn(&Seen) -> u64| all.iter().map(|a| f(a)).sum::<u64>() as f64;
+    let label = "{model_name=\"smoke\"}";
+    let m = wait_for_sample(&s, &format!("bwb:num_requests_running{label}"), 0.0);
+    let at = |name: &str| sample(&m, &format!("bwb:{name}{label}"));
+    let n = all.len() as f64;
+    let tokens = |a: &Seen| a.usage["completion_tokens"].as_u64().unwrap();
+    assert_eq!(at("num_requests_waiting"), 0.0, "{m}");
+    assert_eq!(at("time_to_first_token_seconds_count"), n, "{m}");
+    assert_eq!(at("e2e_request_latency_seconds_count"), n, "{m}");
+    assert_eq!(at("generation_tokens_total"), sum(&tokens), "{m}");
+    assert_eq!(
+        at("prompt_tokens_total"),
+        sum(&|a: &Seen| a.usage["prompt_tokens"].as_u64().unwrap()),
+        "{m}"
+    );
+    assert_eq!(
+        at("inter_token_latency_seconds_count"),
+        sum(&|a: &Seen| tokens(a).saturating_sub(1)),
+        "{m}"
+    );
+    let reasons = |r: &str| {
+        let key =
+            format!("bwb:request_success_total{{model_name=\"smoke\",finished_reason=\"{r}\"}}");
+        sample(&m, &key)
+    };
+    let finished = |r: &str| all.iter().filter(|a| a.finish == r).count() as f64;
+    assert_eq!(reasons("stop"), finished("stop"), "{m}");
+    assert_eq!(reasons("length"), finished("length"), "{m}");
+    let inf = "bwb:e2e_request_latency_seconds_bucket{model_name=\"smoke\",le=\"+Inf\"}";
+    assert_eq!(sample(&m, inf), n, "{m}");
+}
+
+#[test]
+fn a_client_that_disconnects_cancels_its_request_and_frees_its_row() {
+    use std::io::Read;
+    let s = smoke_server(&["--max-num-seqs", "4"]);
+    let label = "{model_name=\"smoke\"}";
+    let running = format!("bwb:num_requests_running{label}");
+    let aborted = "bwb:request_success_total{model_name=\"smoke\",finished_reason=\"abort\"}";
+    // Greedy "a" runs about a thousand tokens before the smoke model's EOS.
+    let long = json!({"prompt": "a", "max_tokens": 3000, "temperature": 0});
+    let mut body = long.clone();
+    body["stream"] = json!(true);
+    let mut resp = client()
+        .post(s.url("/v1/completions"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let got = resp.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..got]).starts_with("data: "));
+    assert_eq!(sample(&metrics(&s), &running), 1.0);
+    drop(resp);
+    wait_for_sample(&s, &running, 0.0);
+    let m = wait_for_sample(&s, aborted, 1.0);
+    let generated = sample(&m, &format!("bwb:generation_tokens_total{label}"));
+    assert!(
+        generated < 900.0,
+        "the request ran on after its client left: {m}"
+    );
+    // Others still complete, and a non-streaming client that gives up is cancelled too.
+    let quick = json!({"prompt": "b", "max_tokens": 5, "temperature": 0});
+    assert_usage(&ok_json(&s, "/v1/completions", quick.clone())["usage"]);
+    let impatient = Client::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let r = impatient
+        .post(s.url("/v1/completions"))
+        .header("content-type", "application/json")
+        .body(long.to_string())
+        .send();
+    assert!(r.is_err(), "{r:?}");
+    wait_for_sample(&s, aborted, 2.0);
+    wait_for_sample(&s, &running, 0.0);
+    assert_usage(&ok_json(&s, "/v1/completions", quick)["usage"]);
+}
+
+#[test]
+fn phi3_rows_crossing_the_longrope_switch_equal_generate_alone_and_batched() {
+    // The tiny Phi-3 fixture switches rope tables at position 32: a served row that crosses
+    // it leaves the running batch, is prefilled again, and still matches `bwb generate`.
+    let p = Project::new();
+    let dir = p.path("phi3");
+    crate::common::copy_dir(&fixture("phi3"), &dir);
+    bwb::model::load::byte_tokenizer(256 + 3)
+        .unwrap()
+        .save(dir.join("tokenizer.json"), false)
+        .unwrap();
+    let prompt = "abcdefghijklmnopqrstuvwxyz";
+    let out = p
+        .bwb(&[
+            "generate",
+            "--model",
+            dir.to_str().unwrap(),
+            "--raw",
+            "--json",
+            "--max-new-tokens",
+            "20",
+            "--prompt",
+            prompt,
+        ])
+        .ok()
+        .stdout();
+    let want = jsonl(&out)[0].clone();
+    let total =
+        want["prompt_tokens"].as_u64().unwrap() + want["completion_tokens"].as_u64().unwrap();
+    assert!(total > 33, "generation must cross position 32: {want}");
+    let s = Server::start(
+        p,
+        &[],
+        &[
+            "--model",
+            dir.to_str().unwrap(),
+            "--max-num-seqs",
+            "4",
+            "--max-batch-tokens",
+            "12",
+        ],
+    );
+    let body = json!({"prompt": prompt, "max_tokens": 20, "temperature": 0});
+    let other = json!({"prompt": "zz", "max_tokens": 20, "temperature": 0});
+    let alone = ok_json(&s, "/v1/completions", body.clone());
+    assert_eq!(alone["choices"][0]["text"], want["text"]);
+    let (batched, _) = std::thread::scope(|sc| {
+        let o = sc.spawn(|| ok_json(&s, "/v1/completions", other.clone()));
+        std::thread::sleep(Duration::from_millis(5));
+        let b = ok_json(&s, "/v1/completions", body.clone());
+        (b, o.join().unwrap())
+    });
+    assert_eq!(batched["choices"][0]["text"], want["text"]);
+    assert_eq!(batched["usage"], alone["usage"]);
+}
+
+#[test]
+fn a_step_budget_not_above_max_num_seqs_is_refused_in_one_line() {
+    let p = Project::new();
+    let err = p
+        .bwb(&[
+            "--smoke-test",
+            "serve",
+            "--model",
+            "smoke",
+            "--port",
+            "0",
+            "--max-num-seqs",
+            "8",
+            "--max-batch-tokens",
+            "8",
+        ])
+        .fails(1);
+    assert!(
+        err.contains("--max-batch-tokens 8 must exceed --max-num-seqs 8"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_fixture_architecture_answers_as_alone_when_requests_join_a_running_batch() {
+    for arch in ["qwen3", "gemma3", "llama"] {
+        let p = Project::new();
+        let dir = p.path(arch);
+        crate::common::copy_dir(&fixture(arch), &dir);
+        bwb::model::load::byte_tokenizer(256 + 3)
+            .unwrap()
+            .save(dir.join("tokenizer.json"), false)
+            .unwrap();
+        let out = p
+            .bwb(&[
+                "generate",
+                "--model",
+                dir.to_str().unwrap(),
+                "--raw",
+                "--json",
+                "--max-new-tokens",
+                "12",
+                "--prompt",
+                "hello there",
+            ])
+            .ok()
+            .stdout();
+        let want = jsonl(&out)[0]["text"].clone();
+        let s = Server::start(
+            p,
+            &[],
+            &[
+                "--model",
+                dir.to_str().unwrap(),
+                "--max-num-seqs",
+                "4",
+                "--max-batch-tokens",
+                "10",
+            ],
+        );
+        let prompts = [
+            "hello there",
+            "a",
+            "a much longer prompt than the others",
+            "xyz",
+        ];
+        let body =
+            |p: &str, i: usize| json!({"prompt": p, "max_tokens": 12 + 5 * i, "temperature": 0});
+        let alone: Vec<Value> = prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ok_json(&s, "/v1/completions", body(p, i))["choices"][0].clone())
+            .collect();
+        assert_eq!(alone[0]["text"], want, "{arch}");
+        let together: Vec<Value> = std::thread::scope(|sc| {
+            let hs: Vec<_> = prompts
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let (s, body) = (&s, &body);
+                    sc.spawn(move || {
+                        std::thread::sleep(Duration::from_millis(2 * i as u64));
+                        ok_json(s, "/v1/completions", body(p, i))["choices"][0].clone()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(together, alone, "{arch}");
     }
 }
