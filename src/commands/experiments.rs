@@ -27,7 +27,7 @@ pub fn experiments(settings: &Settings, args: &ExperimentsArgs, tracker: &Tracke
         .unwrap_or_else(|| settings.paths.configs().join("experiments.yaml"));
     let loaded = file::load(&path)?;
     let catalog = Catalog::from_configs(&settings.configs);
-    let plans = plan::plan(
+    let checked = plan::plan(
         &loaded,
         &catalog,
         &settings.configs,
@@ -35,8 +35,34 @@ pub fn experiments(settings: &Settings, args: &ExperimentsArgs, tracker: &Tracke
         &args.experiment_id,
         &args.tag,
     )?;
-    let est = plan::estimate(&plans, &settings.paths)?;
-    plan::print_plan(&est);
+    let mut plans = Vec::new();
+    let mut errors = Vec::new();
+    for r in checked {
+        match r {
+            Ok(p) => plans.push(p),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    // The plan of what is valid, then every bad line (one each); nothing runs while any is bad.
+    if !plans.is_empty() {
+        plan::print_plan(&plan::estimate(&plans, &settings.paths)?);
+    }
+    if let [one] = errors.as_slice() {
+        if plans.is_empty() {
+            bail!("{one}");
+        }
+    }
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    if !errors.is_empty() {
+        bail!(
+            "{} of {} experiments in {} have errors (listed above); fix them and run again",
+            errors.len(),
+            errors.len() + plans.len(),
+            display(&settings.paths.root, &path)
+        );
+    }
     if args.dry_run {
         println!(
             "dry run: {} checked, nothing sent",

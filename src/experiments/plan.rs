@@ -173,7 +173,8 @@ pub struct Estimate {
     pub cost_usd: Option<f64>,
 }
 
-/// Resolve and check every experiment of `loaded` selected by `ids` / `tags` (empty: all).
+/// Resolve and check every experiment of `loaded` selected by `ids` / `tags` (empty: all):
+/// one result per experiment. Selecting nothing is the error.
 pub fn plan<'a>(
     loaded: &Loaded,
     catalog: &Catalog<'a>,
@@ -181,7 +182,7 @@ pub fn plan<'a>(
     env: &Env,
     ids: &[String],
     tags: &[String],
-) -> Result<Vec<Planned<'a>>> {
+) -> Result<Vec<Result<Planned<'a>>>> {
     for id in ids {
         if !loaded.file.experiments.iter().any(|e| &e.id.value == id) {
             let all: Vec<&str> = loaded
@@ -211,7 +212,8 @@ pub fn plan<'a>(
             tags.join(" or ")
         )));
     }
-    selected
+    // Every experiment is checked on its own, so one bad line does not hide the others.
+    Ok(selected
         .into_iter()
         .map(|e| {
             plan_one(
@@ -223,7 +225,7 @@ pub fn plan<'a>(
                 env,
             )
         })
-        .collect()
+        .collect::<Vec<_>>())
 }
 
 fn plan_one<'a>(

@@ -654,35 +654,82 @@ fn dry_run_checks_every_line_prints_the_plan_and_sends_nothing() {
         let mut line = text.lines().position(|l| l.trim() == old).unwrap() + 1;
         line += new.matches('\n').count();
         p.write("bad.yaml", &text.replacen(old, new, 1));
-        let err = p
-            .bwb(&[
-                "--smoke-test",
-                "experiments",
-                "--config",
-                "bad.yaml",
-                "--dry-run",
-            ])
-            .fails(1);
-        assert!(err.contains(&format!("bad.yaml:{line}")), "{new}: {err}");
-        assert!(err.contains(field), "{new}: {err}");
-        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        let run = p.bwb(&[
+            "--smoke-test",
+            "experiments",
+            "--config",
+            "bad.yaml",
+            "--dry-run",
+        ]);
+        let (out, err) = (run.stdout(), run.stderr());
+        assert_eq!(run.code(), 1, "{new}: {out}");
+        assert!(!err.contains("panicked"), "{err}");
+        let lines: Vec<&str> = err.trim().lines().collect();
+        assert!(
+            lines[0].contains(&format!("bad.yaml:{line}")),
+            "{new}: {err}"
+        );
+        assert!(lines[0].contains(field), "{new}: {err}");
+        if field == "num_exampels" {
+            // Not YAML of the right shape: the file is refused as a whole, on one line.
+            assert_eq!(lines.len(), 1, "{err}");
+        } else {
+            // The bad line, then the count; the plan of the other eight is still printed.
+            assert_eq!(lines.len(), 2, "{err}");
+            assert!(lines[1].contains("1 of 9 experiments"), "{err}");
+            assert!(out.contains("8 experiments"), "{new}: {out}");
+        }
     }
-    // A missing API key names the variable and .env.
-    let q = Project::new();
-    q.write("exp.yaml", &text);
-    let err = q
+    // Every dataset in compressed mode too: 9 + 9 experiments planned.
+    let mut both = text.clone();
+    let combos = [
+        ("hotpotqa", "rag_qa"),
+        ("longbench", "rag_qa"),
+        ("ethic", "rag_qa"),
+        ("ethic", "retrieval"),
+        ("ethic", "summarization"),
+        ("msmarco", "rag_qa"),
+        ("msmarco", "retrieval"),
+        ("financebench", "rag_qa"),
+        ("qmsum", "summarization"),
+    ];
+    for (i, (ds, task)) in combos.iter().enumerate() {
+        both.push_str(&format!(
+            "  - {{id: c{i}, model: openai:gpt-4o, mode: compressed, compression: {{method: scaledown, rate: 0.5}}, dataset: {{name: {ds}}}, task: {task}}}\n"
+        ));
+    }
+    p.write("both.yaml", &both);
+    let out = p
         .bwb(&[
             "--smoke-test",
             "experiments",
             "--config",
-            "exp.yaml",
+            "both.yaml",
             "--dry-run",
         ])
-        .fails(1);
+        .ok()
+        .stdout();
+    assert!(out.contains("18 experiments"), "{out}");
+    assert_eq!(server.received(), 0);
+    // A missing API key names the variable and .env.
+    let q = Project::new();
+    q.write("exp.yaml", &text);
+    let run = q.bwb(&[
+        "--smoke-test",
+        "experiments",
+        "--config",
+        "exp.yaml",
+        "--dry-run",
+    ]);
+    let err = run.stderr();
+    assert_eq!(run.code(), 1);
     assert!(
         err.contains("exp.yaml:7") && err.contains("OPENAI_API_KEY") && err.contains(".env"),
         "{err}"
     );
+    // The seven API experiments, each on its line, then the count; the local ones planned.
+    assert_eq!(err.trim().lines().count(), 8, "{err}");
+    assert!(run.stdout().contains("2 experiments"), "{}", run.stdout());
     // Selection by id and tag; an unknown id lists the valid ones.
     let out = p
         .bwb(&[
