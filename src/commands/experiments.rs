@@ -1,8 +1,6 @@
 //! `bwb experiments`: check the experiments file, print the plan, and (unless `--dry-run`)
 //! run the selected experiments serially or concurrently.
 
-use std::path::PathBuf;
-
 use anyhow::{bail, Context, Result};
 
 use crate::cli::ExperimentsArgs;
@@ -27,42 +25,7 @@ pub fn experiments(settings: &Settings, args: &ExperimentsArgs, tracker: &Tracke
         .unwrap_or_else(|| settings.paths.configs().join("experiments.yaml"));
     let loaded = file::load(&path)?;
     let catalog = Catalog::from_configs(&settings.configs);
-    let checked = plan::plan(
-        &loaded,
-        &catalog,
-        &settings.configs,
-        &settings.env,
-        &args.experiment_id,
-        &args.tag,
-    )?;
-    let mut plans = Vec::new();
-    let mut errors = Vec::new();
-    for r in checked {
-        match r {
-            Ok(p) => plans.push(p),
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    // The plan of what is valid, then every bad line (one each); nothing runs while any is bad.
-    if !plans.is_empty() {
-        plan::print_plan(&plan::estimate(&plans, &settings.paths)?);
-    }
-    if let [one] = errors.as_slice() {
-        if plans.is_empty() {
-            bail!("{one}");
-        }
-    }
-    for e in &errors {
-        eprintln!("error: {e}");
-    }
-    if !errors.is_empty() {
-        bail!(
-            "{} of {} experiments in {} have errors (listed above); fix them and run again",
-            errors.len(),
-            errors.len() + plans.len(),
-            display(&settings.paths.root, &path)
-        );
-    }
+    let plans = check(settings, args, &loaded, &catalog)?;
     if args.dry_run {
         println!(
             "dry run: {} checked, nothing sent",
@@ -104,42 +67,106 @@ pub fn experiments(settings: &Settings, args: &ExperimentsArgs, tracker: &Tracke
     } else {
         loaded.file.defaults.parallel.unwrap_or(false)
     };
-    let results: Vec<(String, Result<run::Done>)> = if parallel && plans.len() > 1 {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = plans
-                .iter()
-                .map(|p| {
-                    (
-                        p.id.clone(),
-                        s.spawn(|| run::run_experiment(settings, p, &opts)),
-                    )
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|(id, h)| {
-                    let r = h
-                        .join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("experiment `{id}` panicked")));
-                    (id, r)
-                })
-                .collect()
-        })
-    } else {
-        plans
+    let results = run_all(settings, &plans, &opts, parallel);
+    let own = loaded.file.defaults.tracking.is_some();
+    report(settings, tracker, own, plans.len(), results)
+}
+
+/// Every selected experiment checked: the plan of the valid ones printed, then each bad
+/// line (one each); nothing runs while any is bad. A single error is the error itself.
+fn check<'a>(
+    settings: &Settings,
+    args: &ExperimentsArgs,
+    loaded: &file::Loaded,
+    catalog: &Catalog<'a>,
+) -> Result<Vec<plan::Planned<'a>>> {
+    let checked = plan::plan(
+        loaded,
+        catalog,
+        &settings.configs,
+        &settings.env,
+        &args.experiment_id,
+        &args.tag,
+    )?;
+    let mut plans = Vec::new();
+    let mut errors = Vec::new();
+    for r in checked {
+        match r {
+            Ok(p) => plans.push(p),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if !plans.is_empty() {
+        plan::print_plan(&plan::estimate(&plans, &settings.paths)?);
+    }
+    match errors.as_slice() {
+        [] => Ok(plans),
+        [one] if plans.is_empty() => bail!("{one}"),
+        _ => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            bail!(
+                "{} of {} experiments in {} have errors (listed above); fix them and run again",
+                errors.len(),
+                errors.len() + plans.len(),
+                display(&settings.paths.root, &loaded.path)
+            )
+        }
+    }
+}
+
+/// Run the experiments, one after another or each on its own thread (their outputs never
+/// share a file: each has its own directory).
+fn run_all(
+    settings: &Settings,
+    plans: &[plan::Planned<'_>],
+    opts: &RunOptions<'_>,
+    parallel: bool,
+) -> Vec<(String, Result<run::Done>)> {
+    if !(parallel && plans.len() > 1) {
+        return plans
             .iter()
-            .map(|p| (p.id.clone(), run::run_experiment(settings, p, &opts)))
+            .map(|p| (p.id.clone(), run::run_experiment(settings, p, opts)))
+            .collect();
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = plans
+            .iter()
+            .map(|p| {
+                (
+                    p.id.clone(),
+                    s.spawn(|| run::run_experiment(settings, p, opts)),
+                )
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(id, h)| {
+                let r = h
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("experiment `{id}` panicked")));
+                (id, r)
+            })
             .collect()
-    };
-    let mut results = results;
-    // One experiment that failed: its error alone, on one line.
+    })
+}
+
+/// Print where each summary is, log it, and fail naming every experiment that failed (a
+/// single experiment's error is returned as it is, on one line).
+fn report(
+    settings: &Settings,
+    tracker: &Tracker,
+    own_tracker: bool,
+    total: usize,
+    mut results: Vec<(String, Result<run::Done>)>,
+) -> Result<()> {
     if results.len() == 1 && results[0].1.is_err() {
         let (id, r) = results.remove(0);
         return r.map(|_| ()).with_context(|| format!("experiment `{id}`"));
     }
     let mut failed: Vec<String> = Vec::new();
     let mut spent = 0.0;
-    let mut summaries: Vec<PathBuf> = Vec::new();
     for (id, r) in results {
         match r {
             Ok(d) => {
@@ -149,7 +176,6 @@ pub fn experiments(settings: &Settings, args: &ExperimentsArgs, tracker: &Tracke
                     "{id}: summary → {}",
                     display(&settings.paths.root, &d.summary)
                 );
-                summaries.push(d.summary);
             }
             Err(e) => {
                 eprintln!("error: experiment `{id}`: {e:#}");
@@ -158,7 +184,7 @@ pub fn experiments(settings: &Settings, args: &ExperimentsArgs, tracker: &Tracke
         }
     }
     println!("total spent this run: ${spent:.6}");
-    if tracker.enabled() && loaded.file.defaults.tracking.is_some() {
+    if tracker.enabled() && own_tracker {
         let report = tracker.finish();
         if report.complete() {
             println!("{}", report.line());
@@ -170,7 +196,7 @@ pub fn experiments(settings: &Settings, args: &ExperimentsArgs, tracker: &Tracke
         bail!(
             "{} of {} experiments failed: {}; fix the cause and run again (finished examples are kept)",
             failed.len(),
-            plans.len(),
+            total,
             failed.join(", ")
         );
     }

@@ -40,6 +40,50 @@ fn question_of(ex: &Example) -> &str {
         .map_or("", String::as_str)
 }
 
+/// What the workers share: the next example to take, their records, the first fatal error.
+struct Shared {
+    next: AtomicUsize,
+    out: Mutex<Vec<Record>>,
+    fatal: Mutex<Option<String>>,
+}
+
+/// Take examples until none is left or a fatal error stops everyone.
+fn worker(c: &dyn Compressor, todo: &[&Example], sh: &Shared) {
+    loop {
+        let i = sh.next.fetch_add(1, Ordering::SeqCst);
+        let Some(ex) = todo.get(i) else { break };
+        if sh.fatal.lock().map(|f| f.is_some()).unwrap_or(true) {
+            break;
+        }
+        let Some((field, text)) = field_of(ex) else {
+            continue;
+        };
+        let record = |result, error| Record {
+            id: ex.id.clone(),
+            method: c.name().into(),
+            field: field.clone(),
+            result,
+            error,
+        };
+        let rec = match c.compress(text, question_of(ex)) {
+            Ok(res) => record(Some(res), None),
+            Err(CompressError {
+                fatal: true,
+                message,
+            }) => {
+                if let Ok(mut f) = sh.fatal.lock() {
+                    f.get_or_insert(message);
+                }
+                break;
+            }
+            Err(CompressError { message, .. }) => record(None, Some(message)),
+        };
+        if let Ok(mut o) = sh.out.lock() {
+            o.push(rec);
+        }
+    }
+}
+
 /// Compress every example of `test` not already in `path`; returns every record by id.
 pub fn compress_all(
     c: &dyn Compressor,
@@ -61,52 +105,17 @@ pub fn compress_all(
         }
     }
     let todo: Vec<&Example> = test.iter().filter(|e| !done.contains_key(&e.id)).collect();
-    let next = AtomicUsize::new(0);
-    let out: Mutex<Vec<Record>> = Mutex::new(Vec::new());
-    let fatal: Mutex<Option<String>> = Mutex::new(None);
+    let shared = Shared {
+        next: AtomicUsize::new(0),
+        out: Mutex::new(Vec::new()),
+        fatal: Mutex::new(None),
+    };
     std::thread::scope(|s| {
         for _ in 0..concurrency.max(1).min(todo.len().max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(ex) = todo.get(i) else { break };
-                if fatal.lock().map(|f| f.is_some()).unwrap_or(true) {
-                    break;
-                }
-                let Some((field, text)) = field_of(ex) else {
-                    continue;
-                };
-                let r = c.compress(text, question_of(ex));
-                let rec = match r {
-                    Ok(res) => Record {
-                        id: ex.id.clone(),
-                        method: c.name().into(),
-                        field: field.clone(),
-                        result: Some(res),
-                        error: None,
-                    },
-                    Err(CompressError {
-                        fatal: true,
-                        message,
-                    }) => {
-                        if let Ok(mut f) = fatal.lock() {
-                            f.get_or_insert(message);
-                        }
-                        break;
-                    }
-                    Err(CompressError { message, .. }) => Record {
-                        id: ex.id.clone(),
-                        method: c.name().into(),
-                        field: field.clone(),
-                        result: None,
-                        error: Some(message),
-                    },
-                };
-                if let Ok(mut o) = out.lock() {
-                    o.push(rec);
-                }
-            });
+            s.spawn(|| worker(c, &todo, &shared));
         }
     });
+    let Shared { out, fatal, .. } = shared;
     let new = out.into_inner().unwrap_or_default();
     if !new.is_empty() {
         let mut all: Vec<Record> = done.values().cloned().chain(new.iter().cloned()).collect();

@@ -294,24 +294,7 @@ fn compression_of(
     mode: &str,
     env: &Env,
 ) -> Result<Option<CompressionPlan>> {
-    use crate::compress::scaledown::Method;
-    use crate::compress::Rate;
     let mode_line = e.mode.as_ref().map_or(line(&e.id), line);
-    let rate_of = |v: &Option<serde_json::Value>, l: usize, field: &str| match v {
-        None => Ok(Rate::Auto),
-        Some(v) => Rate::parse(v).map_err(|m| at(path, l, field, m)),
-    };
-    let key = |l: usize, field: &str| {
-        if env.get("SCALEDOWN_API_KEY").is_none() {
-            return Err(at(
-                path,
-                l,
-                field,
-                "ScaleDown needs SCALEDOWN_API_KEY: export it or add `SCALEDOWN_API_KEY=...` to .env in the project root",
-            ));
-        }
-        Ok(())
-    };
     let plan = match (mode, &e.compression, &e.scaledown) {
         ("baseline", None, None) => return Ok(None),
         ("baseline", Some(c), _) => {
@@ -338,57 +321,94 @@ fn compression_of(
                 "`compressed` needs a `compression: {method: scaledown, rate: auto}` block",
             ))
         }
-        ("scaledown", Some(c), _) | ("compressed", Some(c), _) => {
-            let l = line(c);
-            let method = match c.value.method.trim().to_lowercase().as_str() {
-                "scaledown" => Method::Raw,
-                "scaledown-summarize" | "scaledown_summarize" => Method::Summarize,
-                "selective" | "lingua" => {
-                    return Err(at(
-                        path,
-                        l,
-                        "compression.method",
-                        format!(
-                            "`{}` (a local compressor) is not built yet; use {}",
-                            c.value.method,
-                            METHODS.join(" or ")
-                        ),
-                    ))
-                }
-                other => {
-                    return Err(at(
-                        path,
-                        l,
-                        "compression.method",
-                        format!("unknown method `{other}`; valid: {}", METHODS.join(", ")),
-                    ))
-                }
-            };
-            if !c.value.force_tokens.is_empty() {
-                return Err(at(path, l, "compression.force_tokens", "applies to the local compressors, which are not built yet; ScaleDown takes no forced tokens"));
-            }
-            key(l, "compression")?;
-            CompressionPlan {
-                method,
-                rate: rate_of(&c.value.rate, l, "compression.rate")?,
-                model: c.value.model.clone(),
-                price_per_mtok: c.value.price_per_1m_tokens,
-            }
-        }
-        ("scaledown", None, s) => {
+        (_, Some(c), _) => compression_block(path, c, env)?,
+        (_, None, s) => {
+            // The replaced tool's `mode: scaledown` with an optional `scaledown:` block.
             let l = s.as_ref().map_or(mode_line, line);
             let spec = s.as_ref().map(|s| s.value.clone()).unwrap_or_default();
-            key(l, "mode")?;
+            scaledown_key(path, l, "mode", env)?;
             CompressionPlan {
-                method: Method::Raw,
-                rate: rate_of(&spec.rate, l, "scaledown.rate")?,
+                method: crate::compress::scaledown::Method::Raw,
+                rate: rate_of(path, &spec.rate, l, "scaledown.rate")?,
                 model: spec.compression_model,
                 price_per_mtok: None,
             }
         }
-        _ => return Ok(None),
     };
     Ok(Some(plan))
+}
+
+/// A `compression:` block.
+fn compression_block(
+    path: &Path,
+    c: &serde_saphyr::Spanned<super::file::CompressionSpec>,
+    env: &Env,
+) -> Result<CompressionPlan> {
+    use crate::compress::scaledown::Method;
+    let l = line(c);
+    let method = match c.value.method.trim().to_lowercase().as_str() {
+        "scaledown" => Method::Raw,
+        "scaledown-summarize" | "scaledown_summarize" => Method::Summarize,
+        "selective" | "lingua" => {
+            return Err(at(
+                path,
+                l,
+                "compression.method",
+                format!(
+                    "`{}` (a local compressor) is not built yet; use {}",
+                    c.value.method,
+                    METHODS.join(" or ")
+                ),
+            ))
+        }
+        other => {
+            return Err(at(
+                path,
+                l,
+                "compression.method",
+                format!("unknown method `{other}`; valid: {}", METHODS.join(", ")),
+            ))
+        }
+    };
+    if !c.value.force_tokens.is_empty() {
+        return Err(at(
+            path,
+            l,
+            "compression.force_tokens",
+            "applies to the local compressors, which are not built yet; ScaleDown takes no forced tokens",
+        ));
+    }
+    scaledown_key(path, l, "compression", env)?;
+    Ok(CompressionPlan {
+        method,
+        rate: rate_of(path, &c.value.rate, l, "compression.rate")?,
+        model: c.value.model.clone(),
+        price_per_mtok: c.value.price_per_1m_tokens,
+    })
+}
+
+fn rate_of(
+    path: &Path,
+    v: &Option<serde_json::Value>,
+    l: usize,
+    field: &str,
+) -> Result<crate::compress::Rate> {
+    match v {
+        None => Ok(crate::compress::Rate::Auto),
+        Some(v) => crate::compress::Rate::parse(v).map_err(|m| at(path, l, field, m)),
+    }
+}
+
+fn scaledown_key(path: &Path, l: usize, field: &str, env: &Env) -> Result<()> {
+    if env.get("SCALEDOWN_API_KEY").is_none() {
+        return Err(at(
+            path,
+            l,
+            field,
+            "ScaleDown needs SCALEDOWN_API_KEY: export it or add `SCALEDOWN_API_KEY=...` to .env in the project root",
+        ));
+    }
+    Ok(())
 }
 
 /// The dataset configs an experiment names: one, or every subtask when `dataset.task` is
