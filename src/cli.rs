@@ -355,6 +355,13 @@ pub struct ExperimentsArgs {
     /// Check the file and print the plan (experiments, examples, tokens, cost); send nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Trace every example to LangSmith (LANGSMITH_API_KEY, LANGSMITH_ENDPOINT)
+    /// [env: LANGSMITH_TRACING=true]
+    #[arg(long)]
+    pub langsmith: bool,
+    /// The LangSmith project [env: LANGSMITH_PROJECT] [default: bwb]
+    #[arg(long, value_name = "NAME")]
+    pub langsmith_project: Option<String>,
     /// Local: prompts per generate call
     #[arg(long, default_value_t = crate::eval::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,

@@ -9,6 +9,7 @@ use crate::experiments::plan::{self, Catalog};
 use crate::experiments::run::{self, RunOptions};
 use crate::paths::display;
 use crate::settings::{EngineUse, Settings};
+use crate::track::langsmith::{self, LangSmith};
 use crate::track::{self, RunStatus, Tracker};
 
 pub fn experiments(settings: &Settings, args: &ExperimentsArgs, tracker: &Tracker) -> Result<()> {
@@ -26,6 +27,11 @@ pub fn experiments(settings: &Settings, args: &ExperimentsArgs, tracker: &Tracke
     let loaded = file::load(&path)?;
     let catalog = Catalog::from_configs(&settings.configs);
     let plans = check(settings, args, &loaded, &catalog)?;
+    let langsmith = LangSmith::from_env(
+        &settings.env,
+        args.langsmith,
+        args.langsmith_project.as_deref(),
+    )?;
     if args.dry_run {
         println!(
             "dry run: {} checked, nothing sent",
@@ -69,6 +75,14 @@ pub fn experiments(settings: &Settings, args: &ExperimentsArgs, tracker: &Tracke
     };
     let results = run_all(settings, &plans, &opts, parallel);
     let own = loaded.file.defaults.tracking.is_some();
+    if let Some(ls) = &langsmith {
+        for (_, d) in results
+            .iter()
+            .filter_map(|(id, r)| r.as_ref().ok().map(|d| (id, d)))
+        {
+            trace_experiment(ls, d);
+        }
+    }
     report(settings, tracker, own, plans.len(), results)
 }
 
@@ -297,4 +311,89 @@ fn metrics_of(s: &serde_json::Value, prefix: &str, out: &mut Vec<(String, f64)>)
     put("avg_output_tokens", &s["tokens"]["avg_output_tokens"]);
     put("cost_total_usd", &s["cost"]["total_usd"]);
     put("cost_mean_usd", &s["cost"]["mean_usd"]);
+}
+
+/// Trace an experiment's examples to LangSmith (never fails the run: one line either way).
+fn trace_experiment(ls: &LangSmith, d: &run::Done) {
+    let Some(dir) = d.summary.parent() else {
+        return;
+    };
+    let read = |p: &std::path::Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(p)
+            .map(|t| {
+                t.lines()
+                    .filter_map(|l| serde_json::from_str(l).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let summary: serde_json::Value = std::fs::read_to_string(&d.summary)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let mut rows = Vec::new();
+    let mut prompts = std::collections::HashMap::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        let mut files: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+        files.sort();
+        for f in files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|x| x == "jsonl"))
+        {
+            rows.extend(read(f));
+        }
+    }
+    for r in &rows {
+        let config = r["dataset"].as_str().unwrap_or_default().to_string();
+        prompts.entry(config).or_insert_with_key(|config| {
+            read(&dir.join("predictions").join(format!("{config}.jsonl")))
+                .into_iter()
+                .filter_map(|p| {
+                    Some((
+                        p["example_id"].as_str()?.to_string(),
+                        p["input_messages"].clone(),
+                    ))
+                })
+                .collect::<std::collections::HashMap<String, serde_json::Value>>()
+        });
+    }
+    let examples: Vec<langsmith::Example> = rows
+        .iter()
+        .map(|r| {
+            let id = r["id"].as_str().unwrap_or_default().to_string();
+            let config = r["dataset"].as_str().unwrap_or_default();
+            langsmith::Example {
+                messages: prompts
+                    .get(config)
+                    .and_then(|m| m.get(&id))
+                    .cloned()
+                    .unwrap_or(serde_json::Value::Null),
+                id,
+                pred: r["pred"].as_str().unwrap_or_default().to_string(),
+                gold: r["gold"].clone(),
+                metadata: serde_json::json!({
+                    "dataset": r["dataset"], "input_tokens": r["input_tokens"],
+                    "output_tokens": r["output_tokens"], "latency_ms": r["latency_ms"],
+                    "cost_usd": r["cost_usd"], "truncated": r["truncated"],
+                }),
+                latency_ms: r["latency_ms"].as_f64().unwrap_or(0.0),
+                error: r["error"].as_str().map(str::to_string),
+                metrics: r["metrics"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }
+        })
+        .collect();
+    let logged = ls.log_experiment(&format!("experiments {}", d.id), &summary, &examples);
+    let line = logged.line(&ls.project);
+    if logged.failed_runs + logged.failed_feedback == 0 {
+        println!("{}: {line}", d.id);
+    } else {
+        tracing::warn!("{}: {line}", d.id);
+    }
 }

@@ -17,6 +17,7 @@
 //! let report = tracker.finish();                            // end of the command
 //! ```
 
+pub mod langsmith;
 pub mod mlflow;
 
 use std::collections::HashMap;

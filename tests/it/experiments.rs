@@ -1079,3 +1079,187 @@ fn compression_blocks_are_checked_by_line() {
         "{err}"
     );
 }
+
+/// A LangSmith stand-in: records (path, x-api-key, body) of every request; answers 200 (or
+/// 500 while `fail` is set).
+struct LangSmithStandIn {
+    url: String,
+    seen: Arc<Mutex<Vec<(String, String, Value)>>>,
+}
+
+impl LangSmithStandIn {
+    fn start(fail: bool) -> LangSmithStandIn {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let seen = s2.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    let (mut len, mut key) = (0usize, String::new());
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap() == 0 || h.trim().is_empty() {
+                            break;
+                        }
+                        let (k, v) = h.split_once(':').unwrap();
+                        match k.trim().to_ascii_lowercase().as_str() {
+                            "content-length" => len = v.trim().parse().unwrap(),
+                            "x-api-key" => key = v.trim().to_string(),
+                            _ => {}
+                        }
+                    }
+                    let mut body = vec![0u8; len];
+                    reader.read_exact(&mut body).unwrap();
+                    let path = line.split_whitespace().nth(1).unwrap().to_string();
+                    let v: Value = serde_json::from_slice(&body).unwrap();
+                    seen.lock().unwrap().push((path, key, v));
+                    let status = if fail {
+                        "500 Internal Server Error"
+                    } else {
+                        "200 OK"
+                    };
+                    let _ = reply(&stream, status, "", "{}");
+                });
+            }
+        });
+        LangSmithStandIn { url, seen }
+    }
+}
+
+/// `20261206T090501123456Z` + a UUID.
+fn is_segment(s: &str) -> bool {
+    let b = s.as_bytes();
+    s.len() == 22 + 36
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'T'
+        && b[9..21].iter().all(u8::is_ascii_digit)
+        && b[21] == b'Z'
+        && uuid_like(&s[22..])
+}
+
+fn uuid_like(s: &str) -> bool {
+    s.len() == 36
+        && s.chars().enumerate().all(|(i, c)| {
+            if [8, 13, 18, 23].contains(&i) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
+}
+
+#[test]
+fn langsmith_gets_a_root_run_per_experiment_a_child_per_example_and_feedback() {
+    let server = FakeOpenAi::start(&RULES);
+    let ls = LangSmithStandIn::start(false);
+    let p = project(&server)
+        .set_env("LANGSMITH_API_KEY", "ls-key-42")
+        .set_env("LANGSMITH_ENDPOINT", &ls.url);
+    p.write(
+        "exp.yaml",
+        "experiments:\n  - {id: hp, model: openai:gpt-4o, dataset: {name: hotpotqa}, task: rag_qa, metrics: [exact_match, f1]}\n",
+    );
+    let out = p
+        .bwb(&[
+            "--smoke-test",
+            "experiments",
+            "--config",
+            "exp.yaml",
+            "--langsmith",
+            "--langsmith-project",
+            "ctx",
+        ])
+        .ok()
+        .stdout();
+    assert!(
+        out.contains("langsmith: logged 5 runs and 8 feedback scores to project `ctx`"),
+        "{out}"
+    );
+    let seen = ls.seen.lock().unwrap().clone();
+    assert!(seen.iter().all(|(_, k, _)| k == "ls-key-42"));
+    let batches: Vec<&Value> = seen
+        .iter()
+        .filter(|(p, _, _)| p == "/runs/batch")
+        .map(|x| &x.2)
+        .collect();
+    assert_eq!(batches.len(), 1);
+    let runs = batches[0]["post"].as_array().unwrap();
+    assert_eq!(runs.len(), 5);
+    let root = &runs[0];
+    let root_id = root["id"].as_str().unwrap();
+    assert!(uuid_like(root_id));
+    assert_eq!(root["trace_id"], root_id);
+    assert_eq!(root["run_type"], "chain");
+    assert_eq!(root["session_name"], "ctx");
+    assert!(is_segment(root["dotted_order"].as_str().unwrap()));
+    assert!(root.get("parent_run_id").is_none());
+    assert_eq!(root["outputs"]["summary"]["experiment_id"], "hp");
+    let rows = by_id(&rows(&p, "hp/hp.jsonl"));
+    let mut child_ids = Vec::new();
+    for c in &runs[1..] {
+        let id = c["id"].as_str().unwrap();
+        child_ids.push(id.to_string());
+        assert_eq!(c["trace_id"], root_id);
+        assert_eq!(c["parent_run_id"], root_id);
+        assert_eq!(c["run_type"], "llm");
+        let dotted = c["dotted_order"].as_str().unwrap();
+        let (parent, own) = dotted.split_once('.').unwrap();
+        assert_eq!(parent, root["dotted_order"]);
+        assert!(is_segment(own) && own.ends_with(id), "{dotted}");
+        assert!(c["start_time"].as_str().unwrap() <= c["end_time"].as_str().unwrap());
+        let row = &rows[c["name"].as_str().unwrap()];
+        assert_eq!(c["outputs"]["pred"], row["pred"]);
+        assert_eq!(c["outputs"]["gold"], row["gold"]);
+        assert_eq!(c["extra"]["metadata"]["input_tokens"], row["input_tokens"]);
+        let msgs = c["inputs"]["messages"].as_array().unwrap();
+        assert!(msgs
+            .iter()
+            .any(|m| m["role"] == "user" && m["content"].as_str().unwrap().contains("Question:")));
+    }
+    let feedback: Vec<&Value> = seen
+        .iter()
+        .filter(|(p, _, _)| p == "/feedback")
+        .map(|x| &x.2)
+        .collect();
+    assert_eq!(feedback.len(), 8);
+    for f in feedback {
+        let run = f["run_id"].as_str().unwrap();
+        assert!(child_ids.iter().any(|c| c == run));
+        let c = runs.iter().find(|r| r["id"] == run).unwrap();
+        let row = &rows[c["name"].as_str().unwrap()];
+        let key = f["key"].as_str().unwrap();
+        assert_eq!(f["score"], row["metrics"][key], "{key}");
+    }
+    // A server that fails never fails the run; one line says what was not logged, and the
+    // key is in no output.
+    let bad = LangSmithStandIn::start(true);
+    let q = p.set_env("LANGSMITH_ENDPOINT", &bad.url);
+    let run = q.bwb(&[
+        "--smoke-test",
+        "experiments",
+        "--config",
+        "exp.yaml",
+        "--langsmith",
+    ]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let err = run.stderr();
+    assert!(
+        err.contains("langsmith: not logged: 5 runs, 8 feedback scores"),
+        "{err}"
+    );
+    assert!(!err.contains("ls-key-42") && !run.stdout().contains("ls-key-42"));
+    // Tracing on without a key is a one-line error before anything is sent.
+    let r = Project::new()
+        .set_env("OPENAI_API_KEY", KEY)
+        .set_env("LANGSMITH_TRACING", "true");
+    r.write("exp.yaml", &q.read("exp.yaml"));
+    let err = r
+        .bwb(&["--smoke-test", "experiments", "--config", "exp.yaml"])
+        .fails(1);
+    assert!(err.contains("LANGSMITH_API_KEY"), "{err}");
+}
