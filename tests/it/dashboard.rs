@@ -660,3 +660,65 @@ fn dashboard_cli_builds_site() {
     assert!(p.path("dashboard-data/index.json").is_file());
     assert!(p.path("dashboard-data/fpb.json").is_file());
 }
+
+/// A `bwb experiments` summary as output.rs writes it (two subtasks, one metric priced).
+fn experiment_summary(id: &str, model: &str) -> Value {
+    let m = |mean: f64| json!({"mean": mean, "std": 0.1, "p50": mean, "p95": mean, "ci_low": mean - 0.05, "ci_high": mean + 0.05, "n": 3});
+    let part = |f1: f64| json!({
+        "num_examples": 3, "errors": 0, "truncated": 1,
+        "metrics": {"f1": m(f1), "exact_match": m(f1 / 2.0)},
+        "latency_ms": m(120.0),
+        "tokens": {"avg_input_tokens": 900.0, "avg_output_tokens": 4.0},
+        "cost": {"total_usd": 0.003, "mean_usd": 0.001, "std_usd": 0.0, "p50_usd": 0.001, "p95_usd": 0.001},
+    });
+    let mut s = part(0.5);
+    let o = s.as_object_mut().unwrap();
+    for (k, v) in [
+        ("experiment_id", json!(id)),
+        ("model", json!(model)),
+        ("mode", json!("baseline")),
+        ("dataset", json!("longbench")),
+        ("task", json!("rag_qa")),
+        ("per_task", json!({"qasper": part(0.4), "narrativeqa": part(0.6)})),
+    ] {
+        o.insert(k.into(), v);
+    }
+    s
+}
+
+#[test]
+fn experiments_render_beside_tasks_and_alone() {
+    let Some(browser) = chromium("experiments_render_beside_tasks_and_alone") else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let paths = Paths::new(root.path(), false);
+    for (id, model) in [("lb-a", "openai:gpt-4o"), ("lb-b", "<img src=x onerror=alert(1)>")] {
+        let dir = paths.results().join("experiments").join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("summary.json"), experiment_summary(id, model).to_string()).unwrap();
+    }
+    // Experiments alone: one chart, a row per experiment and per subtask.
+    let built = dashboard::build(&paths).unwrap();
+    let page = render(browser, &built.site_dir);
+    assert_eq!(page.errors, Vec::<String>::new(), "page errors");
+    assert_eq!(page.charts_drawn, Some(1));
+    assert_eq!(page.blank_canvases, Some(0));
+    assert!(page.dom.contains("Experiments") && page.dom.contains("lb-b / qasper"));
+    assert!(page.dom.contains("0.500 [0.450–0.550]"), "mean and CI shown");
+    assert!(!page.dom.contains("<img src=x"), "model names are text, never markup");
+    assert_eq!(page.dom.matches("<tr>").count(), 1 + 2 * 3);
+    let data = read_json(&built.data_dir.join("experiments.json"));
+    assert_eq!(data.as_array().unwrap().len(), 2);
+    // Beside the fine-tune tasks.
+    write_summaries(root.path(), false, &all_summaries(&TASKS));
+    let built = dashboard::build(&paths).unwrap();
+    let page = render(browser, &built.site_dir);
+    assert_eq!(page.errors, Vec::<String>::new(), "page errors");
+    assert_eq!(page.charts_drawn, Some(CHARTS_PER_TASK * TASKS.len() + 1));
+    // A summary that is not an experiment's names its file.
+    let bad = paths.results().join("experiments").join("lb-a").join("summary.json");
+    std::fs::write(&bad, "{\"model\": 1}").unwrap();
+    let err = dashboard::build(&paths).unwrap_err().to_string();
+    assert!(err.contains("lb-a") && err.contains("experiment_id"), "{err}");
+}
