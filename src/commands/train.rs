@@ -134,6 +134,7 @@ pub fn train_plan(settings: &Settings, plan: &TrainPlan) -> Result<()> {
             let job = Job {
                 model: &m,
                 base_model: plan.model.to_string(),
+                peft_base: crate::model::adapter::peft_base(plan.model, &settings.configs),
                 task,
                 prompt: &prompt,
                 hp: &hp,

@@ -341,7 +341,14 @@ fn every_dataset_runs_offline_and_scores_as_worked_by_hand() {
     let (failed, fb): (Vec<Value>, Vec<Value>) =
         fb.into_iter().partition(|r| r["error"].is_string());
     assert_eq!(failed.len(), 1);
-    assert!(failed[0]["error"].as_str().unwrap().contains("context length"), "{}", failed[0]);
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("context length"),
+        "{}",
+        failed[0]
+    );
     assert!(failed[0]["metrics"].as_object().unwrap().is_empty());
     assert_eq!(summary(&p, "fb")["errors"], 1);
     let mut total = 0.0;
@@ -448,11 +455,15 @@ fn every_dataset_runs_offline_and_scores_as_worked_by_hand() {
     // Only the failed example is sent again (errors are retried, as in `bwb eval`).
     assert_eq!(server.received(), sent + 1);
     let not_fb = |v: Vec<(String, Vec<u8>)>| -> Vec<(String, Vec<u8>)> {
-        v.into_iter().filter(|(n, _)| !n.starts_with("fb/")).collect()
+        v.into_iter()
+            .filter(|(n, _)| !n.starts_with("fb/"))
+            .collect()
     };
     assert_eq!(
         not_fb(before),
-        not_fb(crate::common::snapshot(&p.path("results/smoke/experiments")))
+        not_fb(crate::common::snapshot(
+            &p.path("results/smoke/experiments")
+        ))
     );
 
     // The dashboard shows the experiments without any fine-tune summary.

@@ -122,6 +122,7 @@ fn smoke_model_learns_a_synthetic_classification_task_with_qlora() {
     let job = Job {
         model: &m,
         base_model: "smoke".into(),
+        peft_base: "smoke".into(),
         task: &task,
         prompt: &prompt,
         hp: &hp,
