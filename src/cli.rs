@@ -78,9 +78,34 @@ pub enum Command {
     /// Run the context benchmark's experiments file (QA, retrieval, summarization datasets
     /// against API and local models)
     Experiments(ExperimentsArgs),
+    /// Mirror the project's outputs (adapters, predictions, summaries, training records,
+    /// prepared data) into a private Hugging Face hub dataset repo, or restore them from it
+    Sync(SyncArgs),
     /// Benchmarks (not tests): throughput of the engine
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// `bwb sync`. Also from the environment only: BWB_HUB_MAX_ATTEMPTS (attempts per hub
+/// request, default 8) and BWB_HUB_BACKOFF_MS (first backoff, default 500).
+#[derive(Debug, Clone, Args)]
+pub struct SyncArgs {
+    /// What to sync: each kind lives at the same path locally and in the repo
+    #[arg(long, value_enum, default_value = "all")]
+    pub what: crate::hub::sync::What,
+    /// up: commit new or changed local files to the repo (one commit, nothing if nothing
+    /// changed); down: restore the repo's files into this project
+    #[arg(long, value_enum)]
+    pub direction: crate::hub::sync::Direction,
+    /// The hub dataset repo, ORG/NAME (created private on the first up) [env: BWB_HUB_REPO]
+    #[arg(long, value_name = "ORG/NAME")]
+    pub repo: Option<String>,
+    /// List what would be uploaded or downloaded; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Create the repo public instead of private (only when up creates it)
+    #[arg(long)]
+    pub public: bool,
 }
 
 #[derive(Debug, Subcommand)]

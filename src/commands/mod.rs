@@ -8,6 +8,7 @@ mod export;
 mod generate;
 mod report;
 mod serve;
+mod sync;
 mod train;
 
 use anyhow::Result;
@@ -65,6 +66,7 @@ fn dispatch(settings: &Settings, command: Command, tracker: &Tracker) -> Result<
         Command::Export(args) => export::export(settings, &args),
         Command::Serve(args) => serve::serve(settings, &args),
         Command::Experiments(args) => experiments::experiments(settings, &args, tracker),
+        Command::Sync(args) => sync::sync(settings, &args),
         Command::Bench(cmd) => bench::run(settings, &cmd),
     }
 }

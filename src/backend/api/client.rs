@@ -442,7 +442,7 @@ const RETRY_AFTER_CAP_S: f64 = 86_400.0;
 
 /// `retry-after-ms` (OpenAI) or `retry-after` in seconds, at most [`RETRY_AFTER_CAP_S`]
 /// (a server may send anything: `1e300` must not overflow a `Duration`).
-fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
     let get = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::trim);
     let secs = match get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
         Some(ms) => ms / 1e3,
