@@ -1,0 +1,316 @@
+//! `bwb sync` against the hub stand-in (`sync_hub.rs`): up then down restores identical
+//! files, a second up commits nothing, an interrupted up converges with one commit, 429 is
+//! retried, and the token never leaves the Authorization header.
+
+use std::path::Path;
+
+use crate::common::{snapshot, Project};
+use crate::sync_hub::{self, HubServer, TOKEN};
+
+const REPO: &str = "me/bwb-artifacts";
+const ADAPTER: &str = "checkpoints/smollm2-135m/fpb/lora-500/adapter";
+
+/// A project holding one of each kind of output, and some files that are not synced.
+fn outputs(server: &HubServer) -> Project {
+    let p = project(server);
+    // Not valid safetensors, but bytes with zeros: the hub stand-in routes it through LFS.
+    let weights: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::create_dir_all(p.path(ADAPTER)).unwrap();
+    std::fs::write(
+        p.path(&format!("{ADAPTER}/adapter_model.safetensors")),
+        &weights,
+    )
+    .unwrap();
+    p.write(
+        &format!("{ADAPTER}/adapter_config.json"),
+        r#"{"peft_type":"LORA","base_model_name_or_path":"HuggingFaceTB/SmolLM2-135M-Instruct"}"#,
+    );
+    p.write(
+        "results/predictions/smollm2-135m/fpb/zero-shot/seed-0.jsonl",
+        "{\"id\":\"1\"}\n",
+    );
+    p.write(
+        "results/classified/fpb/smollm2-135m.jsonl",
+        "{\"id\":\"1\"}\n",
+    );
+    p.write("results/summaries/fpb.json", "{\"headline\": 0.5}\n");
+    p.write("results/training/smollm2-135m_fpb_lora-500.json", "{}\n");
+    p.write("data/prepared/fpb/test.jsonl", "{\"id\":\"1\"}\n");
+    // Not synced: a step checkpoint, raw data, a temporary file, smoke outputs, the API cache.
+    p.write(
+        "checkpoints/smollm2-135m/fpb/lora-500/step-000010/adapter_config.json",
+        "{}",
+    );
+    p.write("data/raw/fpb/test.jsonl", "{}\n");
+    p.write(&format!("{ADAPTER}/.bwb-tmp-1.json"), "{}");
+    p.write("results/smoke/summaries/fpb.json", "{}\n");
+    p.write("results/api-cache/x.json", "{}\n");
+    p
+}
+
+fn project(server: &HubServer) -> Project {
+    let p = Project::new();
+    let hf_home = p.path("hf-home");
+    p.set_env("HF_HOME", &hf_home.display().to_string())
+        .set_env("HF_ENDPOINT", &server.endpoint)
+        .set_env("HF_TOKEN", TOKEN)
+        .set_env("BWB_HUB_BACKOFF_MS", "10")
+}
+
+const SYNCED: [&str; 7] = [
+    "checkpoints/smollm2-135m/fpb/lora-500/adapter/adapter_config.json",
+    "checkpoints/smollm2-135m/fpb/lora-500/adapter/adapter_model.safetensors",
+    "data/prepared/fpb/test.jsonl",
+    "results/classified/fpb/smollm2-135m.jsonl",
+    "results/predictions/smollm2-135m/fpb/zero-shot/seed-0.jsonl",
+    "results/summaries/fpb.json",
+    "results/training/smollm2-135m_fpb_lora-500.json",
+];
+
+fn synced_files(root: &Path) -> Vec<(String, Vec<u8>)> {
+    SYNCED
+        .iter()
+        .map(|r| (r.to_string(), std::fs::read(root.join(r)).unwrap()))
+        .collect()
+}
+
+/// No violation, and the token in no body.
+fn clean(server: &HubServer) {
+    let hub = server.hub();
+    assert!(hub.violations.is_empty(), "{:#?}", hub.violations);
+    for b in &hub.bodies {
+        assert!(
+            !String::from_utf8_lossy(b).contains(TOKEN),
+            "the token was sent in a body"
+        );
+    }
+}
+
+#[test]
+fn up_then_down_restores_identical_files_and_a_second_up_commits_nothing() {
+    let server = sync_hub::start();
+    let a = outputs(&server);
+    let up = ["sync", "--direction", "up", "--repo", REPO];
+
+    // A dry run lists and sends nothing but the listing.
+    let out = a
+        .bwb(&["sync", "--direction", "up", "--repo", REPO, "--dry-run"])
+        .ok();
+    assert!(
+        out.stdout().contains("would upload 7 file(s)"),
+        "{}",
+        out.stdout()
+    );
+    assert!(server.hub().repos.is_empty());
+
+    let run = a.bwb(&[&["-v"][..], &up[..]].concat()).ok();
+    let text = format!("{}{}", run.stdout(), run.stderr());
+    assert!(!text.contains(TOKEN), "token in the output: {text}");
+    assert!(text.contains("uploaded 7 file(s)"), "{text}");
+    {
+        let hub = server.hub();
+        let repo = &hub.repos[REPO];
+        assert!(repo.private, "created private");
+        assert_eq!(repo.kind, "dataset");
+        assert_eq!(repo.commits.len(), 1);
+        let c = &repo.commits[0];
+        assert!(
+            c.summary.starts_with("bwb sync: 7 file(s)"),
+            "{}",
+            c.summary
+        );
+        assert!(c.description.contains("adapter_model.safetensors"));
+        let mut paths: Vec<&str> = c.files.iter().map(|(p, _)| p.as_str()).collect();
+        paths.sort();
+        assert_eq!(paths, SYNCED);
+        // Only the weights went through LFS, uploaded once.
+        let lfs: Vec<&str> = c
+            .files
+            .iter()
+            .filter(|f| f.1)
+            .map(|f| f.0.as_str())
+            .collect();
+        assert_eq!(lfs, [SYNCED[1]]);
+        assert_eq!(hub.lfs_puts, 1);
+        let stored = &repo.files[SYNCED[1]];
+        assert_eq!(
+            stored.content,
+            std::fs::read(a.path(SYNCED[1])).unwrap(),
+            "LFS content"
+        );
+    }
+    clean(&server);
+
+    // Nothing changed: no commit, no upload.
+    let again = a.bwb(&up).ok().stdout();
+    assert!(again.contains("nothing to commit"), "{again}");
+    assert!(again.contains("7 already up to date"), "{again}");
+    assert_eq!(server.hub().repos[REPO].commits.len(), 1);
+    assert_eq!(server.hub().lfs_puts, 1);
+
+    // A fresh project gets the same bytes at the same paths, and nothing else.
+    let b = project(&server);
+    let dry = b
+        .bwb(&["sync", "--direction", "down", "--repo", REPO, "--dry-run"])
+        .ok()
+        .stdout();
+    assert!(dry.contains("would download 7 file(s)"), "{dry}");
+    assert!(!b.path("results/summaries/fpb.json").exists());
+    b.bwb(&["sync", "--direction", "down", "--repo", REPO]).ok();
+    assert_eq!(synced_files(b.root()), synced_files(a.root()));
+    assert!(!b.path("data/raw").exists() && !b.path("results/api-cache").exists());
+
+    // One kind at a time: a changed summary goes up alone and comes down alone.
+    a.write("results/summaries/fpb.json", "{\"headline\": 0.75}\n");
+    a.bwb(&[
+        "sync",
+        "--what",
+        "predictions",
+        "--direction",
+        "up",
+        "--repo",
+        REPO,
+    ])
+    .ok();
+    assert_eq!(server.hub().repos[REPO].commits.len(), 1);
+    a.bwb(&[
+        "sync",
+        "--what",
+        "summaries",
+        "--direction",
+        "up",
+        "--repo",
+        REPO,
+    ])
+    .ok();
+    {
+        let hub = server.hub();
+        let c = &hub.repos[REPO].commits;
+        assert_eq!(c.len(), 2);
+        assert_eq!(
+            c[1].files,
+            [("results/summaries/fpb.json".to_string(), false)]
+        );
+    }
+    let down = b
+        .bwb(&["sync", "--direction", "down", "--repo", REPO])
+        .ok()
+        .stdout();
+    assert!(down.contains("downloaded 1 file(s)"), "{down}");
+    assert_eq!(
+        b.read("results/summaries/fpb.json"),
+        "{\"headline\": 0.75}\n"
+    );
+    assert_eq!(
+        snapshot(&b.path("checkpoints")),
+        snapshot(&a.path("checkpoints/smollm2-135m/fpb/lora-500/adapter"))
+            .into_iter()
+            .filter(|(p, _)| !p.starts_with('.'))
+            .map(|(p, c)| (format!("smollm2-135m/fpb/lora-500/adapter/{p}"), c))
+            .collect::<Vec<_>>()
+    );
+    clean(&server);
+}
+
+#[test]
+fn an_interrupted_up_converges_with_exactly_one_commit() {
+    let server = sync_hub::start();
+    let a = outputs(&server).set_env("BWB_HUB_MAX_ATTEMPTS", "2");
+    let up = ["sync", "--direction", "up", "--repo", REPO];
+    // Every commit attempt of the first run fails: it stops, after the LFS upload.
+    server.hub().fail_commits = 2;
+    let err = a.bwb(&up).fails(1);
+    assert!(err.contains("run the same `bwb sync` again"), "{err}");
+    assert!(err.contains("HTTP 500"), "{err}");
+    assert!(server.hub().repos[REPO].commits.is_empty());
+    assert_eq!(server.hub().lfs_puts, 1);
+    // The rerun commits once and does not upload the LFS object again.
+    a.bwb(&up).ok();
+    assert_eq!(server.hub().repos[REPO].commits.len(), 1);
+    assert_eq!(server.hub().lfs_puts, 1);
+    a.bwb(&up).ok();
+    assert_eq!(server.hub().repos[REPO].commits.len(), 1);
+
+    // A commit that lands but whose answer is lost is not made twice.
+    a.write("results/summaries/fpb.json", "{\"headline\": 0.9}\n");
+    server.hub().lose_commit_answers = 1;
+    a.bwb(&up).ok();
+    assert_eq!(server.hub().repos[REPO].commits.len(), 2);
+    clean(&server);
+}
+
+#[test]
+fn rate_limits_are_waited_out() {
+    let server = sync_hub::start();
+    let a = outputs(&server);
+    server.hub().throttle_preuploads = 1;
+    let started = std::time::Instant::now();
+    a.bwb(&["sync", "--direction", "up", "--repo", REPO]).ok();
+    assert!(
+        started.elapsed().as_secs_f64() >= 1.0,
+        "Retry-After: 1 honoured"
+    );
+    let hub = server.hub();
+    let preuploads = hub
+        .requests
+        .iter()
+        .filter(|(_, p)| p.contains("/preupload/"))
+        .count();
+    assert_eq!(preuploads, 2);
+    assert_eq!(hub.repos[REPO].commits.len(), 1);
+    drop(hub);
+    clean(&server);
+}
+
+#[test]
+fn bad_repo_ids_missing_tokens_and_missing_repos_are_one_line_errors() {
+    let server = sync_hub::start();
+    let p = project(&server);
+    let err = p
+        .bwb(&["sync", "--direction", "up", "--repo", "not a repo"])
+        .fails(1);
+    assert!(
+        err.contains("ORG/NAME") && err.contains("not a repo"),
+        "{err}"
+    );
+    let err = p.bwb(&["sync", "--direction", "up"]).fails(1);
+    assert!(
+        err.contains("--repo ORG/NAME") && err.contains("BWB_HUB_REPO"),
+        "{err}"
+    );
+    let err = p
+        .bwb(&["sync", "--direction", "down", "--repo", "me/never-made"])
+        .fails(1);
+    assert!(
+        err.contains("datasets/me/never-made") && err.contains("--repo"),
+        "{err}"
+    );
+
+    let mut no_token = Project::new();
+    no_token
+        .env
+        .push(("HF_HOME".into(), no_token.path("hf").display().to_string()));
+    no_token
+        .env
+        .push(("HF_ENDPOINT".into(), server.endpoint.clone()));
+    let err = no_token
+        .bwb(&["sync", "--direction", "up", "--repo", REPO])
+        .fails(1);
+    assert!(
+        err.contains("HF_TOKEN") && err.contains("huggingface-cli login"),
+        "{err}"
+    );
+    // $HF_HOME/token is read as huggingface_hub writes it.
+    std::fs::create_dir_all(no_token.path("hf")).unwrap();
+    std::fs::write(no_token.path("hf/token"), format!("{TOKEN}\n")).unwrap();
+    no_token
+        .bwb(&["sync", "--direction", "up", "--repo", REPO])
+        .ok();
+    // A wrong token is refused by the hub: one line, the token not in it.
+    let wrong = project(&server).set_env("HF_TOKEN", "hf_wrong_token");
+    let err = wrong
+        .bwb(&["sync", "--direction", "up", "--repo", REPO])
+        .fails(1);
+    assert!(err.contains("401") && err.contains("HF_TOKEN"), "{err}");
+    assert!(!err.contains("hf_wrong_token"), "{err}");
+}
