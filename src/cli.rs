@@ -268,6 +268,14 @@ pub struct TrainArgs {
     /// Stop with a checkpoint once N optimizer steps are done in total; rerun to continue
     #[arg(long, value_name = "N")]
     pub stop_at_step: Option<usize>,
+    /// Push each adapter once trained to its own private hub model repo,
+    /// ORG/bwb-<model>-<task>-<condition>, with a model card (needs HF_TOKEN and --hub-org).
+    /// Never in smoke runs
+    #[arg(long)]
+    pub auto_upload: bool,
+    /// The hub user or organisation --auto-upload pushes to [env: BWB_HUB_ORG]
+    #[arg(long, value_name = "ORG")]
+    pub hub_org: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -495,6 +495,7 @@ fn train_stage(settings: &Settings, plan: &RunPlan<'_>) -> Result<()> {
                         save_every: crate::train::DEFAULT_SAVE_EVERY,
                         stop_at_step: None,
                         tracker: &plan.tracker,
+                        upload: None,
                     },
                 )?;
             }

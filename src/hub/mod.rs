@@ -2,6 +2,7 @@
 //! (`sync.rs`), which mirrors a project's outputs into one hub repo and back. Downloads go
 //! through `hf-hub`, as `bwb download` does (`data/download.rs`).
 
+pub mod card;
 pub mod client;
 pub mod sync;
 

@@ -225,7 +225,7 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
 }
 
 /// The hub token, or an error saying how to provide one.
-fn token(hub: &HubSettings) -> Result<Token> {
+pub fn token(hub: &HubSettings) -> Result<Token> {
     hub.token.clone().map(Token::new).ok_or_else(|| {
         Error::Config(
             "no Hugging Face token: set HF_TOKEN (in the environment or .env) or run `huggingface-cli login`, which writes $HF_HOME/token; `bwb sync` needs a token with write access".into(),
@@ -284,10 +284,69 @@ fn changed<'a>(local: &'a [LocalFile], remote: &[RemoteFile]) -> Vec<&'a LocalFi
 fn up(paths: &Paths, client: &HubClient, opts: &SyncOptions) -> Result<SyncReport> {
     let whats = opts.what.expand();
     let local = local_files(paths, &whats)?;
+    let title = format!("bwb sync: {{n}} file(s) ({})", kinds_label(&whats));
+    push(client, &local, &title, opts)
+}
+
+/// Upload `files` (repo path, content) to a repo made with `client` (created, private
+/// unless `public`, when missing): only what differs, in one commit titled `title`.
+pub fn upload_files(
+    client: &HubClient,
+    files: Vec<(String, Vec<u8>)>,
+    title: &str,
+    public: bool,
+    retry: RetryPolicy,
+) -> Result<SyncReport> {
+    let local: Vec<LocalFile> = files
+        .into_iter()
+        .map(|(rel, bytes)| {
+            let (sha256, git_sha1) = hashes(&bytes);
+            LocalFile {
+                rel,
+                bytes,
+                sha256,
+                git_sha1,
+            }
+        })
+        .collect();
+    let opts = SyncOptions {
+        what: What::All,
+        direction: Direction::Up,
+        repo: client.repo.clone(),
+        dry_run: false,
+        public,
+        retry,
+    };
+    push(client, &local, title, &opts)
+}
+
+/// The client for `repo` of `kind` with the hub settings' endpoint and token.
+pub fn client(
+    hub: &HubSettings,
+    repo: &str,
+    kind: RepoKind,
+    retry: RetryPolicy,
+) -> Result<HubClient> {
+    super::check_repo_id(repo, "repo")?;
+    if hub.offline {
+        return Err(Error::Config(
+            "HF_HUB_OFFLINE is set: uploading needs the hub; unset HF_HUB_OFFLINE".into(),
+        ));
+    }
+    HubClient::new(&endpoint(hub), token(hub)?, repo, kind, retry)
+}
+
+/// `title`'s `{n}` becomes the number of files committed.
+fn push(
+    client: &HubClient,
+    local: &[LocalFile],
+    title: &str,
+    opts: &SyncOptions,
+) -> Result<SyncReport> {
     let remote = client.list()?;
     let exists = remote.is_some();
     let remote = remote.unwrap_or_default();
-    let todo = changed(&local, &remote);
+    let todo = changed(local, &remote);
     let mut report = SyncReport {
         transferred: todo.iter().map(|f| f.rel.clone()).collect(),
         unchanged: local.len() - todo.len(),
@@ -325,11 +384,7 @@ fn up(paths: &Paths, client: &HubClient, opts: &SyncOptions) -> Result<SyncRepor
     let lfs: Vec<&CommitFile> = files.iter().filter(|f| f.lfs).collect();
     report.lfs_uploaded = client.upload_lfs(&lfs)?;
 
-    let summary = format!(
-        "bwb sync: {} file(s) ({})",
-        files.len(),
-        kinds_label(&whats)
-    );
+    let summary = title.replace("{n}", &files.len().to_string());
     let description = files
         .iter()
         .map(|f| {

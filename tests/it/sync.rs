@@ -314,3 +314,68 @@ fn bad_repo_ids_missing_tokens_and_missing_repos_are_one_line_errors() {
     assert!(err.contains("401") && err.contains("HF_TOKEN"), "{err}");
     assert!(!err.contains("hf_wrong_token"), "{err}");
 }
+
+#[test]
+fn auto_upload_pushes_each_trained_adapter_with_a_model_card_but_never_from_smoke_runs() {
+    let server = sync_hub::start();
+    let p = crate::train::prepared_project();
+    let hf_home = p.path("hf-home").display().to_string();
+    let p = p
+        .set_env("HF_HOME", &hf_home)
+        .set_env("HF_ENDPOINT", &server.endpoint)
+        .set_env("HF_TOKEN", TOKEN);
+    let args = crate::train::train_args(&["--auto-upload", "--hub-org", "me"]);
+    let out = p.bwb(&args).ok().stdout();
+    assert!(out.contains("skipped in a smoke run"), "{out}");
+    assert!(server.hub().repos.is_empty());
+
+    // Forced (tests only): the finished adapter goes to its own model repo.
+    let p = p.set_env("BWB_AUTO_UPLOAD_SMOKE", "1");
+    let out = p.bwb(&args).ok().stdout();
+    let repo_id = "me/bwb-smoke-fpb-lora-500";
+    assert!(
+        out.contains(&format!("pushed 3 file(s) to {repo_id}")),
+        "{out}"
+    );
+    {
+        let hub = server.hub();
+        let repo = &hub.repos[repo_id];
+        assert_eq!(repo.kind, "model");
+        assert!(repo.private);
+        assert_eq!(repo.commits.len(), 1);
+        let ck = "checkpoints/smoke/smoke/fpb/lora-500/adapter";
+        for f in ["adapter_config.json", "adapter_model.safetensors"] {
+            assert_eq!(
+                repo.files[f].content,
+                std::fs::read(p.path(&format!("{ck}/{f}"))).unwrap(),
+                "{f}"
+            );
+        }
+        assert!(repo.files["adapter_model.safetensors"].lfs.is_some());
+        let card = String::from_utf8(repo.files["README.md"].content.clone()).unwrap();
+        for want in [
+            "library_name: peft",
+            "fpb",
+            "## Hyperparameters",
+            "| lr |",
+            "Best epoch",
+            "from_pretrained(\"me/bwb-smoke-fpb-lora-500\")",
+        ] {
+            assert!(card.contains(want), "{want:?} not in\n{card}");
+        }
+    }
+    // Again: the repo already holds it.
+    let out = p.bwb(&args).ok().stdout();
+    assert!(out.contains("already holds this adapter"), "{out}");
+    assert_eq!(server.hub().repos[repo_id].commits.len(), 1);
+    clean(&server);
+
+    // No org: a one-line error naming the flag, before anything trains.
+    let err = p
+        .bwb(&crate::train::train_args(&["--auto-upload"]))
+        .fails(1);
+    assert!(
+        err.contains("--hub-org ORG") && err.contains("BWB_HUB_ORG"),
+        "{err}"
+    );
+}

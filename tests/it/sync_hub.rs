@@ -214,7 +214,11 @@ async fn handle(
             json!({"url": format!("{}/datasets/{id}", ctx.endpoint)}),
         );
     }
-    if let Some(rest) = path.strip_prefix("/api/datasets/") {
+    let api = path
+        .strip_prefix("/api/datasets/")
+        .map(|r| ("dataset", r))
+        .or_else(|| path.strip_prefix("/api/models/").map(|r| ("model", r)));
+    if let Some((kind, rest)) = api {
         let parts: Vec<&str> = rest.splitn(5, '/').collect();
         if parts.len() < 4 {
             return reply(StatusCode::NOT_FOUND, json!({"error": "no route"}));
@@ -224,11 +228,19 @@ async fn handle(
         if rev != "main" {
             hub.violations.push(format!("{op} on revision {rev}"));
         }
-        if !hub.repos.contains_key(&id) {
-            return reply(
-                StatusCode::NOT_FOUND,
-                json!({"error": "Repository not found"}),
-            );
+        match hub.repos.get(&id).map(|r| r.kind.clone()) {
+            None => {
+                return reply(
+                    StatusCode::NOT_FOUND,
+                    json!({"error": "Repository not found"}),
+                )
+            }
+            Some(k) if k != kind => {
+                hub.violations
+                    .push(format!("the {kind} API used on the {k} repo {id}"));
+                return reply(StatusCode::NOT_FOUND, json!({"error": "wrong type"}));
+            }
+            Some(_) => {}
         }
         return match (op, method) {
             ("tree", Method::GET) => tree(&mut hub, &ctx, &id, uri.query().unwrap_or("")),
@@ -254,13 +266,17 @@ async fn handle(
         }
         return reply(StatusCode::OK, json!({"success": true}));
     }
-    if let Some(rest) = path.strip_prefix("/datasets/") {
-        if let Some((id, tail)) = rest.split_once(".git/info/lfs/objects/batch") {
-            if !tail.is_empty() || method != Method::POST {
-                return reply(StatusCode::NOT_FOUND, json!({}));
-            }
-            return lfs_batch(&mut hub, &ctx, id, &headers, &body);
+    if let Some(rest) = path.strip_suffix(".git/info/lfs/objects/batch") {
+        let id = rest
+            .strip_prefix("/datasets/")
+            .unwrap_or(rest.trim_start_matches('/'))
+            .to_string();
+        if method != Method::POST {
+            return reply(StatusCode::NOT_FOUND, json!({}));
         }
+        return lfs_batch(&mut hub, &ctx, &id, &headers, &body);
+    }
+    if let Some(rest) = path.strip_prefix("/datasets/") {
         if let Some((id, tail)) = rest.split_once("/resolve/") {
             let (rev, file) = tail.split_once('/').unwrap_or((tail, ""));
             return resolve(&hub, id, rev, file, &headers);
@@ -311,8 +327,9 @@ fn tree(hub: &mut Hub, ctx: &Ctx, id: &str, query: &str) -> Response {
     let mut resp = reply(StatusCode::OK, Value::Array(page));
     if cursor + hub.page < entries.len() {
         let next = format!(
-            "<{}/api/datasets/{id}/tree/main?recursive=true&expand=false&cursor={}>; rel=\"next\"",
+            "<{}/api/{}s/{id}/tree/main?recursive=true&expand=false&cursor={}>; rel=\"next\"",
             ctx.endpoint,
+            repo.kind,
             cursor + hub.page
         );
         resp.headers_mut().insert("link", next.parse().unwrap());

@@ -189,7 +189,7 @@ max_seq_length: 640
 
 const CK: &str = "checkpoints/smoke/smoke/fpb/lora-500";
 
-fn prepared_project() -> Project {
+pub(crate) fn prepared_project() -> Project {
     let p = Project::new();
     p.write("configs/training/smoke.yaml", RESUME_CFG);
     p.bwb(&["--smoke-test", "download", "--task", "fpb"]).ok();
@@ -197,7 +197,7 @@ fn prepared_project() -> Project {
     p
 }
 
-fn train_args(extra: &[&'static str]) -> Vec<&'static str> {
+pub(crate) fn train_args(extra: &[&'static str]) -> Vec<&'static str> {
     let mut v = vec![
         "--smoke-test",
         "train",
