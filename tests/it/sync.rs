@@ -379,3 +379,68 @@ fn auto_upload_pushes_each_trained_adapter_with_a_model_card_but_never_from_smok
         "{err}"
     );
 }
+
+/// `scripts/pin-caches.sh` (what ./start.sh runs) in `dir`, with only `env` set.
+fn pin_caches(dir: &Path, env: &[(&str, &str)]) -> String {
+    let script = Path::new(crate::common::REPO).join("scripts/pin-caches.sh");
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(dir.join(".env")).unwrap()
+}
+
+#[test]
+fn a_fresh_pod_gets_back_to_the_same_state_with_start_sh_then_sync_down() {
+    let server = sync_hub::start();
+    let a = outputs(&server);
+    a.bwb(&["sync", "--direction", "up", "--repo", REPO]).ok();
+
+    // The fresh pod: start.sh pins the caches inside the repository, in .env.
+    let mut b = Project::new();
+    let root = b.root().to_path_buf();
+    let env = pin_caches(&root, &[]);
+    let hf_home = format!("HF_HOME={}/.cache/huggingface", root.display());
+    let quant = format!("BWB_CACHE_DIR={}/.cache/bwb/quantized", root.display());
+    assert_eq!(
+        env.lines().collect::<Vec<_>>(),
+        [hf_home.as_str(), quant.as_str()]
+    );
+    assert_eq!(pin_caches(&root, &[]), env, "a rerun changes nothing");
+    // Moved checkout: the paths start.sh wrote follow it; a user's own value is kept.
+    std::fs::write(
+        root.join(".env"),
+        "HF_HOME=/old/mount/.cache/huggingface\nBWB_CACHE_DIR=/mine\n",
+    )
+    .unwrap();
+    let moved = pin_caches(&root, &[]);
+    assert!(
+        moved.contains(&hf_home) && moved.contains("BWB_CACHE_DIR=/mine"),
+        "{moved}"
+    );
+    assert!(!moved.contains("/old/mount"), "{moved}");
+    std::fs::remove_file(root.join(".env")).unwrap();
+    // Set in the environment: left alone.
+    let kept = pin_caches(&root, &[("HF_HOME", "/elsewhere")]);
+    assert!(!kept.contains("HF_HOME"), "{kept}");
+    assert!(kept.contains(&quant), "{kept}");
+    std::fs::write(root.join(".env"), format!("{env}HF_TOKEN={TOKEN}\n")).unwrap();
+
+    b.env.push(("HF_ENDPOINT".into(), server.endpoint.clone()));
+    b.bwb(&["sync", "--direction", "down", "--repo", REPO]).ok();
+    assert_eq!(synced_files(b.root()), synced_files(a.root()));
+    // hf-hub's cache is the one inside the repository.
+    assert!(b
+        .path(".cache/huggingface/hub/datasets--me--bwb-artifacts")
+        .is_dir());
+    clean(&server);
+}
