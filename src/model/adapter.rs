@@ -105,6 +105,7 @@ pub fn check_base(dir: &Path, spec: &str, configs: &Configs) -> Result<()> {
         return Ok(());
     };
     let same = named.id == spec
+        || named.hf_repo.as_deref() == Some(spec)
         || configs
             .models
             .get(spec)
@@ -286,6 +287,7 @@ mod tests {
             write_cfg(d.path(), base);
             assert_eq!(base_config(base, &c).unwrap().id, "smollm2-135m");
             check_base(d.path(), "smollm2-135m", &c).unwrap();
+            check_base(d.path(), "HuggingFaceTB/SmolLM2-135M-Instruct", &c).unwrap();
             let e = check_base(d.path(), "qwen3-8b", &c)
                 .unwrap_err()
                 .to_string();
