@@ -1,10 +1,7 @@
 //! `bwb sync`: mirror the project's outputs into a hub dataset repo, or restore them.
 
-use std::time::Duration;
-
 use anyhow::Result;
 
-use crate::backend::api::RetryPolicy;
 use crate::cli::SyncArgs;
 use crate::error::Error;
 use crate::hub::sync::{self, Direction, SyncOptions};
@@ -24,13 +21,7 @@ pub fn sync(settings: &Settings, args: &SyncArgs) -> Result<()> {
                 )
             })?,
     };
-    let mut retry = RetryPolicy::default();
-    if let Some((n, _)) = settings.env.parse::<u32>("BWB_HUB_MAX_ATTEMPTS")? {
-        retry.max_attempts = n.max(1);
-    }
-    if let Some((ms, _)) = settings.env.parse::<u64>("BWB_HUB_BACKOFF_MS")? {
-        retry.base = Duration::from_millis(ms);
-    }
+    let retry = settings.hub_retry()?;
     let opts = SyncOptions {
         what: args.what,
         direction: args.direction,

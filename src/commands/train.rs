@@ -69,14 +69,10 @@ fn auto_upload(settings: &Settings, args: &TrainArgs) -> Result<Option<AutoUploa
     };
     crate::hub::check_repo_id(&format!("{org}/bwb"), "--hub-org")?;
     crate::hub::sync::token(&settings.hub)?;
-    let mut retry = crate::backend::api::RetryPolicy::default();
-    if let Some((n, _)) = settings.env.parse::<u32>("BWB_HUB_MAX_ATTEMPTS")? {
-        retry.max_attempts = n.max(1);
-    }
-    if let Some((ms, _)) = settings.env.parse::<u64>("BWB_HUB_BACKOFF_MS")? {
-        retry.base = std::time::Duration::from_millis(ms);
-    }
-    Ok(Some(AutoUpload { org, retry }))
+    Ok(Some(AutoUpload {
+        org,
+        retry: settings.hub_retry()?,
+    }))
 }
 
 /// The repo an adapter goes to: `<org>/bwb-<model>-<task>-<condition>`, characters the hub
