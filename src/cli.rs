@@ -65,8 +65,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Score predictions, classify errors and write summaries
     Classify(ClassifyArgs),
-    /// Build dashboard data and the static site
-    Dashboard,
+    /// Build dashboard data and the static site (and publish it to a static hub Space)
+    Dashboard(DashboardArgs),
     /// Run every stage in order for the given models × tasks × conditions
     Run(RunArgs),
     /// Generate completions from a local model
@@ -84,6 +84,17 @@ pub enum Command {
     /// Benchmarks (not tests): throughput of the engine
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DashboardArgs {
+    /// Also upload the site to this static Hugging Face Space, ORG/SPACE (created private when
+    /// missing; only changed files are committed). Needs HF_TOKEN
+    #[arg(long, value_name = "ORG/SPACE")]
+    pub publish: Option<String>,
+    /// With --publish: create the Space public instead of private
+    #[arg(long, requires = "publish")]
+    pub public: bool,
 }
 
 /// `bwb sync`. Also from the environment only: BWB_HUB_MAX_ATTEMPTS (attempts per hub

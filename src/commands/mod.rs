@@ -60,7 +60,7 @@ fn dispatch(settings: &Settings, command: Command, tracker: &Tracker) -> Result<
         Command::Classify(args) => {
             report::classify(settings, &args.task, args.seeds, &args.exec, tracker)
         }
-        Command::Dashboard => report::dashboard(settings),
+        Command::Dashboard(args) => report::dashboard(settings, &args),
         Command::Run(args) => report::run(settings, &args, tracker),
         Command::Generate(args) => generate::generate(settings, &args),
         Command::Export(args) => export::export(settings, &args),

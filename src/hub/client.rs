@@ -48,6 +48,8 @@ impl std::fmt::Debug for Token {
 pub enum RepoKind {
     Model,
     Dataset,
+    /// A static Space (`sdk: static`): HTML served as is.
+    Space,
 }
 
 impl RepoKind {
@@ -55,6 +57,7 @@ impl RepoKind {
         match self {
             Self::Model => "model",
             Self::Dataset => "dataset",
+            Self::Space => "space",
         }
     }
     /// The prefix of its URLs on the hub (`datasets/` or none).
@@ -62,6 +65,7 @@ impl RepoKind {
         match self {
             Self::Model => "",
             Self::Dataset => "datasets/",
+            Self::Space => "spaces/",
         }
     }
 }
@@ -310,6 +314,9 @@ impl HubClient {
         let mut body = json!({"name": name, "private": private, "type": self.kind.name()});
         if !org.is_empty() {
             body["organization"] = json!(org);
+        }
+        if self.kind == RepoKind::Space {
+            body["sdk"] = json!("static");
         }
         let url = format!("{}/api/repos/create", self.endpoint);
         let resp = self

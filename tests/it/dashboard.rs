@@ -16,7 +16,7 @@ use crate::common::Project;
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// Metric bars, metric vs cost, latency, TCO.
 const CHARTS_PER_TASK: usize = 4;
-const TASKS: [(&str, &str); 2] = [("banking77", "accuracy"), ("fpb", "macro_f1")];
+pub(crate) const TASKS: [(&str, &str); 2] = [("banking77", "accuracy"), ("fpb", "macro_f1")];
 const MODELS: [(&str, &str); 3] = [
     ("gemma3-4b", "local"),
     ("qwen3-8b", "local"),
@@ -136,7 +136,7 @@ fn summary(task: &str, metric: &str, model: &str, kind: &str, condition: &str) -
 }
 
 /// Every model × condition of every task in `tasks`.
-fn all_summaries(tasks: &[(&str, &str)]) -> Vec<Value> {
+pub(crate) fn all_summaries(tasks: &[(&str, &str)]) -> Vec<Value> {
     let mut out = Vec::new();
     for (task, metric) in tasks {
         for (model, kind) in MODELS {
@@ -154,7 +154,7 @@ fn all_summaries(tasks: &[(&str, &str)]) -> Vec<Value> {
 }
 
 /// Write summaries as results/summaries/<n>.json under `root` (smoke: results/smoke/…).
-fn write_summaries(root: &Path, smoke: bool, summaries: &[Value]) -> PathBuf {
+pub(crate) fn write_summaries(root: &Path, smoke: bool, summaries: &[Value]) -> PathBuf {
     let dir = Paths::new(root, smoke).results().join("summaries");
     std::fs::create_dir_all(&dir).unwrap();
     for (i, s) in summaries.iter().enumerate() {

@@ -444,3 +444,43 @@ fn a_fresh_pod_gets_back_to_the_same_state_with_start_sh_then_sync_down() {
         .is_dir());
     clean(&server);
 }
+
+#[test]
+fn dashboard_publish_uploads_the_static_site_to_a_space() {
+    let server = sync_hub::start();
+    let p = project(&server);
+    crate::dashboard::write_summaries(
+        p.root(),
+        false,
+        &crate::dashboard::all_summaries(&crate::dashboard::TASKS),
+    );
+    let out = p
+        .bwb(&["dashboard", "--publish", "me/bwb-board"])
+        .ok()
+        .stdout();
+    assert!(out.contains("published"), "{out}");
+    {
+        let hub = server.hub();
+        let space = &hub.repos["me/bwb-board"];
+        assert_eq!(space.kind, "space");
+        assert!(space.private);
+        assert_eq!(space.commits.len(), 1);
+        let readme = String::from_utf8_lossy(&space.files["README.md"].content).into_owned();
+        assert!(readme.contains("sdk: static") && readme.contains("app_file: index.html"));
+        for f in ["index.html", "data.js", "app.js", "vendor/chart.umd.min.js"] {
+            assert_eq!(
+                space.files[f].content,
+                std::fs::read(p.path(&format!("site/{f}"))).unwrap(),
+                "{f}"
+            );
+        }
+    }
+    // The same site again: nothing published.
+    let out = p
+        .bwb(&["dashboard", "--publish", "me/bwb-board"])
+        .ok()
+        .stdout();
+    assert!(out.contains("nothing published"), "{out}");
+    assert_eq!(server.hub().repos["me/bwb-board"].commits.len(), 1);
+    clean(&server);
+}

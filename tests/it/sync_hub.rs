@@ -191,6 +191,10 @@ async fn handle(
             );
         }
         let kind = v["type"].as_str().unwrap_or("model").to_string();
+        if kind == "space" && v["sdk"] != "static" {
+            hub.violations
+                .push(format!("space created with sdk {}", v["sdk"]));
+        }
         let private = v["private"].as_bool().unwrap_or(false);
         let mut files = BTreeMap::new();
         files.insert(
@@ -217,7 +221,8 @@ async fn handle(
     let api = path
         .strip_prefix("/api/datasets/")
         .map(|r| ("dataset", r))
-        .or_else(|| path.strip_prefix("/api/models/").map(|r| ("model", r)));
+        .or_else(|| path.strip_prefix("/api/models/").map(|r| ("model", r)))
+        .or_else(|| path.strip_prefix("/api/spaces/").map(|r| ("space", r)));
     if let Some((kind, rest)) = api {
         let parts: Vec<&str> = rest.splitn(5, '/').collect();
         if parts.len() < 4 {
@@ -269,6 +274,7 @@ async fn handle(
     if let Some(rest) = path.strip_suffix(".git/info/lfs/objects/batch") {
         let id = rest
             .strip_prefix("/datasets/")
+            .or_else(|| rest.strip_prefix("/spaces/"))
             .unwrap_or(rest.trim_start_matches('/'))
             .to_string();
         if method != Method::POST {
