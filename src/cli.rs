@@ -399,6 +399,11 @@ pub struct ExperimentsArgs {
     /// Check the file and print the plan (experiments, examples, tokens, cost); send nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Then push the results and summaries (results/experiments/, results/summaries/) to this
+    /// hub dataset repo, ORG/NAME, as `bwb sync --what summaries --direction up` does (created
+    /// private when missing; only changed files are committed). Needs HF_TOKEN
+    #[arg(long, value_name = "ORG/NAME")]
+    pub upload_hf: Option<String>,
     /// Local: prompts per generate call
     #[arg(long, default_value_t = crate::eval::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,

@@ -37,6 +37,11 @@ pub fn experiments(settings: &Settings, args: &ExperimentsArgs, tracker: &Tracke
     )?;
     let est = plan::estimate(&plans, &settings.paths)?;
     plan::print_plan(&est);
+    // Checked before anything runs, so a long run does not end in a configuration error.
+    if let Some(repo) = &args.upload_hf {
+        crate::hub::check_repo_id(repo, "--upload-hf")?;
+        crate::hub::sync::token(&settings.hub)?;
+    }
     if args.dry_run {
         println!(
             "dry run: {} checked, nothing sent",
@@ -140,6 +145,9 @@ pub fn experiments(settings: &Settings, args: &ExperimentsArgs, tracker: &Tracke
             tracing::warn!("{}", report.line());
         }
     }
+    if let Some(repo) = &args.upload_hf {
+        upload(settings, repo)?;
+    }
     if !failed.is_empty() {
         bail!(
             "{} of {} experiments failed: {}; fix the cause and run again (finished examples are kept)",
@@ -147,6 +155,31 @@ pub fn experiments(settings: &Settings, args: &ExperimentsArgs, tracker: &Tracke
             plans.len(),
             failed.join(", ")
         );
+    }
+    Ok(())
+}
+
+/// `--upload-hf`: the experiments' results and the summaries to a hub dataset repo.
+fn upload(settings: &Settings, repo: &str) -> Result<()> {
+    use crate::hub::sync::{self, Direction, SyncOptions, What};
+    let opts = SyncOptions {
+        what: What::Summaries,
+        direction: Direction::Up,
+        repo: repo.to_string(),
+        dry_run: false,
+        public: false,
+        retry: settings.hub_retry()?,
+    };
+    let report = sync::sync(&settings.paths, &settings.hub, &opts).with_context(|| {
+        format!("--upload-hf {repo} (the results are kept: `bwb sync --what summaries --direction up --repo {repo}` retries the upload)")
+    })?;
+    match report.commit {
+        Some(c) => println!(
+            "uploaded {} file(s) to datasets/{repo} ({} unchanged): {c}",
+            report.transferred.len(),
+            report.unchanged
+        ),
+        None => println!("datasets/{repo} already holds these results; nothing uploaded"),
     }
     Ok(())
 }
