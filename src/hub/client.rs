@@ -462,13 +462,8 @@ impl HubClient {
             ))
         })?;
         let headers = action_headers(action);
-        if headers.iter().any(|(k, _)| k == "chunk_size") {
-            return Err(Error::Download(format!(
-                "hub LFS upload for {}: {} ({} bytes) needs a multipart upload, which bwb does not do; upload it with `huggingface-cli upload`",
-                self.label(),
-                f.path,
-                f.content.len()
-            )));
+        if let Some((_, chunk)) = headers.iter().find(|(k, _)| k == "chunk_size") {
+            return self.lfs_multipart(f, href, chunk, &headers);
         }
         // The storage URL is not the hub: no token goes there.
         let resp = self
@@ -482,6 +477,76 @@ impl HubClient {
             .map_err(|e| self.transport("LFS upload", e))?;
         if !resp.status().is_success() {
             return Err(self.failed(&format!("LFS upload of {}", f.path), resp));
+        }
+        Ok(())
+    }
+
+    /// A large object in parts, as the hub asks with `chunk_size` and numbered part URLs in
+    /// the upload action's header: PUT each part (no token: storage URLs), then POST the parts'
+    /// ETags to the action's href to complete it.
+    fn lfs_multipart(
+        &self,
+        f: &CommitFile,
+        href: &str,
+        chunk: &str,
+        headers: &[(String, String)],
+    ) -> Result<()> {
+        let bad = |m: String| {
+            Error::Download(format!(
+                "hub LFS upload for {}: {}: {m}",
+                self.label(),
+                f.path
+            ))
+        };
+        let chunk: usize = chunk
+            .parse()
+            .ok()
+            .filter(|&c| c > 0)
+            .ok_or_else(|| bad(format!("chunk_size `{chunk}` is not a positive number")))?;
+        let mut parts: Vec<(u32, &str)> = headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.parse::<u32>().ok()?, v.as_str())))
+            .collect();
+        parts.sort();
+        if parts.len() != f.content.len().div_ceil(chunk) {
+            return Err(bad(format!(
+                "{} part URLs for {} bytes in chunks of {chunk}",
+                parts.len(),
+                f.content.len()
+            )));
+        }
+        let mut etags = Vec::with_capacity(parts.len());
+        for (i, (_, url)) in parts.iter().enumerate() {
+            let end = ((i + 1) * chunk).min(f.content.len());
+            let body = f.content[i * chunk..end].to_vec();
+            let resp = self
+                .send("LFS part upload", true, &|| {
+                    self.http.put(*url).body(body.clone())
+                })
+                .map_err(|e| self.transport("LFS part upload", e))?;
+            if !resp.status().is_success() {
+                return Err(self.failed(&format!("LFS part {} of {}", i + 1, f.path), resp));
+            }
+            let etag = resp
+                .headers()
+                .get("etag")
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| bad(format!("part {} came back without an ETag", i + 1)))?;
+            etags.push(json!({"partNumber": i + 1, "etag": etag}));
+        }
+        let body = json!({"oid": f.sha256, "parts": etags});
+        let resp = self
+            .send("LFS multipart completion", true, &|| {
+                self.http
+                    .post(href)
+                    .header("Accept", "application/vnd.git-lfs+json")
+                    .header("Content-Type", "application/vnd.git-lfs+json")
+                    .body(body.to_string())
+            })
+            .map_err(|e| self.transport("LFS multipart completion", e))?;
+        if !resp.status().is_success() {
+            return Err(self.failed(&format!("LFS multipart completion of {}", f.path), resp));
         }
         Ok(())
     }

@@ -484,3 +484,22 @@ fn dashboard_publish_uploads_the_static_site_to_a_space() {
     assert_eq!(server.hub().repos["me/bwb-board"].commits.len(), 1);
     clean(&server);
 }
+
+#[test]
+fn large_lfs_objects_go_up_in_parts_when_the_hub_asks() {
+    let server = sync_hub::start();
+    server.hub().multipart_chunk = Some(30_000);
+    let a = outputs(&server);
+    a.bwb(&["sync", "--direction", "up", "--repo", REPO]).ok();
+    {
+        let hub = server.hub();
+        // 70,000 bytes in parts of 30,000.
+        assert_eq!(hub.parts.len(), 3);
+        assert_eq!(hub.lfs_puts, 1);
+        assert_eq!(hub.repos[REPO].commits.len(), 1);
+    }
+    let b = project(&server);
+    b.bwb(&["sync", "--direction", "down", "--repo", REPO]).ok();
+    assert_eq!(synced_files(b.root()), synced_files(a.root()));
+    clean(&server);
+}

@@ -61,6 +61,10 @@ pub struct Hub {
     pub throttle_preuploads: usize,
     /// Entries per tree page.
     pub page: usize,
+    /// Objects larger than this are uploaded in parts of this size (multipart).
+    pub multipart_chunk: Option<usize>,
+    /// Parts received, by (oid, part number).
+    pub parts: HashMap<(String, usize), Vec<u8>>,
 }
 
 pub struct HubServer {
@@ -167,6 +171,57 @@ async fn handle(
         }
         hub.lfs_puts += 1;
         hub.lfs.insert(oid.to_string(), body.to_vec());
+        return reply(StatusCode::OK, json!({}));
+    }
+    if let Some(rest) = path.strip_prefix("/lfs-part/") {
+        if auth.is_some() {
+            hub.violations
+                .push("Authorization sent to an LFS part URL".into());
+        }
+        let (oid, n) = rest.split_once('/').unwrap_or((rest, "0"));
+        let n: usize = n.parse().unwrap_or(0);
+        hub.parts.insert((oid.to_string(), n), body.to_vec());
+        let mut r = reply(StatusCode::OK, json!({}));
+        r.headers_mut()
+            .insert("etag", format!("\"etag-{n}\"").parse().unwrap());
+        return r;
+    }
+    if let Some(oid) = path.strip_prefix("/lfs-complete/") {
+        if auth.is_some() {
+            hub.violations
+                .push("Authorization sent to the LFS completion URL".into());
+        }
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if v["oid"] != oid {
+            hub.violations
+                .push(format!("completion names {}", v["oid"]));
+        }
+        let mut whole = Vec::new();
+        for (i, part) in v["parts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let n = i + 1;
+            if part["partNumber"] != n || part["etag"] != format!("\"etag-{n}\"") {
+                hub.violations.push(format!("completion part {part}"));
+            }
+            whole.extend(
+                hub.parts
+                    .get(&(oid.to_string(), n))
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+        }
+        if sha256(&whole) != oid {
+            hub.violations
+                .push(format!("the parts of {oid} do not hash to it"));
+            return reply(StatusCode::BAD_REQUEST, json!({"error": "bad parts"}));
+        }
+        hub.lfs_puts += 1;
+        hub.lfs.insert(oid.to_string(), whole);
         return reply(StatusCode::OK, json!({}));
     }
     if auth.as_deref() != Some(&format!("Bearer {TOKEN}")) {
@@ -401,6 +456,19 @@ fn lfs_batch(hub: &mut Hub, ctx: &Ctx, id: &str, headers: &HeaderMap, body: &[u8
         }
         if hub.lfs.contains_key(&oid) {
             objects.push(json!({"oid": oid, "size": size}));
+        } else if let Some(chunk) = hub.multipart_chunk.filter(|&c| size as usize > c) {
+            let mut header = serde_json::Map::new();
+            header.insert("chunk_size".into(), json!(chunk.to_string()));
+            for n in 1..=(size as usize).div_ceil(chunk) {
+                header.insert(
+                    format!("{n:05}"),
+                    json!(format!("{}/lfs-part/{oid}/{n}", ctx.endpoint)),
+                );
+            }
+            objects.push(json!({"oid": oid, "size": size, "actions": {
+                "upload": {"href": format!("{}/lfs-complete/{oid}", ctx.endpoint), "header": header},
+                "verify": {"href": format!("{}/lfs-verify/{oid}", ctx.endpoint), "header": {}},
+            }}));
         } else {
             objects.push(
                 json!({"oid": oid, "size": size, "authenticated": true, "actions": {
