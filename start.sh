@@ -72,6 +72,9 @@ else
   cp .env.example .env
 fi
 
+# The repository is the persistence boundary: caches go to .cache/ inside it (pinned in .env).
+source scripts/pin-caches.sh
+
 if [[ $smoke -eq 0 ]]; then
   echo "==> Done (smoke pipeline skipped: --no-smoke)"
   exit 0
@@ -92,4 +95,5 @@ echo "==> Smoke: generating with the trained adapter (bwb --smoke-test generate 
 "$bwb" --smoke-test generate --model smoke --adapter checkpoints/smoke/smoke/fpb/lora-500/adapter \
   --max-new-tokens 8 --json --prompt "Operating profit rose to EUR 13.1 mn."
 
+echo "==> A fresh pod gets back to where this one was with: ./start.sh, then bwb sync --direction down --repo ORG/NAME"
 echo "==> Done: smoke outputs are under data/smoke/, checkpoints/smoke/, results/smoke/ and dashboard-data/smoke/; open site/smoke/index.html"

@@ -65,8 +65,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Score predictions, classify errors and write summaries
     Classify(ClassifyArgs),
-    /// Build dashboard data and the static site
-    Dashboard,
+    /// Build dashboard data and the static site (and publish it to a static hub Space)
+    Dashboard(DashboardArgs),
     /// Run every stage in order for the given models × tasks × conditions
     Run(RunArgs),
     /// Generate completions from a local model
@@ -78,9 +78,45 @@ pub enum Command {
     /// Run the context benchmark's experiments file (QA, retrieval, summarization datasets
     /// against API and local models)
     Experiments(ExperimentsArgs),
+    /// Mirror the project's outputs (adapters, predictions, summaries, training records,
+    /// prepared data) into a private Hugging Face hub dataset repo, or restore them from it
+    Sync(SyncArgs),
     /// Benchmarks (not tests): throughput of the engine
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DashboardArgs {
+    /// Also upload the site to this static Hugging Face Space, ORG/SPACE (created private when
+    /// missing; only changed files are committed). Needs HF_TOKEN
+    #[arg(long, value_name = "ORG/SPACE")]
+    pub publish: Option<String>,
+    /// With --publish: create the Space public instead of private
+    #[arg(long, requires = "publish")]
+    pub public: bool,
+}
+
+/// `bwb sync`. Also from the environment only: BWB_HUB_MAX_ATTEMPTS (attempts per hub
+/// request, default 8) and BWB_HUB_BACKOFF_MS (first backoff, default 500).
+#[derive(Debug, Clone, Args)]
+pub struct SyncArgs {
+    /// What to sync: each kind lives at the same path locally and in the repo
+    #[arg(long, value_enum, default_value = "all")]
+    pub what: crate::hub::sync::What,
+    /// up: commit new or changed local files to the repo (one commit, nothing if nothing
+    /// changed); down: restore the repo's files into this project
+    #[arg(long, value_enum)]
+    pub direction: crate::hub::sync::Direction,
+    /// The hub dataset repo, ORG/NAME (created private on the first up) [env: BWB_HUB_REPO]
+    #[arg(long, value_name = "ORG/NAME")]
+    pub repo: Option<String>,
+    /// List what would be uploaded or downloaded; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Create the repo public instead of private (only when up creates it)
+    #[arg(long)]
+    pub public: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -243,6 +279,14 @@ pub struct TrainArgs {
     /// Stop with a checkpoint once N optimizer steps are done in total; rerun to continue
     #[arg(long, value_name = "N")]
     pub stop_at_step: Option<usize>,
+    /// Push each adapter once trained to its own private hub model repo,
+    /// ORG/bwb-<model>-<task>-<condition>, with a model card (needs HF_TOKEN and --hub-org).
+    /// Never in smoke runs
+    #[arg(long)]
+    pub auto_upload: bool,
+    /// The hub user or organisation --auto-upload pushes to [env: BWB_HUB_ORG]
+    #[arg(long, value_name = "ORG")]
+    pub hub_org: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -362,6 +406,11 @@ pub struct ExperimentsArgs {
     /// The LangSmith project [env: LANGSMITH_PROJECT] [default: bwb]
     #[arg(long, value_name = "NAME")]
     pub langsmith_project: Option<String>,
+    /// Then push the results and summaries (results/experiments/, results/summaries/) to this
+    /// hub dataset repo, ORG/NAME, as `bwb sync --what summaries --direction up` does (created
+    /// private when missing; only changed files are committed). Needs HF_TOKEN
+    #[arg(long, value_name = "ORG/NAME")]
+    pub upload_hf: Option<String>,
     /// Local: prompts per generate call
     #[arg(long, default_value_t = crate::eval::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,

@@ -17,6 +17,7 @@ pub mod eval;
 pub mod exec;
 pub mod experiments;
 pub mod fsutil;
+pub mod hub;
 pub mod kernels;
 pub mod logging;
 pub mod metrics;

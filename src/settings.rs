@@ -398,6 +398,19 @@ impl Settings {
     pub fn api(&self, args: &ApiArgs) -> Result<ApiOptions> {
         resolve_api(args, &self.env, &self.paths)
     }
+
+    /// How hub uploads (`bwb sync`, `--auto-upload`) retry: `BWB_HUB_MAX_ATTEMPTS` and
+    /// `BWB_HUB_BACKOFF_MS` over the API client's defaults.
+    pub fn hub_retry(&self) -> Result<RetryPolicy> {
+        let mut retry = RetryPolicy::default();
+        if let Some((n, _)) = self.env.parse::<u32>("BWB_HUB_MAX_ATTEMPTS")? {
+            retry.max_attempts = n.max(1);
+        }
+        if let Some((ms, _)) = self.env.parse::<u64>("BWB_HUB_BACKOFF_MS")? {
+            retry.base = Duration::from_millis(ms);
+        }
+        Ok(retry)
+    }
 }
 
 /// `--device` (default: a GPU when built with CUDA and one is present) and `--dtype`

@@ -195,6 +195,7 @@ fn local_backend(
         .find(|(c, _)| *c == cond)
         .map(|(_, d)| d.clone())
         .ok_or_else(|| anyhow::anyhow!("adapter for {} not checked", cond.name()))?;
+    adapter::check_base(&dir, plan.model, &settings.configs)?;
     let lora = adapter::load(&dir, &plan.engine.device.open()?)?;
     let m = load(Some(lora))
         .with_context(|| format!("loading the {} adapter {}", cond.name(), dir.display()))?;

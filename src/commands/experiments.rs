@@ -32,6 +32,11 @@ pub fn experiments(settings: &Settings, args: &ExperimentsArgs, tracker: &Tracke
         args.langsmith,
         args.langsmith_project.as_deref(),
     )?;
+    // Checked before anything runs, so a long run does not end in a configuration error.
+    if let Some(repo) = &args.upload_hf {
+        crate::hub::check_repo_id(repo, "--upload-hf")?;
+        crate::hub::sync::token(&settings.hub)?;
+    }
     if args.dry_run {
         println!(
             "dry run: {} checked, nothing sent",
@@ -83,7 +88,14 @@ pub fn experiments(settings: &Settings, args: &ExperimentsArgs, tracker: &Tracke
             trace_experiment(ls, d);
         }
     }
-    report(settings, tracker, own, plans.len(), results)
+    report(
+        settings,
+        tracker,
+        own,
+        plans.len(),
+        results,
+        args.upload_hf.as_deref(),
+    )
 }
 
 /// Every selected experiment checked: the plan of the valid ones printed, then each bad
@@ -174,6 +186,7 @@ fn report(
     own_tracker: bool,
     total: usize,
     mut results: Vec<(String, Result<run::Done>)>,
+    upload_hf: Option<&str>,
 ) -> Result<()> {
     if results.len() == 1 && results[0].1.is_err() {
         let (id, r) = results.remove(0);
@@ -206,6 +219,9 @@ fn report(
             tracing::warn!("{}", report.line());
         }
     }
+    if let Some(repo) = upload_hf {
+        upload(settings, repo)?;
+    }
     if !failed.is_empty() {
         bail!(
             "{} of {} experiments failed: {}; fix the cause and run again (finished examples are kept)",
@@ -213,6 +229,31 @@ fn report(
             total,
             failed.join(", ")
         );
+    }
+    Ok(())
+}
+
+/// `--upload-hf`: the experiments' results and the summaries to a hub dataset repo.
+fn upload(settings: &Settings, repo: &str) -> Result<()> {
+    use crate::hub::sync::{self, Direction, SyncOptions, What};
+    let opts = SyncOptions {
+        what: What::Summaries,
+        direction: Direction::Up,
+        repo: repo.to_string(),
+        dry_run: false,
+        public: false,
+        retry: settings.hub_retry()?,
+    };
+    let report = sync::sync(&settings.paths, &settings.hub, &opts).with_context(|| {
+        format!("--upload-hf {repo} (the results are kept: `bwb sync --what summaries --direction up --repo {repo}` retries the upload)")
+    })?;
+    match report.commit {
+        Some(c) => println!(
+            "uploaded {} file(s) to datasets/{repo} ({} unchanged): {c}",
+            report.transferred.len(),
+            report.unchanged
+        ),
+        None => println!("datasets/{repo} already holds these results; nothing uploaded"),
     }
     Ok(())
 }
@@ -311,9 +352,15 @@ fn metrics_of(s: &serde_json::Value, prefix: &str, out: &mut Vec<(String, f64)>)
     put("avg_output_tokens", &s["tokens"]["avg_output_tokens"]);
     put("cost_total_usd", &s["cost"]["total_usd"]);
     put("cost_mean_usd", &s["cost"]["mean_usd"]);
-    put("compression_ratio", &s["compression"]["compression_ratio"]["mean"]);
+    put(
+        "compression_ratio",
+        &s["compression"]["compression_ratio"]["mean"],
+    );
     put("token_reduction", &s["compression"]["token_reduction"]);
-    put("compression_latency_ms", &s["compression"]["latency_ms"]["mean"]);
+    put(
+        "compression_latency_ms",
+        &s["compression"]["latency_ms"]["mean"],
+    );
     put("compression_cost_usd", &s["compression"]["cost_total_usd"]);
 }
 

@@ -15,7 +15,10 @@ use crate::settings::{EngineUse, Settings};
 pub fn generate(settings: &Settings, args: &GenerateArgs) -> Result<()> {
     let engine = settings.engine(&args.engine, EngineUse::Generate)?;
     let lora = match &args.adapter {
-        Some(dir) => Some(crate::model::adapter::load(dir, &engine.device.open()?)?),
+        Some(dir) => {
+            crate::model::adapter::check_base(dir, &args.model, &settings.configs)?;
+            Some(crate::model::adapter::load(dir, &engine.device.open()?)?)
+        }
         None => None,
     };
     let m = load::load_named(&args.model, &settings.configs, &settings.hub, &engine, lora)?;

@@ -8,6 +8,7 @@ mod export;
 mod generate;
 mod report;
 mod serve;
+mod sync;
 mod train;
 
 use anyhow::Result;
@@ -59,12 +60,13 @@ fn dispatch(settings: &Settings, command: Command, tracker: &Tracker) -> Result<
         Command::Classify(args) => {
             report::classify(settings, &args.task, args.seeds, &args.exec, tracker)
         }
-        Command::Dashboard => report::dashboard(settings),
+        Command::Dashboard(args) => report::dashboard(settings, &args),
         Command::Run(args) => report::run(settings, &args, tracker),
         Command::Generate(args) => generate::generate(settings, &args),
         Command::Export(args) => export::export(settings, &args),
         Command::Serve(args) => serve::serve(settings, &args),
         Command::Experiments(args) => experiments::experiments(settings, &args, tracker),
+        Command::Sync(args) => sync::sync(settings, &args),
         Command::Bench(cmd) => bench::run(settings, &cmd),
     }
 }

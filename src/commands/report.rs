@@ -271,7 +271,7 @@ pub fn classify(
     Ok(())
 }
 
-pub fn dashboard(settings: &Settings) -> Result<()> {
+pub fn dashboard(settings: &Settings, args: &crate::cli::DashboardArgs) -> Result<()> {
     let built = crate::dashboard::build(&settings.paths)?;
     println!(
         "dashboard: {} summaries over {} task(s); data → {}; site → {} (open index.html)",
@@ -280,7 +280,79 @@ pub fn dashboard(settings: &Settings) -> Result<()> {
         display(&settings.paths.root, &built.data_dir),
         display(&settings.paths.root, &built.site_dir.join("index.html"))
     );
+    if let Some(space) = &args.publish {
+        publish(settings, &built.site_dir, space, args.public)?;
+    }
     Ok(())
+}
+
+/// Upload the static site to a static Space through the hub upload code, with the Space's
+/// README.md (its `sdk: static` card).
+fn publish(settings: &Settings, site: &std::path::Path, space: &str, public: bool) -> Result<()> {
+    let retry = settings.hub_retry()?;
+    let client = crate::hub::sync::client(
+        &settings.hub,
+        space,
+        crate::hub::client::RepoKind::Space,
+        retry.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!("--publish: {e}"))?;
+    let mut files = vec![(
+        "README.md".to_string(),
+        format!(
+            "---\ntitle: bwb dashboard\nemoji: 📊\ncolorFrom: blue\ncolorTo: gray\nsdk: static\napp_file: index.html\npinned: false\ntags:\n- bwb\n- leaderboard\n---\n\n# bwb dashboard\n\nFine-tuned open models against API models: the static site `bwb dashboard` builds, published with `bwb dashboard --publish {space}`.\n"
+        )
+        .into_bytes(),
+    )];
+    let mut rels = Vec::new();
+    walk_files(site, site, &mut rels);
+    rels.sort();
+    for rel in rels {
+        let path = site.join(&rel);
+        let bytes = std::fs::read(&path).map_err(|e| Error::Write {
+            path: path.clone(),
+            source: e,
+        })?;
+        files.push((rel, bytes));
+    }
+    let report = crate::hub::sync::upload_files(
+        &client,
+        files,
+        "bwb dashboard --publish: {n} file(s)",
+        public,
+        retry,
+    )
+    .with_context(|| {
+        format!("publishing the dashboard to spaces/{space}; run the same command again")
+    })?;
+    match report.commit {
+        Some(c) => println!(
+            "published {} file(s) to spaces/{space} ({} unchanged): {c}",
+            report.transferred.len(),
+            report.unchanged
+        ),
+        None => println!("spaces/{space} already shows this site; nothing published"),
+    }
+    Ok(())
+}
+
+/// Every file under `dir`, as `/`-separated paths relative to `base`.
+fn walk_files(base: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            walk_files(base, &path, out);
+        } else if let Ok(rel) = path.strip_prefix(base) {
+            let parts: Vec<_> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            out.push(parts.join("/"));
+        }
+    }
 }
 
 /// Comma-separated list, or the default.
@@ -354,7 +426,13 @@ pub fn run(settings: &Settings, args: &RunArgs, tracker: &Tracker) -> Result<()>
     stage("classify");
     classify_stage(settings, &plan)?;
     stage("dashboard");
-    dashboard(settings)
+    dashboard(
+        settings,
+        &crate::cli::DashboardArgs {
+            publish: None,
+            public: false,
+        },
+    )
 }
 
 /// Models, tasks, conditions, seeds and options from the flags, the run defaults (a smoke
@@ -495,6 +573,7 @@ fn train_stage(settings: &Settings, plan: &RunPlan<'_>) -> Result<()> {
                         save_every: crate::train::DEFAULT_SAVE_EVERY,
                         stop_at_step: None,
                         tracker: &plan.tracker,
+                        upload: None,
                     },
                 )?;
             }

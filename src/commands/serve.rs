@@ -81,6 +81,7 @@ pub fn serve(settings: &Settings, args: &ServeArgs) -> Result<()> {
     }];
     // One model per adapter: mixed-adapter batches are a later slice.
     for (name, path) in adapters {
+        crate::model::adapter::check_base(Path::new(&path), &args.model, &settings.configs)?;
         let plan = crate::model::adapter::load(Path::new(&path), &engine.device.open()?)?;
         let m = load::load_named(
             &args.model,

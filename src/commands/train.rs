@@ -28,6 +28,140 @@ pub struct TrainPlan<'a> {
     pub stop_at_step: Option<usize>,
     /// Where runs are tracked (off: a no-op).
     pub tracker: &'a Tracker,
+    /// `--auto-upload`: push each trained adapter here.
+    pub upload: Option<AutoUpload>,
+}
+
+/// Where `--auto-upload` pushes: `<org>/bwb-<model>-<task>-<condition>`, a private model repo.
+pub struct AutoUpload {
+    pub org: String,
+    pub retry: crate::backend::api::RetryPolicy,
+}
+
+/// Set it to 1 to let `--auto-upload` push from a smoke run (tests only).
+pub const FORCE_SMOKE_UPLOAD: &str = "BWB_AUTO_UPLOAD_SMOKE";
+
+/// `--auto-upload` resolved and checked before anything trains (org, token).
+fn auto_upload(settings: &Settings, args: &TrainArgs) -> Result<Option<AutoUpload>> {
+    if !args.auto_upload {
+        return Ok(None);
+    }
+    if settings.paths.smoke
+        && !settings
+            .env
+            .flag(FORCE_SMOKE_UPLOAD)?
+            .is_some_and(|(v, _)| v)
+    {
+        println!("--auto-upload: skipped in a smoke run (smoke adapters are never pushed)");
+        return Ok(None);
+    }
+    let org = match &args.hub_org {
+        Some(o) => o.clone(),
+        None => settings
+            .env
+            .get("BWB_HUB_ORG")
+            .map(|(v, _)| v.trim().to_string())
+            .ok_or_else(|| {
+                Error::Config(
+                    "--auto-upload needs the hub user or organisation to push to: --hub-org ORG (or BWB_HUB_ORG in the environment or .env)".into(),
+                )
+            })?,
+    };
+    crate::hub::check_repo_id(&format!("{org}/bwb"), "--hub-org")?;
+    crate::hub::sync::token(&settings.hub)?;
+    Ok(Some(AutoUpload {
+        org,
+        retry: settings.hub_retry()?,
+    }))
+}
+
+/// The repo an adapter goes to: `<org>/bwb-<model>-<task>-<condition>`, characters the hub
+/// refuses replaced by `-`.
+pub fn adapter_repo(org: &str, model: &str, task: &str, condition: &str) -> String {
+    let name: String = format!("bwb-{model}-{task}-{condition}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let mut out = String::new();
+    for c in name.chars() {
+        let doubled = (c == '-' || c == '.') && out.ends_with(c);
+        if !doubled {
+            out.push(c);
+        }
+    }
+    format!("{org}/{}", out.trim_end_matches(['-', '.']))
+}
+
+/// Push a trained adapter (its two files and a model card) to its repo; nothing is
+/// committed when the repo already holds the same files.
+#[allow(clippy::too_many_arguments)]
+fn push_adapter(
+    settings: &Settings,
+    up: &AutoUpload,
+    task: &TaskConfig,
+    name: &str,
+    condition: &str,
+    adapter_dir: &std::path::Path,
+    record: &serde_json::Value,
+) -> Result<()> {
+    use crate::model::adapter;
+    let repo = adapter_repo(&up.org, name, &task.id, condition);
+    let base = adapter::read_config(adapter_dir)?
+        .base_model_name_or_path
+        .unwrap_or_default();
+    let summary_path = settings
+        .paths
+        .results()
+        .join("summaries")
+        .join(format!("{name}_{}_{condition}.json", task.id));
+    let test: Option<serde_json::Value> = std::fs::read_to_string(&summary_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let card = crate::hub::card::model_card(&crate::hub::card::CardInput {
+        repo: &repo,
+        base: &base,
+        task_id: &task.id,
+        task_name: &task.name,
+        dataset: Some(task.source.repo_id()).filter(|r| !r.is_empty()),
+        condition,
+        record,
+        test: test.as_ref(),
+    });
+    let mut files = vec![("README.md".to_string(), card.into_bytes())];
+    for f in [adapter::CONFIG_FILE, adapter::WEIGHTS_FILE] {
+        let path = adapter_dir.join(f);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            Error::MissingInput(format!("{}: {e}; cannot upload it", path.display()))
+        })?;
+        files.push((f.to_string(), bytes));
+    }
+    let client = crate::hub::sync::client(
+        &settings.hub,
+        &repo,
+        crate::hub::client::RepoKind::Model,
+        up.retry.clone(),
+    )?;
+    let report = crate::hub::sync::upload_files(
+        &client,
+        files,
+        &format!("bwb train --auto-upload: {name} {} {condition} ({{n}} file(s))", task.id),
+        false,
+        up.retry.clone(),
+    )
+    .with_context(|| {
+        format!("uploading the adapter to {repo} (training is done: rerun the same command to retry only the upload)")
+    })?;
+    match report.commit {
+        Some(c) => println!("pushed {} file(s) to {repo}: {c}", report.transferred.len()),
+        None => println!("{repo} already holds this adapter; nothing pushed"),
+    }
+    Ok(())
 }
 
 /// Which configs/training/<name>.yaml a model trains with: the model config's; for a model
@@ -68,6 +202,7 @@ pub fn train(settings: &Settings, args: &TrainArgs, tracker: &Tracker) -> Result
             save_every: args.save_every,
             stop_at_step: args.stop_at_step,
             tracker,
+            upload: auto_upload(settings, args)?,
         },
     )
 }
@@ -134,6 +269,7 @@ pub fn train_plan(settings: &Settings, plan: &TrainPlan) -> Result<()> {
             let job = Job {
                 model: &m,
                 base_model: plan.model.to_string(),
+                peft_base: crate::model::adapter::peft_base(plan.model, &settings.configs),
                 task,
                 prompt: &prompt,
                 hp: &hp,
@@ -181,6 +317,17 @@ pub fn train_plan(settings: &Settings, plan: &TrainPlan) -> Result<()> {
             crate::fsutil::write_json_atomic(&path, &record)?;
             track_finished_run(&run, &record, &out, &dir, &metrics_path, &path);
             run.end(RunStatus::Finished);
+            if let Some(up) = &plan.upload {
+                push_adapter(
+                    settings,
+                    up,
+                    task,
+                    &name,
+                    cond.name(),
+                    &dir.join(train::checkpoint::FINAL_DIR),
+                    &serde_json::to_value(&record)?,
+                )?;
+            }
             let best = out
                 .state
                 .best

@@ -148,10 +148,13 @@ fn backend(
         }
         ModelRef::Local { spec, adapter } => {
             let lora = match adapter {
-                Some(dir) => Some(
-                    adapter::load(std::path::Path::new(dir), &opts.engine.device.open()?)
-                        .with_context(|| format!("experiment `{}`: adapter {dir}", p.id))?,
-                ),
+                Some(dir) => {
+                    let d = std::path::Path::new(dir);
+                    let plan = adapter::check_base(d, spec, &settings.configs)
+                        .and_then(|()| adapter::load(d, &opts.engine.device.open()?))
+                        .with_context(|| format!("experiment `{}`: adapter {dir}", p.id))?;
+                    Some(plan)
+                }
                 None => None,
             };
             let m = load::load_named(spec, &settings.configs, &settings.hub, opts.engine, lora)?;

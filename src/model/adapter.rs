@@ -8,6 +8,7 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::weights::{LoraPlan, LoraVars};
+use crate::config::{Configs, ModelConfig};
 use crate::error::{Error, Result};
 
 pub const CONFIG_FILE: &str = "adapter_config.json";
@@ -54,8 +55,8 @@ impl TargetModules {
     }
 }
 
-/// Read a PEFT adapter directory into a LoRA plan whose tensors the model builder attaches.
-pub fn load(dir: &Path, device: &Device) -> Result<LoraPlan> {
+/// Read and parse `<dir>/adapter_config.json`.
+pub fn read_config(dir: &Path) -> Result<AdapterConfig> {
     let cfg_path = dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| {
         Error::MissingInput(format!(
@@ -63,10 +64,68 @@ pub fn load(dir: &Path, device: &Device) -> Result<LoraPlan> {
             cfg_path.display()
         ))
     })?;
-    let cfg: AdapterConfig = serde_json::from_str(&text).map_err(|e| Error::BadFile {
-        path: cfg_path.clone(),
+    serde_json::from_str(&text).map_err(|e| Error::BadFile {
+        path: cfg_path,
         message: format!("not a PEFT adapter config: {e}"),
-    })?;
+    })
+}
+
+/// The name an adapter bwb trains on `spec` records as `base_model_name_or_path`: the hub
+/// repo id of a model config (`HuggingFaceTB/SmolLM2-135M-Instruct` for `smollm2-135m`), as
+/// PEFT (`AutoPeftModelForCausalLM`) and vLLM resolve it; a path or a config without
+/// `hf_repo` (the random `smoke` model) as given.
+pub fn peft_base(spec: &str, configs: &Configs) -> String {
+    match configs.models.get(spec).and_then(|m| m.hf_repo.as_deref()) {
+        Some(repo) => repo.to_string(),
+        None => spec.to_string(),
+    }
+}
+
+/// The model config an adapter's `base_model_name_or_path` names: a config id (adapters
+/// written before bwb recorded hub ids) or a config's `hf_repo`. None for anything else.
+pub fn base_config<'a>(base: &str, configs: &'a Configs) -> Option<&'a ModelConfig> {
+    configs.models.get(base).or_else(|| {
+        configs
+            .models
+            .values()
+            .find(|m| m.hf_repo.as_deref() == Some(base))
+    })
+}
+
+/// Refuse an adapter whose `base_model_name_or_path` names a different known model than the
+/// one it is about to be attached to (`spec`: a config id, directory or GGUF file). A base bwb
+/// does not know (a path, another hub repo) is accepted: the tensor shapes are checked when
+/// the adapter is attached.
+pub fn check_base(dir: &Path, spec: &str, configs: &Configs) -> Result<()> {
+    let cfg = read_config(dir)?;
+    let Some(base) = cfg.base_model_name_or_path.as_deref() else {
+        return Ok(());
+    };
+    let Some(named) = base_config(base, configs) else {
+        return Ok(());
+    };
+    let same = named.id == spec
+        || named.hf_repo.as_deref() == Some(spec)
+        || configs
+            .models
+            .get(spec)
+            .is_some_and(|m| m.hf_repo.is_some() && m.hf_repo == named.hf_repo);
+    if same {
+        return Ok(());
+    }
+    Err(Error::BadFile {
+        path: dir.join(CONFIG_FILE),
+        message: format!(
+            "base_model_name_or_path `{base}` is model `{}`, not `{spec}`; load this adapter with --model {}",
+            named.id, named.id
+        ),
+    })
+}
+
+/// Read a PEFT adapter directory into a LoRA plan whose tensors the model builder attaches.
+pub fn load(dir: &Path, device: &Device) -> Result<LoraPlan> {
+    let cfg_path = dir.join(CONFIG_FILE);
+    let cfg = read_config(dir)?;
     if !cfg.peft_type.eq_ignore_ascii_case("LORA") {
         return Err(Error::BadFile {
             path: cfg_path,
@@ -195,4 +254,47 @@ pub fn save(dir: &Path, cfg: &AdapterConfig, vars: &LoraVars) -> Result<()> {
     tmp.as_file().sync_all().map_err(wrap)?;
     tmp.persist(&w_path).map_err(|e| wrap(e.error))?;
     crate::fsutil::write_json_atomic(&dir.join(CONFIG_FILE), cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configs() -> Configs {
+        Configs::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("configs")).unwrap()
+    }
+
+    fn write_cfg(dir: &Path, base: &str) {
+        let cfg = serde_json::json!({
+            "peft_type": "LORA", "r": 4, "lora_alpha": 8.0,
+            "target_modules": ["q_proj"], "base_model_name_or_path": base,
+        });
+        std::fs::write(dir.join(CONFIG_FILE), cfg.to_string()).unwrap();
+    }
+
+    #[test]
+    fn adapters_name_the_hub_repo_and_still_find_their_bwb_base() {
+        let c = configs();
+        assert_eq!(
+            peft_base("smollm2-135m", &c),
+            "HuggingFaceTB/SmolLM2-135M-Instruct"
+        );
+        assert_eq!(peft_base("smoke", &c), "smoke");
+        assert_eq!(peft_base("some/dir", &c), "some/dir");
+        let d = tempfile::tempdir().unwrap();
+        // Written now (hub id) and before (config id): both attach to smollm2-135m.
+        for base in ["HuggingFaceTB/SmolLM2-135M-Instruct", "smollm2-135m"] {
+            write_cfg(d.path(), base);
+            assert_eq!(base_config(base, &c).unwrap().id, "smollm2-135m");
+            check_base(d.path(), "smollm2-135m", &c).unwrap();
+            check_base(d.path(), "HuggingFaceTB/SmolLM2-135M-Instruct", &c).unwrap();
+            let e = check_base(d.path(), "qwen3-8b", &c)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("--model smollm2-135m"), "{e}");
+        }
+        // A base bwb does not know is left to the shape checks.
+        write_cfg(d.path(), "tests/fixtures/models/llama");
+        check_base(d.path(), "qwen3-8b", &c).unwrap();
+    }
 }

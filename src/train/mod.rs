@@ -117,8 +117,11 @@ pub struct RunOptions {
 pub struct Job<'a> {
     /// Loaded with [`lora_plan`]`(hp, seed)`.
     pub model: &'a LoadedModel,
-    /// The base model as the user named it (recorded in adapter_config.json).
+    /// The base model as the user named it (checkpoint paths, the resume fingerprint).
     pub base_model: String,
+    /// The base as adapter_config.json's `base_model_name_or_path` names it for PEFT and vLLM
+    /// ([`crate::model::adapter::peft_base`]: the hub repo id of a model config).
+    pub peft_base: String,
     pub task: &'a TaskConfig,
     pub prompt: &'a TaskPrompt,
     pub hp: &'a TrainingConfig,
@@ -389,7 +392,7 @@ impl<'a> Trainer<'a> {
         Ok(Self {
             job,
             data,
-            adapter_cfg: AdapterConfig::for_plan(&lora_plan(job.hp, job.seed), &job.base_model),
+            adapter_cfg: AdapterConfig::for_plan(&lora_plan(job.hp, job.seed), &job.peft_base),
             params,
             opt,
             progress,

@@ -15,6 +15,7 @@ fn help_lists_every_stage() {
         "dashboard",
         "run",
         "generate",
+        "sync",
     ] {
         assert!(out.contains(cmd), "missing {cmd} in help:\n{out}");
     }

@@ -16,7 +16,7 @@ use crate::common::Project;
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// Metric bars, metric vs cost, latency, TCO.
 const CHARTS_PER_TASK: usize = 4;
-const TASKS: [(&str, &str); 2] = [("banking77", "accuracy"), ("fpb", "macro_f1")];
+pub(crate) const TASKS: [(&str, &str); 2] = [("banking77", "accuracy"), ("fpb", "macro_f1")];
 const MODELS: [(&str, &str); 3] = [
     ("gemma3-4b", "local"),
     ("qwen3-8b", "local"),
@@ -136,7 +136,7 @@ fn summary(task: &str, metric: &str, model: &str, kind: &str, condition: &str) -
 }
 
 /// Every model × condition of every task in `tasks`.
-fn all_summaries(tasks: &[(&str, &str)]) -> Vec<Value> {
+pub(crate) fn all_summaries(tasks: &[(&str, &str)]) -> Vec<Value> {
     let mut out = Vec::new();
     for (task, metric) in tasks {
         for (model, kind) in MODELS {
@@ -154,7 +154,7 @@ fn all_summaries(tasks: &[(&str, &str)]) -> Vec<Value> {
 }
 
 /// Write summaries as results/summaries/<n>.json under `root` (smoke: results/smoke/…).
-fn write_summaries(root: &Path, smoke: bool, summaries: &[Value]) -> PathBuf {
+pub(crate) fn write_summaries(root: &Path, smoke: bool, summaries: &[Value]) -> PathBuf {
     let dir = Paths::new(root, smoke).results().join("summaries");
     std::fs::create_dir_all(&dir).unwrap();
     for (i, s) in summaries.iter().enumerate() {
@@ -664,13 +664,15 @@ fn dashboard_cli_builds_site() {
 /// A `bwb experiments` summary as output.rs writes it (two subtasks, one metric priced).
 fn experiment_summary(id: &str, model: &str) -> Value {
     let m = |mean: f64| json!({"mean": mean, "std": 0.1, "p50": mean, "p95": mean, "ci_low": mean - 0.05, "ci_high": mean + 0.05, "n": 3});
-    let part = |f1: f64| json!({
-        "num_examples": 3, "errors": 0, "truncated": 1,
-        "metrics": {"f1": m(f1), "exact_match": m(f1 / 2.0)},
-        "latency_ms": m(120.0),
-        "tokens": {"avg_input_tokens": 900.0, "avg_output_tokens": 4.0},
-        "cost": {"total_usd": 0.003, "mean_usd": 0.001, "std_usd": 0.0, "p50_usd": 0.001, "p95_usd": 0.001},
-    });
+    let part = |f1: f64| {
+        json!({
+            "num_examples": 3, "errors": 0, "truncated": 1,
+            "metrics": {"f1": m(f1), "exact_match": m(f1 / 2.0)},
+            "latency_ms": m(120.0),
+            "tokens": {"avg_input_tokens": 900.0, "avg_output_tokens": 4.0},
+            "cost": {"total_usd": 0.003, "mean_usd": 0.001, "std_usd": 0.0, "p50_usd": 0.001, "p95_usd": 0.001},
+        })
+    };
     let mut s = part(0.5);
     let o = s.as_object_mut().unwrap();
     for (k, v) in [
@@ -679,7 +681,10 @@ fn experiment_summary(id: &str, model: &str) -> Value {
         ("mode", json!("baseline")),
         ("dataset", json!("longbench")),
         ("task", json!("rag_qa")),
-        ("per_task", json!({"qasper": part(0.4), "narrativeqa": part(0.6)})),
+        (
+            "per_task",
+            json!({"qasper": part(0.4), "narrativeqa": part(0.6)}),
+        ),
     ] {
         o.insert(k.into(), v);
     }
@@ -693,10 +698,17 @@ fn experiments_render_beside_tasks_and_alone() {
     };
     let root = tempfile::tempdir().unwrap();
     let paths = Paths::new(root.path(), false);
-    for (id, model) in [("lb-a", "openai:gpt-4o"), ("lb-b", "<img src=x onerror=alert(1)>")] {
+    for (id, model) in [
+        ("lb-a", "openai:gpt-4o"),
+        ("lb-b", "<img src=x onerror=alert(1)>"),
+    ] {
         let dir = paths.results().join("experiments").join(id);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("summary.json"), experiment_summary(id, model).to_string()).unwrap();
+        std::fs::write(
+            dir.join("summary.json"),
+            experiment_summary(id, model).to_string(),
+        )
+        .unwrap();
     }
     // Experiments alone: one chart, a row per experiment and per subtask.
     let built = dashboard::build(&paths).unwrap();
@@ -705,8 +717,14 @@ fn experiments_render_beside_tasks_and_alone() {
     assert_eq!(page.charts_drawn, Some(1));
     assert_eq!(page.blank_canvases, Some(0));
     assert!(page.dom.contains("Experiments") && page.dom.contains("lb-b / qasper"));
-    assert!(page.dom.contains("0.500 [0.450–0.550]"), "mean and CI shown");
-    assert!(!page.dom.contains("<img src=x"), "model names are text, never markup");
+    assert!(
+        page.dom.contains("0.500 [0.450–0.550]"),
+        "mean and CI shown"
+    );
+    assert!(
+        !page.dom.contains("<img src=x"),
+        "model names are text, never markup"
+    );
     assert_eq!(page.dom.matches("<tr>").count(), 1 + 2 * 3);
     let data = read_json(&built.data_dir.join("experiments.json"));
     assert_eq!(data.as_array().unwrap().len(), 2);
@@ -717,8 +735,15 @@ fn experiments_render_beside_tasks_and_alone() {
     assert_eq!(page.errors, Vec::<String>::new(), "page errors");
     assert_eq!(page.charts_drawn, Some(CHARTS_PER_TASK * TASKS.len() + 1));
     // A summary that is not an experiment's names its file.
-    let bad = paths.results().join("experiments").join("lb-a").join("summary.json");
+    let bad = paths
+        .results()
+        .join("experiments")
+        .join("lb-a")
+        .join("summary.json");
     std::fs::write(&bad, "{\"model\": 1}").unwrap();
     let err = dashboard::build(&paths).unwrap_err().to_string();
-    assert!(err.contains("lb-a") && err.contains("experiment_id"), "{err}");
+    assert!(
+        err.contains("lb-a") && err.contains("experiment_id"),
+        "{err}"
+    );
 }

@@ -1263,3 +1263,61 @@ fn langsmith_gets_a_root_run_per_experiment_a_child_per_example_and_feedback() {
         .fails(1);
     assert!(err.contains("LANGSMITH_API_KEY"), "{err}");
 }
+
+#[test]
+fn upload_hf_pushes_results_and_summaries_to_a_dataset_repo() {
+    let server = FakeOpenAi::start(&RULES);
+    let hub = crate::sync_hub::start();
+    let p = all_project(&server);
+    let hf_home = p.path("hf-home").display().to_string();
+    let p = p
+        .set_env("HF_HOME", &hf_home)
+        .set_env("HF_ENDPOINT", &hub.endpoint)
+        .set_env("HF_TOKEN", crate::sync_hub::TOKEN);
+    let args = [
+        "--smoke-test",
+        "experiments",
+        "--config",
+        "exp.yaml",
+        "--experiment-id",
+        "hp",
+        "--upload-hf",
+        "me/bwb-results",
+    ];
+    let out = p.bwb(&args).ok().stdout();
+    assert!(out.contains("to datasets/me/bwb-results"), "{out}");
+    {
+        let h = hub.hub();
+        let repo = &h.repos["me/bwb-results"];
+        assert_eq!((repo.kind.as_str(), repo.private), ("dataset", true));
+        assert_eq!(repo.commits.len(), 1);
+        let summary = "results/smoke/experiments/hp/summary.json";
+        assert_eq!(
+            repo.files[summary].content,
+            std::fs::read(p.path(summary)).unwrap()
+        );
+        assert!(repo
+            .files
+            .contains_key("results/smoke/experiments/hp/summary.csv"));
+        assert!(h.violations.is_empty(), "{:?}", h.violations);
+    }
+    // Rerun: every example is cached, nothing new to upload.
+    let out = p.bwb(&args).ok().stdout();
+    assert!(out.contains("nothing uploaded"), "{out}");
+    assert_eq!(hub.hub().repos["me/bwb-results"].commits.len(), 1);
+    // A bad repo id is refused before anything runs.
+    let err = p
+        .bwb(&[
+            "--smoke-test",
+            "experiments",
+            "--config",
+            "exp.yaml",
+            "--upload-hf",
+            "bad id",
+        ])
+        .fails(1);
+    assert!(
+        err.contains("--upload-hf `bad id`") && err.contains("ORG/NAME"),
+        "{err}"
+    );
+}

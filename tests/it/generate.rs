@@ -254,7 +254,7 @@ fn bad_engine_flags_give_one_line_errors() {
 
 /// A model repo in the real hub-cache layout (`models--org--name/{refs,snapshots}`), with a
 /// tokenizer and the qwen3 fixture's weights.
-fn hub_cache_model(p: &Project, org_name: &str) -> PathBuf {
+pub(crate) fn hub_cache_model(p: &Project, org_name: &str) -> PathBuf {
     let commit = "0123456789abcdef0123456789abcdef01234567";
     let hub = p.path("hf-home/hub");
     let folder = hub.join(format!("models--{}", org_name.replace('/', "--")));

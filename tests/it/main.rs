@@ -27,5 +27,7 @@ mod report;
 mod sandbox;
 mod scoring;
 mod serve;
+mod sync;
+mod sync_hub;
 mod tracking;
 mod train;

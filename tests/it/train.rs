@@ -122,6 +122,7 @@ fn smoke_model_learns_a_synthetic_classification_task_with_qlora() {
     let job = Job {
         model: &m,
         base_model: "smoke".into(),
+        peft_base: "smoke".into(),
         task: &task,
         prompt: &prompt,
         hp: &hp,
@@ -188,7 +189,7 @@ max_seq_length: 640
 
 const CK: &str = "checkpoints/smoke/smoke/fpb/lora-500";
 
-fn prepared_project() -> Project {
+pub(crate) fn prepared_project() -> Project {
     let p = Project::new();
     p.write("configs/training/smoke.yaml", RESUME_CFG);
     p.bwb(&["--smoke-test", "download", "--task", "fpb"]).ok();
@@ -196,7 +197,7 @@ fn prepared_project() -> Project {
     p
 }
 
-fn train_args(extra: &[&'static str]) -> Vec<&'static str> {
+pub(crate) fn train_args(extra: &[&'static str]) -> Vec<&'static str> {
     let mut v = vec![
         "--smoke-test",
         "train",
@@ -744,4 +745,69 @@ fn a_full_disk_during_a_checkpoint_is_a_clear_error_and_keeps_the_previous_one()
     // With space again, the run resumes and finishes.
     let out = b.bwb(&train_args(&[])).ok().stdout();
     assert!(out.contains("best epoch"), "{out}");
+}
+
+/// An adapter trained on a model config names the config's hub repo as its base, as PEFT and
+/// vLLM resolve it; bwb maps that back to the config when it attaches the adapter, accepts an
+/// adapter written before (config id), and refuses one trained on another model.
+#[test]
+fn adapters_name_their_base_by_hub_repo_id_and_bwb_still_finds_it() {
+    let p = prepared_project();
+    let hub = crate::generate::hub_cache_model(&p, "tiny-org/tiny-qwen3");
+    std::fs::write(
+        hub.join("models--tiny-org--tiny-qwen3/snapshots/0123456789abcdef0123456789abcdef01234567/chat_template.jinja"),
+        "{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}",
+    )
+    .unwrap();
+    let hf_home = p.path("hf-home").display().to_string();
+    let p = p
+        .set_env("HF_HOME", &hf_home)
+        .set_env("HF_HUB_OFFLINE", "1");
+    p.write(
+        "configs/models/tiny.yaml",
+        "id: tiny\nkind: local\narch: qwen3\nhf_repo: tiny-org/tiny-qwen3\nrevision: main\ntraining: smoke\n",
+    );
+    let train = |model: &'static str| {
+        let mut a = train_args(&[]);
+        a[3] = model;
+        a
+    };
+    p.bwb(&train("tiny")).ok();
+    let dir = "checkpoints/smoke/tiny/fpb/lora-500/adapter";
+    let cfg_path = format!("{dir}/adapter_config.json");
+    let cfg: serde_json::Value = serde_json::from_str(&p.read(&cfg_path)).unwrap();
+    assert_eq!(cfg["base_model_name_or_path"], "tiny-org/tiny-qwen3");
+
+    let generate = |model: &str| {
+        p.bwb(&[
+            "--smoke-test",
+            "generate",
+            "--model",
+            model,
+            "--adapter",
+            dir,
+            "--raw",
+            "--json",
+            "--max-new-tokens",
+            "3",
+            "--prompt",
+            "abc",
+        ])
+    };
+    // By config id or by hub id: the same base, the same completion.
+    let by_id = generate("tiny").ok().stdout();
+    assert_eq!(generate("tiny-org/tiny-qwen3").ok().stdout(), by_id);
+    // Another known model: one line naming the right --model.
+    let err = generate("smoke").fails(1);
+    assert!(
+        err.contains("tiny-org/tiny-qwen3") && err.contains("--model tiny"),
+        "{err}"
+    );
+    // An adapter written before bwb recorded hub ids (config id) still loads.
+    p.write(
+        &cfg_path,
+        &p.read(&cfg_path)
+            .replace("\"tiny-org/tiny-qwen3\"", "\"tiny\""),
+    );
+    assert_eq!(generate("tiny").ok().stdout(), by_id);
 }
