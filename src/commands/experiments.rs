@@ -311,9 +311,15 @@ fn metrics_of(s: &serde_json::Value, prefix: &str, out: &mut Vec<(String, f64)>)
     put("avg_output_tokens", &s["tokens"]["avg_output_tokens"]);
     put("cost_total_usd", &s["cost"]["total_usd"]);
     put("cost_mean_usd", &s["cost"]["mean_usd"]);
-    put("compression_ratio", &s["compression"]["compression_ratio"]["mean"]);
+    put(
+        "compression_ratio",
+        &s["compression"]["compression_ratio"]["mean"],
+    );
     put("token_reduction", &s["compression"]["token_reduction"]);
-    put("compression_latency_ms", &s["compression"]["latency_ms"]["mean"]);
+    put(
+        "compression_latency_ms",
+        &s["compression"]["latency_ms"]["mean"],
+    );
     put("compression_cost_usd", &s["compression"]["cost_total_usd"]);
 }
 
