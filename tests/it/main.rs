@@ -27,5 +27,6 @@ mod report;
 mod sandbox;
 mod scoring;
 mod serve;
+mod sweep;
 mod tracking;
 mod train;
