@@ -698,3 +698,28 @@ fn skypilot_yaml_is_valid_to_skypilots_own_parser() {
     }
     assert!(stdout.contains("no-cell refused"), "{stdout}");
 }
+
+/// The Dockerfile is not built here (no Docker in CI): its stages, the project build path it
+/// uses and every path it copies are checked, and .dockerignore keeps secrets out.
+#[test]
+fn dockerfile_stages_copy_paths_that_exist_and_dockerignore_keeps_secrets_out() {
+    let repo = Path::new(crate::common::REPO);
+    let text = std::fs::read_to_string(repo.join("Dockerfile")).unwrap();
+    for stage in ["AS build-cuda", "AS cuda", "AS build-cpu", "AS cpu"] {
+        assert!(text.contains(stage), "{stage}");
+    }
+    assert!(text.contains("RUN CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP} scripts/build-cuda.sh"));
+    assert!(text.contains("-devel-") && text.contains("-runtime-"));
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
+        let src = line.split_whitespace().nth(1).unwrap();
+        assert!(repo.join(src).exists(), "{line}: {src} missing");
+    }
+    assert!(repo.join("scripts/build-cuda.sh").is_file());
+    let ignore = std::fs::read_to_string(repo.join(".dockerignore")).unwrap();
+    for must in [".env", "target/", ".git/", "results/", "sweeps/"] {
+        assert!(ignore.lines().any(|l| l.trim() == must), "{must}");
+    }
+}
