@@ -82,11 +82,10 @@ pub fn plan(settings: &Settings, args: &PlanArgs) -> Result<()> {
         }
     }
     let smoke = settings.paths.smoke;
-    let configs_dir = settings.paths.configs();
     let mut cells = Vec::new();
     for pm in &models {
         for task in &tasks {
-            let files = plan::config_files(&configs_dir, &pm.model, &task.id)?;
+            let files = plan::config_files(&settings.paths.root, &pm.model, &task.id)?;
             for cond in &pm.conditions {
                 let mut cell = Cell {
                     cell_id: plan::cell_id(&pm.model, &task.id, cond.name(), seeds, smoke, &files),
@@ -197,7 +196,7 @@ pub fn run_cell(
         ))
         .into());
     }
-    let files = plan::config_files(&settings.paths.configs(), &cell.model, &cell.task)?;
+    let files = plan::config_files(&settings.paths.root, &cell.model, &cell.task)?;
     let now = plan::cell_id(
         &cell.model,
         &cell.task,
@@ -208,7 +207,7 @@ pub fn run_cell(
     );
     if now != cell.cell_id {
         return Err(Error::Config(format!(
-            "--cell {id}: the configs of {name} changed since `bwb plan` (now {now}); plan the sweep again"
+            "--cell {id}: the configs or prompts of {name} changed since `bwb plan` (now {now}); plan the sweep again"
         ))
         .into());
     }

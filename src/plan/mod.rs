@@ -38,7 +38,7 @@ pub enum Engine {
 /// One line of manifest.jsonl.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cell {
-    /// Hash of model, task, condition, seeds, smoke and the config files' contents.
+    /// Hash of model, task, condition, seeds, smoke and the config and prompt files' contents.
     pub cell_id: String,
     pub model: String,
     pub task: String,
@@ -118,17 +118,33 @@ pub fn cell_id(
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
-/// The config files a cell's results depend on, relative to configs/, with their bytes:
-/// the model's and task's configs, the model's training config (when it has one) and pricing.
-pub fn config_files(configs_dir: &Path, model: &str, task: &str) -> Result<Vec<(String, Vec<u8>)>> {
+/// The config and prompt files a cell's results depend on, with their bytes: the model's and
+/// task's configs, the model's training config (when it has one), pricing, and the task's
+/// prompt templates (prompts/<task>/, sorted).
+pub fn config_files(root: &Path, model: &str, task: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut wanted = vec![
+        (format!("configs/models/{model}.yaml"), false),
+        (format!("configs/tasks/{task}.yaml"), true),
+        (format!("configs/training/{model}.yaml"), false),
+        ("configs/pricing.yaml".to_string(), false),
+    ];
+    let prompts = root.join("prompts").join(task);
+    if let Ok(rd) = std::fs::read_dir(&prompts) {
+        let mut names: Vec<String> = rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        wanted.extend(
+            names
+                .into_iter()
+                .map(|n| (format!("prompts/{task}/{n}"), true)),
+        );
+    }
     let mut out = Vec::new();
-    for (rel, required) in [
-        (format!("models/{model}.yaml"), false),
-        (format!("tasks/{task}.yaml"), true),
-        (format!("training/{model}.yaml"), false),
-        ("pricing.yaml".to_string(), false),
-    ] {
-        let path = configs_dir.join(&rel);
+    for (rel, required) in wanted {
+        let path = root.join(&rel);
         match std::fs::read(&path) {
             Ok(b) => out.push((rel, b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {}

@@ -430,6 +430,20 @@ fn plan_refuses_bad_input_in_one_line() {
         ])
         .fails(1);
     assert!(err.contains("changed since `bwb plan`"), "{err}");
+    p.write("configs/tasks/fpb.yaml", &task);
+    let prompt = p.read("prompts/fpb/user.txt");
+    p.write("prompts/fpb/user.txt", &format!("{prompt} "));
+    let err = p
+        .bwb(&[
+            "--smoke-test",
+            "run",
+            "--manifest",
+            "sweeps/ok/manifest.jsonl",
+            "--cell",
+            &id(&cells[0]),
+        ])
+        .fails(1);
+    assert!(err.contains("changed since `bwb plan`"), "{err}");
 }
 
 /// A tool on PATH, or skip (printing why) unless `require` is set in the environment.
