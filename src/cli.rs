@@ -368,7 +368,7 @@ pub struct PlanArgs {
     #[arg(long, value_name = "LIST", default_value = "H100:1,A100-80GB:1,L40S:1")]
     pub accelerators: String,
     /// Where each cell's results go: a folder (shared storage), hf:ORG/REPO, s3://… or r2://…
-    /// (pushed by `bwb sync`) [default: OUT/cells]
+    /// (pushed by `bwb sync`) [default: OUT/results]
     #[arg(long, value_name = "LOCATION")]
     pub results: Option<String>,
     /// The sweep folder to write (sweeps/<id>/; its name is the sweep's id)

@@ -70,7 +70,7 @@ pub fn plan(settings: &Settings, args: &PlanArgs) -> Result<()> {
             Results::Local(p) => absolute(&p)?.display().to_string(),
             Results::Remote(r) => r,
         },
-        None => out.join("cells").display().to_string(),
+        None => out.join("results").display().to_string(),
     };
     if args.engine == Engine::Skypilot {
         if let Results::Local(p) = Results::parse(&results)? {

@@ -232,8 +232,12 @@ pub fn engine_files(engine: Engine, f: &EngineFiles<'_>) -> Result<Vec<(String, 
     }
 }
 
-/// The push step of a finished cell whose results location is remote. Today it prints the
-/// `bwb sync` command to run (the integrator wires `bwb sync` in here); returns that command.
+/// The push step of a finished cell whose results location is remote (`hf:ORG/REPO`, `s3://…`,
+/// `r2://…`), called by `bwb run --manifest M --cell ID` after the completion marker. Today it
+/// prints the `bwb sync` command to run and returns it; the integrator replaces the body with
+/// the call into `bwb sync` (push `cell_dir` to `results`). Until a matching pull runs before a
+/// cell starts, a cell restarted on a fresh machine (a preempted spot job) starts from an
+/// empty folder rather than from the checkpoints it pushed.
 pub fn sync_results_hook(cell_dir: &Path, results: &str) -> String {
     let cmd = format!(
         "bwb sync --what {} --direction up --repo {}",

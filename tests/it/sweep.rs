@@ -188,7 +188,7 @@ fn a_cell_killed_half_way_resumes_without_duplicated_predictions() {
         ],
     );
     let cell = id(&cells[0]);
-    let dir = p.path("sweeps/kill/cells").join(&cell);
+    let dir = p.path("sweeps/kill/results").join(&cell);
     let preds = dir.join("results/smoke/predictions/smoke/fpb/5-shot/seed-1.jsonl");
     let args = [
         "--smoke-test",
