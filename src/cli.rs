@@ -69,6 +69,11 @@ pub enum Command {
     Dashboard(DashboardArgs),
     /// Run every stage in order for the given models × tasks × conditions
     Run(RunArgs),
+    /// Plan a sweep over many machines: a manifest of cells (model × task × condition) and
+    /// the SkyPilot or Slurm files that run each as `bwb run --manifest M --cell ID`
+    Plan(PlanArgs),
+    /// Merge a finished sweep's cells into the summaries and dashboard one `bwb run` writes
+    Collect(CollectArgs),
     /// Generate completions from a local model
     Generate(GenerateArgs),
     /// Write a model with a LoRA adapter merged into its weights (HF layout)
@@ -371,10 +376,74 @@ pub struct RunArgs {
     /// `n_eval_seeds`; smoke: `smoke.n_eval_seeds`]
     #[arg(long)]
     pub seeds: Option<usize>,
+    /// A sweep manifest (`bwb plan`): run the one cell named by --cell, resumably, into its own
+    /// results folder; models, tasks, conditions and seeds come from the cell
+    #[arg(long, value_name = "FILE", requires = "cell", conflicts_with_all = ["models", "tasks", "conditions", "seeds"])]
+    pub manifest: Option<PathBuf>,
+    /// The cell_id of the manifest line to run
+    #[arg(long, value_name = "ID", requires = "manifest")]
+    pub cell: Option<String>,
     #[command(flatten)]
     pub engine: EngineArgs,
     #[command(flatten)]
     pub api: ApiArgs,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// The engine that runs the cells: SkyPilot managed jobs or Slurm job arrays
+    #[arg(long, value_enum)]
+    pub engine: crate::plan::Engine,
+    /// Comma-separated model ids [default: as `bwb run`]
+    #[arg(long)]
+    pub models: Option<String>,
+    /// Comma-separated task ids or `all` [default: as `bwb run`]
+    #[arg(long)]
+    pub tasks: Option<String>,
+    /// Comma-separated conditions [default: as `bwb run`]
+    #[arg(long)]
+    pub conditions: Option<String>,
+    /// Number of eval seeds [default: as `bwb run`]
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// SkyPilot: the accelerators a GPU cell may run on, any one of them
+    #[arg(long, value_name = "LIST", default_value = "H100:1,A100-80GB:1,L40S:1")]
+    pub accelerators: String,
+    /// Where each cell's results go: a folder (shared storage), hf:ORG/REPO, s3://… or r2://…
+    /// (pushed by `bwb sync`) [default: OUT/results]
+    #[arg(long, value_name = "LOCATION")]
+    pub results: Option<String>,
+    /// The sweep folder to write (sweeps/<id>/; its name is the sweep's id)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// SkyPilot: the container image GPU cells run in
+    #[arg(long, value_name = "IMAGE", default_value = "bwb:cuda")]
+    pub image: String,
+    /// SkyPilot: the container image API-only cells run in
+    #[arg(long, value_name = "IMAGE", default_value = "bwb:cpu")]
+    pub cpu_image: String,
+    /// Slurm: array tasks running at once
+    #[arg(long, value_name = "K", default_value_t = 8)]
+    pub max_parallel: usize,
+    /// Cells score model-written code (MBPP) in bwb's sandbox
+    #[arg(long)]
+    pub allow_code_execution: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CollectArgs {
+    /// The sweep folder `bwb plan` wrote (holds manifest.jsonl)
+    #[arg(long, value_name = "DIR")]
+    pub sweep: PathBuf,
+    /// The folder holding one results folder per cell [default: the manifest's results
+    /// location when it is a folder]
+    #[arg(long, value_name = "DIR")]
+    pub from: Option<PathBuf>,
+    /// Report the finished cells even when some are missing or failed
+    #[arg(long)]
+    pub partial: bool,
     #[command(flatten)]
     pub exec: ExecArgs,
 }

@@ -23,6 +23,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod paths;
+pub mod plan;
 pub mod progress;
 pub mod prompt;
 pub mod report;

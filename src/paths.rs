@@ -9,18 +9,31 @@ pub struct Paths {
     /// Project root: holds configs/, prompts/, and the output folders.
     pub root: PathBuf,
     pub smoke: bool,
+    /// Where the output folders (data/, checkpoints/, results/, dashboard-data/) go: the root,
+    /// or one sweep cell's own folder (`bwb run --manifest M --cell ID`).
+    pub out: PathBuf,
 }
 
 impl Paths {
     pub fn new(root: impl Into<PathBuf>, smoke: bool) -> Self {
+        let root = root.into();
         Self {
-            root: root.into(),
+            out: root.clone(),
+            root,
             smoke,
         }
     }
 
+    /// The same configs and prompts, every output under `out` instead of the root.
+    pub fn with_out(&self, out: impl Into<PathBuf>) -> Self {
+        Self {
+            out: out.into(),
+            ..self.clone()
+        }
+    }
+
     fn output(&self, top: &str) -> PathBuf {
-        let base = self.root.join(top);
+        let base = self.out.join(top);
         if self.smoke {
             base.join("smoke")
         } else {

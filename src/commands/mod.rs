@@ -8,6 +8,7 @@ mod export;
 mod generate;
 mod report;
 mod serve;
+mod sweep;
 mod sync;
 mod train;
 
@@ -61,7 +62,12 @@ fn dispatch(settings: &Settings, command: Command, tracker: &Tracker) -> Result<
             report::classify(settings, &args.task, args.seeds, &args.exec, tracker)
         }
         Command::Dashboard(args) => report::dashboard(settings, &args),
-        Command::Run(args) => report::run(settings, &args, tracker),
+        Command::Run(args) => match (&args.manifest, &args.cell) {
+            (Some(m), Some(c)) => sweep::run_cell(settings, &args, m, c, tracker),
+            _ => report::run(settings, &args, tracker),
+        },
+        Command::Plan(args) => sweep::plan(settings, &args),
+        Command::Collect(args) => sweep::collect(settings, &args),
         Command::Generate(args) => generate::generate(settings, &args),
         Command::Export(args) => export::export(settings, &args),
         Command::Serve(args) => serve::serve(settings, &args),

@@ -15,7 +15,7 @@ use crate::score::ErrorClass;
 use crate::settings::{timeout_secs, EngineSettings, EngineUse, Settings};
 use crate::track::{self, RunStatus, Tracker};
 
-fn exec_options(args: &ExecArgs) -> Result<report::Options> {
+pub(super) fn exec_options(args: &ExecArgs) -> Result<report::Options> {
     let timeout = timeout_secs("--exec-timeout", args.exec_timeout)?;
     if args.exec_jobs == Some(0) {
         return Err(Error::Config("--exec-jobs 0: must be at least 1".into()).into());
@@ -393,10 +393,54 @@ fn eval_done(
 }
 
 /// One model of a `bwb run` and the conditions it runs.
-struct PlannedModel {
-    model: String,
-    kind: ModelKind,
-    conditions: Vec<Condition>,
+pub(super) struct PlannedModel {
+    pub model: String,
+    pub kind: ModelKind,
+    pub conditions: Vec<Condition>,
+}
+
+/// The models (each with its conditions), tasks and eval seeds a `bwb run` (or a sweep) covers:
+/// the flags, else the run defaults (a smoke run has its own).
+pub(super) fn grid<'a>(
+    settings: &'a Settings,
+    models: &Option<String>,
+    tasks: &Option<String>,
+    conditions: &Option<String>,
+    seeds: Option<usize>,
+) -> Result<(Vec<PlannedModel>, Vec<&'a TaskConfig>, &'a [u64])> {
+    let configs = &settings.configs;
+    let d = &configs.run_defaults;
+    let (default_models, default_tasks, default_conditions, default_seeds) = if settings.paths.smoke
+    {
+        let s = &d.smoke;
+        (&s.models, &s.tasks, &s.conditions, s.n_eval_seeds)
+    } else {
+        (&d.models, &d.tasks, &d.conditions, settings.n_eval_seeds)
+    };
+    let task_sel = tasks.clone().unwrap_or_else(|| default_tasks.join(","));
+    let tasks = configs.select_tasks(&task_sel)?;
+    let cond_names = list(conditions, default_conditions);
+    let mut planned = Vec::new();
+    for m in list(models, default_models) {
+        let kind = configs.model(&m)?.kind;
+        let mut conditions = Vec::new();
+        for c in &cond_names {
+            for cond in Condition::parse(c, None)? {
+                // API models have no adapters.
+                let no_adapter = kind == ModelKind::Api && cond.is_lora();
+                if !no_adapter && !conditions.contains(&cond) {
+                    conditions.push(cond);
+                }
+            }
+        }
+        planned.push(PlannedModel {
+            model: m,
+            kind,
+            conditions,
+        });
+    }
+    let seeds = settings.eval_seeds(seeds, default_seeds)?;
+    Ok((planned, tasks, seeds))
 }
 
 /// Everything a `bwb run` does, resolved and checked before the first stage.
@@ -412,6 +456,21 @@ struct RunPlan<'a> {
 }
 
 pub fn run(settings: &Settings, args: &RunArgs, tracker: &Tracker) -> Result<()> {
+    run_stages(settings, args, tracker)?;
+    println!("==> dashboard");
+    dashboard(settings, &no_publish())
+}
+
+/// Build the dashboard without publishing it (`bwb run`, `bwb collect`).
+pub(super) fn no_publish() -> crate::cli::DashboardArgs {
+    crate::cli::DashboardArgs {
+        publish: None,
+        public: false,
+    }
+}
+
+/// Every stage of `bwb run` but the dashboard: download, prepare, train, eval, classify.
+pub(super) fn run_stages(settings: &Settings, args: &RunArgs, tracker: &Tracker) -> Result<()> {
     let plan = run_plan(settings, args, tracker)?;
     check_api_keys(settings, &plan)?;
     let stage = |name: &str| println!("==> {name}");
@@ -424,55 +483,19 @@ pub fn run(settings: &Settings, args: &RunArgs, tracker: &Tracker) -> Result<()>
     stage("eval");
     eval_stage(settings, &plan)?;
     stage("classify");
-    classify_stage(settings, &plan)?;
-    stage("dashboard");
-    dashboard(
-        settings,
-        &crate::cli::DashboardArgs {
-            publish: None,
-            public: false,
-        },
-    )
+    classify_stage(settings, &plan)
 }
 
 /// Models, tasks, conditions, seeds and options from the flags, the run defaults (a smoke
 /// run has its own: the random smoke model, nothing downloaded or paid for) and settings.
 fn run_plan<'a>(settings: &'a Settings, args: &RunArgs, tracker: &Tracker) -> Result<RunPlan<'a>> {
-    let configs = &settings.configs;
-    let d = &configs.run_defaults;
-    let (default_models, default_tasks, default_conditions, default_seeds) = if settings.paths.smoke
-    {
-        let s = &d.smoke;
-        (&s.models, &s.tasks, &s.conditions, s.n_eval_seeds)
-    } else {
-        (&d.models, &d.tasks, &d.conditions, settings.n_eval_seeds)
-    };
-    let task_sel = args
-        .tasks
-        .clone()
-        .unwrap_or_else(|| default_tasks.join(","));
-    let tasks = configs.select_tasks(&task_sel)?;
-    let cond_names = list(&args.conditions, default_conditions);
-    let mut models = Vec::new();
-    for m in list(&args.models, default_models) {
-        let kind = configs.model(&m)?.kind;
-        let mut conditions = Vec::new();
-        for c in &cond_names {
-            for cond in Condition::parse(c, None)? {
-                // API models have no adapters.
-                let no_adapter = kind == ModelKind::Api && cond.is_lora();
-                if !no_adapter && !conditions.contains(&cond) {
-                    conditions.push(cond);
-                }
-            }
-        }
-        models.push(PlannedModel {
-            model: m,
-            kind,
-            conditions,
-        });
-    }
-    let seeds = settings.eval_seeds(args.seeds, default_seeds)?;
+    let (models, tasks, seeds) = grid(
+        settings,
+        &args.models,
+        &args.tasks,
+        &args.conditions,
+        args.seeds,
+    )?;
     let mut opts = exec_options(&args.exec)?;
     opts.seeds = seeds.to_vec();
     Ok(RunPlan {
@@ -620,20 +643,30 @@ fn eval_stage(settings: &Settings, plan: &RunPlan<'_>) -> Result<()> {
 }
 
 fn classify_stage(settings: &Settings, plan: &RunPlan<'_>) -> Result<()> {
-    for task in &plan.tasks {
-        if task.answer.kind == AnswerKind::Code && !plan.opts.allow_code_execution {
+    classify_tasks(settings, &plan.tasks, &plan.opts, &plan.tracker)
+}
+
+/// Classify `tasks` (a code task only with code execution allowed) and write the overview.
+pub(super) fn classify_tasks(
+    settings: &Settings,
+    tasks: &[&TaskConfig],
+    opts: &report::Options,
+    tracker: &Tracker,
+) -> Result<()> {
+    for task in tasks {
+        if task.answer.kind == AnswerKind::Code && !opts.allow_code_execution {
             println!(
                 "{}: not scored — it runs model-written code; rerun with --allow-code-execution",
                 task.id
             );
             continue;
         }
-        let r = report::classify_task(&settings.paths, &settings.configs, task, &plan.opts)
+        let r = report::classify_task(&settings.paths, &settings.configs, task, opts)
             .with_context(|| format!("bwb classify --task {}", task.id))?;
         if let Some(r) = r {
             for (path, s) in &r.summaries {
                 println!("{}", summary_line(settings, path, s));
-                track_summary(settings, &plan.tracker, path, s);
+                track_summary(settings, tracker, path, s);
             }
         }
     }

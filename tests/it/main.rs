@@ -27,6 +27,7 @@ mod report;
 mod sandbox;
 mod scoring;
 mod serve;
+mod sweep;
 mod sync;
 mod sync_hub;
 mod tracking;
