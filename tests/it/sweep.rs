@@ -205,11 +205,11 @@ fn a_cell_killed_half_way_resumes_without_duplicated_predictions() {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("the cell finished ({status}) before it could be killed half-way");
         }
-        let n = complete_lines(&preds);
-        if n > 0 {
+        if complete_lines(&preds) > 0 {
             child.kill().unwrap();
             child.wait().unwrap();
-            killed_at = Some(n);
+            // Count again: more lines may have landed between the check and the kill.
+            killed_at = Some(complete_lines(&preds));
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
