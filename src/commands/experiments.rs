@@ -211,13 +211,8 @@ fn report(
         }
     }
     println!("total spent this run: ${spent:.6}");
-    if tracker.enabled() && own_tracker {
-        let report = tracker.finish();
-        if report.complete() {
-            println!("{}", report.line());
-        } else {
-            tracing::warn!("{}", report.line());
-        }
+    if own_tracker {
+        tracker.finish_and_report();
     }
     if let Some(repo) = upload_hf {
         upload(settings, repo)?;

@@ -35,14 +35,7 @@ pub fn run(cli: Cli) -> Result<()> {
     };
     let result = dispatch(&settings, cli.command, &tracker);
     // Tracking never changes the outcome: one line on what reached the server, or not.
-    if tracker.enabled() {
-        let report = tracker.finish();
-        if report.complete() {
-            println!("{}", report.line());
-        } else {
-            tracing::warn!("{}", report.line());
-        }
-    }
+    tracker.finish_and_report();
     result
 }
 

@@ -23,6 +23,16 @@ pub struct Example {
     pub stratum: Option<String>,
 }
 
+impl Example {
+    /// The input a long-context step works on (cutting to fit a window, compressing): its
+    /// `context`, else its longest input (ETHIC's user message holds the document).
+    pub fn long_input(&self) -> Option<(&String, &String)> {
+        self.inputs
+            .get_key_value("context")
+            .or_else(|| self.inputs.iter().max_by_key(|(_, v)| v.len()))
+    }
+}
+
 /// A gold answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]

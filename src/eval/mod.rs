@@ -290,12 +290,7 @@ pub const MIN_WINDOW_TOKENS: usize = 64;
 /// cut. Backends that cannot count tokens (API models) get the full context; their own
 /// limit errors become per-example errors.
 fn fit_context(job: &Job<'_>, ex: &Example, full: Vec<Message>) -> Result<(Vec<Message>, bool)> {
-    // The context, or (ETHIC, whose user message holds it) the longest input.
-    let Some((key, context)) = ex
-        .inputs
-        .get_key_value("context")
-        .or_else(|| ex.inputs.iter().max_by_key(|(_, v)| v.len()))
-    else {
+    let Some((key, context)) = ex.long_input() else {
         return Ok((full, false));
     };
     let Some(total) = job.backend.count_tokens(&full)? else {

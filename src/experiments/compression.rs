@@ -26,13 +26,6 @@ pub struct Record {
     pub error: Option<String>,
 }
 
-/// The input a compressor works on: `context`, else the longest input.
-pub fn field_of(ex: &Example) -> Option<(&String, &String)> {
-    ex.inputs
-        .get_key_value("context")
-        .or_else(|| ex.inputs.iter().max_by_key(|(_, v)| v.len()))
-}
-
 fn question_of(ex: &Example) -> &str {
     ["question", "query", "input"]
         .iter()
@@ -55,7 +48,7 @@ fn worker(c: &dyn Compressor, todo: &[&Example], sh: &Shared) {
         if sh.fatal.lock().map(|f| f.is_some()).unwrap_or(true) {
             break;
         }
-        let Some((field, text)) = field_of(ex) else {
+        let Some((field, text)) = ex.long_input() else {
             continue;
         };
         let record = |result, error| Record {

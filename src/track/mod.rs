@@ -355,6 +355,20 @@ impl Tracker {
         }
     }
 
+    /// [`Tracker::finish`] and its one line: printed when everything was logged, a warning
+    /// otherwise; nothing for a disabled tracker.
+    pub fn finish_and_report(&self) {
+        if !self.enabled() {
+            return;
+        }
+        let report = self.finish();
+        if report.complete() {
+            println!("{}", report.line());
+        } else {
+            tracing::warn!("{}", report.line());
+        }
+    }
+
     /// End of the command: wait (at most the flush timeout; not at all for a server that
     /// keeps failing) for queued calls, and count what was not logged.
     pub fn finish(&self) -> Report {
