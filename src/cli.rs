@@ -437,10 +437,10 @@ pub struct CollectArgs {
     /// The sweep folder `bwb plan` wrote (holds manifest.jsonl)
     #[arg(long, value_name = "DIR")]
     pub sweep: PathBuf,
-    /// The folder holding one results folder per cell [default: the manifest's results
-    /// location when it is a folder]
-    #[arg(long, value_name = "DIR")]
-    pub from: Option<PathBuf>,
+    /// Where the cells' results folders are: a folder, or hf:ORG/REPO (their results are
+    /// pulled from its cells/ into sweep-cells/) [default: the manifest's results location]
+    #[arg(long, value_name = "DIR|hf:ORG/REPO")]
+    pub from: Option<String>,
     /// Report the finished cells even when some are missing or failed
     #[arg(long)]
     pub partial: bool,
