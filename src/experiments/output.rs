@@ -259,6 +259,16 @@ fn summarise(rows: &[&Row], metrics: &[MetricId], seed: u64) -> Value {
     })
 }
 
+/// The per-example file of experiment `id`'s dataset config `config` in its folder `dir`
+/// (`multi`: the experiment has several configs, one file each).
+pub fn rows_file(dir: &Path, id: &str, config: &str, multi: bool) -> PathBuf {
+    if multi {
+        dir.join(format!("{id}.{config}.jsonl"))
+    } else {
+        dir.join(format!("{id}.jsonl"))
+    }
+}
+
 /// Write the per-example files, summary.json and summary.csv; returns summary.json's path.
 pub fn write(
     settings: &Settings,
@@ -269,17 +279,12 @@ pub fn write(
     use crate::fsutil::{write_atomic, write_json_atomic};
     let multi = per_entry.len() > 1;
     for (config, rows) in per_entry {
-        let name = if multi {
-            format!("{}.{config}.jsonl", plan.id)
-        } else {
-            format!("{}.jsonl", plan.id)
-        };
         let mut text = String::new();
         for r in rows {
             text.push_str(&serde_json::to_string(r)?);
             text.push('\n');
         }
-        write_atomic(&dir.join(name), |w| {
+        write_atomic(&rows_file(dir, &plan.id, config, multi), |w| {
             std::io::Write::write_all(w, text.as_bytes())
         })?;
     }
