@@ -23,6 +23,13 @@ pub struct GenParams {
     pub seed: u64,
     /// Stop when the decoded completion contains any of these (the text is cut before it).
     pub stop: Vec<String>,
+    /// Record each generated token's logprob and this many most likely alternatives.
+    pub logprobs: Option<usize>,
+    /// Record each prompt token's logprob (all but the first) and this many alternatives;
+    /// only the server's engine fills these in (`extend_row` with a [`PromptScore`]).
+    pub prompt_logprobs: Option<usize>,
+    /// Keep generating past end-of-sequence tokens (they are kept) up to `max_new_tokens`.
+    pub ignore_eos: bool,
 }
 
 impl Default for GenParams {
@@ -34,6 +41,9 @@ impl Default for GenParams {
             top_k: 0,
             seed: 0,
             stop: Vec::new(),
+            logprobs: None,
+            prompt_logprobs: None,
+            ignore_eos: false,
         }
     }
 }
@@ -58,6 +68,55 @@ pub struct Completion {
     pub completion_tokens: usize,
     /// Decoded text (cut at a stop string), when a decoder was given.
     pub text: String,
+    /// One entry per generated token when `GenParams::logprobs` asks.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub logprobs: Vec<TokenLogprob>,
+    /// One entry per prompt token after the first when `GenParams::prompt_logprobs` asks.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub prompt_logprobs: Vec<TokenLogprob>,
+}
+
+/// A token's log-probability under the model and the most likely tokens at its position:
+/// log-softmax of the raw logits, before temperature, top-k or top-p (vLLM's default
+/// `raw_logprobs`), so the numbers do not depend on the sampling settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenLogprob {
+    pub token: u32,
+    pub logprob: f32,
+    /// The most likely tokens, most likely first (ties: lower id first).
+    pub top: Vec<(u32, f32)>,
+}
+
+impl TokenLogprob {
+    /// `token`'s entry from one row of raw logits, with the `k` most likely tokens.
+    pub fn from_logits(logits: &[f32], token: u32, k: usize) -> Self {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let sum: f64 = logits.iter().map(|&x| (x as f64 - max).exp()).sum();
+        let lse = max + sum.ln();
+        let lp = |i: usize| (logits[i] as f64 - lse) as f32;
+        let k = k.min(logits.len());
+        let mut idx: Vec<usize> = (0..logits.len()).collect();
+        let order = |a: &usize, b: &usize| logits[*b].total_cmp(&logits[*a]).then(a.cmp(b));
+        if k > 0 && k < idx.len() {
+            idx.select_nth_unstable_by(k - 1, order);
+        }
+        idx.truncate(k);
+        idx.sort_by(order);
+        Self {
+            token,
+            logprob: lp(token as usize),
+            top: idx.into_iter().map(|i| (i as u32, lp(i))).collect(),
+        }
+    }
+}
+
+/// What `extend_row` scores besides returning the last logits: the hidden states at chunk
+/// positions `from..from + next.len()` predict the tokens `next` (prompt logprobs).
+#[derive(Debug, Clone, Copy)]
+pub struct PromptScore<'a> {
+    pub from: usize,
+    pub next: &'a [u32],
+    pub k: usize,
 }
 
 /// One generating row: its seeded sampler and its output so far. `generate` and the
@@ -67,6 +126,9 @@ pub struct Completion {
 pub struct Row {
     pub out: Completion,
     rng: rand_chacha::ChaCha8Rng,
+    /// Logprob entries already handed out by `take_new_logprobs` (streaming).
+    sent_logprobs: usize,
+    sent_prompt_logprobs: usize,
 }
 
 impl Row {
@@ -78,8 +140,12 @@ impl Row {
                 prompt_tokens,
                 completion_tokens: 0,
                 text: String::new(),
+                logprobs: Vec::new(),
+                prompt_logprobs: Vec::new(),
             },
             rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+            sent_logprobs: 0,
+            sent_prompt_logprobs: 0,
         }
     }
 
@@ -94,9 +160,12 @@ impl Row {
     ) -> Result<Option<FinishReason>> {
         let tok = pick(logits, params, &mut self.rng);
         let c = &mut self.out;
-        if eos_ids.contains(&tok) {
+        if eos_ids.contains(&tok) && !params.ignore_eos {
             c.finish_reason = FinishReason::Eos;
             return Ok(Some(FinishReason::Eos));
+        }
+        if let Some(k) = params.logprobs {
+            c.logprobs.push(TokenLogprob::from_logits(logits, tok, k));
         }
         c.token_ids.push(tok);
         c.completion_tokens = c.token_ids.len();
@@ -118,6 +187,44 @@ impl Row {
             return Ok(Some(FinishReason::Length));
         }
         Ok(None)
+    }
+
+    /// Prompt tokens whose logprobs are recorded (after the first prompt token).
+    pub fn prompt_scored(&self) -> usize {
+        self.out.prompt_logprobs.len()
+    }
+
+    /// What a prefill chunk `done..end` of `prompt` (plus generated tokens after it, on a
+    /// rope rebuild) must score so that every prompt token after the first gets its logprob
+    /// once: chunk position p predicts token p + 1.
+    pub fn prompt_score<'a>(
+        &self,
+        prompt: &'a [u32],
+        done: usize,
+        end: usize,
+        k: usize,
+    ) -> Option<PromptScore<'a>> {
+        let a = done.max(self.prompt_scored());
+        let b = end.min(prompt.len().saturating_sub(1));
+        (a < b).then(|| PromptScore {
+            from: a - done,
+            next: &prompt[a + 1..b + 1],
+            k,
+        })
+    }
+
+    /// Record prompt logprob entries that `extend_row` scored.
+    pub fn add_prompt_logprobs(&mut self, scored: Vec<TokenLogprob>) {
+        self.out.prompt_logprobs.extend(scored);
+    }
+
+    /// Prompt and generated logprob entries not handed out before (for streaming).
+    pub fn take_new_logprobs(&mut self) -> (Vec<TokenLogprob>, Vec<TokenLogprob>) {
+        let p = self.out.prompt_logprobs[self.sent_prompt_logprobs..].to_vec();
+        let g = self.out.logprobs[self.sent_logprobs..].to_vec();
+        self.sent_prompt_logprobs = self.out.prompt_logprobs.len();
+        self.sent_logprobs = self.out.logprobs.len();
+        (p, g)
     }
 
     /// The last token taken (the one to feed next).
@@ -241,23 +348,47 @@ pub fn decode_step(
 }
 
 /// Extend one row's cache (batch of 1) by `ids` at positions `start..`; returns the logits
-/// after the last of them. Prefilling a prompt chunk by chunk through this gives the same
-/// cache as one call with the whole prompt.
+/// after the last of them, and with `score` the logprobs of the tokens it names. Prefilling a
+/// prompt chunk by chunk through this gives the same cache as one call with the whole prompt.
 pub fn extend_row(
     model: &Model,
     device: &Device,
     cache: &mut super::Cache,
-    ids: &[u32],
-    start: usize,
+    (ids, start): (&[u32], usize),
     ctx: &ForwardCtx,
-) -> Result<Vec<f32>> {
+    score: Option<PromptScore>,
+) -> Result<(Vec<f32>, Vec<TokenLogprob>)> {
     let l = ids.len();
     let ids_t = Tensor::from_vec(ids.to_vec(), (1, l), device)?;
     let pos: Vec<i64> = (start..start + l).map(|p| p as i64).collect();
     let pos_t = Tensor::from_vec(pos, (1, l), device)?;
-    let hidden = model.forward_hidden(&ids_t, &pos_t, Some(cache), ctx)?;
-    let logits = model.logits(&hidden.narrow(1, l - 1, 1)?.squeeze(1)?.squeeze(0)?)?;
-    Ok(logits.to_dtype(DType::F32)?.to_vec1()?)
+    let hidden = model
+        .forward_hidden(&ids_t, &pos_t, Some(cache), ctx)?
+        .squeeze(0)?;
+    let logits = model.logits(&hidden.narrow(0, l - 1, 1)?.squeeze(0)?)?;
+    let scored = match score {
+        Some(s) => score_positions(model, &hidden, s)?,
+        None => Vec::new(),
+    };
+    Ok((logits.to_dtype(DType::F32)?.to_vec1()?, scored))
+}
+
+/// Rows of hidden states scored a block at a time, so a long prompt never holds its whole
+/// `(L, V)` logits (vocabularies reach 262k).
+const SCORE_BLOCK: usize = 32;
+
+fn score_positions(model: &Model, hidden: &Tensor, s: PromptScore) -> Result<Vec<TokenLogprob>> {
+    let mut out = Vec::with_capacity(s.next.len());
+    for (b, next) in s.next.chunks(SCORE_BLOCK).enumerate() {
+        let h = hidden.narrow(0, s.from + b * SCORE_BLOCK, next.len())?;
+        let rows: Vec<Vec<f32>> = model.logits(&h)?.to_dtype(DType::F32)?.to_vec2()?;
+        out.extend(
+            rows.iter()
+                .zip(next)
+                .map(|(row, &t)| TokenLogprob::from_logits(row, t, s.k)),
+        );
+    }
+    Ok(out)
 }
 
 /// Run left-padded prompts through the model into a fresh cache; returns the cache and the
