@@ -470,3 +470,73 @@ pub fn pick(logits: &[f32], p: &GenParams, rng: &mut rand_chacha::ChaCha8Rng) ->
     }
     idx[idx.len() - 1] as u32
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logprobs_are_a_log_softmax_with_sorted_top_tokens() {
+        let logits = [1.0f32, 3.0, -2.0, 3.0, 0.5];
+        let full = TokenLogprob::from_logits(&logits, 2, logits.len());
+        let total: f64 = full.top.iter().map(|&(_, l)| (l as f64).exp()).sum();
+        assert!((total - 1.0).abs() < 1e-6, "{total}");
+        // Most likely first, ties by id; the token's own entry matches its top entry.
+        let ids: Vec<u32> = full.top.iter().map(|t| t.0).collect();
+        assert_eq!(ids, vec![1, 3, 0, 4, 2]);
+        assert_eq!(full.logprob, full.top[4].1);
+        let top2 = TokenLogprob::from_logits(&logits, 1, 2);
+        assert_eq!(top2.top, full.top[..2].to_vec());
+        assert_eq!(top2.logprob, top2.top[0].1, "greedy token = the maximum");
+        assert!(top2.top.iter().all(|&(_, l)| l <= 0.0));
+        // Raw logits: temperature does not enter.
+        let want = 3.0 - (1f64.exp() + 2.0 * 3f64.exp() + (-2f64).exp() + 0.5f64.exp()).ln();
+        assert!((top2.logprob as f64 - want).abs() < 1e-6);
+        assert!(TokenLogprob::from_logits(&logits, 0, 0).top.is_empty());
+    }
+
+    #[test]
+    fn a_row_records_logprobs_and_ignores_eos_when_asked() {
+        let decode = |ids: &[u32]| Ok(format!("{ids:?}"));
+        let eos_first = [0.0f32, 5.0, 1.0]; // greedy picks token 1, the EOS
+        let mut p = GenParams {
+            max_new_tokens: 3,
+            logprobs: Some(1),
+            ..Default::default()
+        };
+        let mut row = Row::new(2, 0);
+        let r = row.step(&eos_first, &p, &[1], &decode).unwrap();
+        assert_eq!(r, Some(FinishReason::Eos));
+        assert!(row.out.token_ids.is_empty() && row.out.logprobs.is_empty());
+        p.ignore_eos = true;
+        let mut row = Row::new(2, 0);
+        for i in 0..3 {
+            let r = row.step(&eos_first, &p, &[1], &decode).unwrap();
+            assert_eq!(r.is_some(), i == 2);
+        }
+        assert_eq!(row.out.token_ids, vec![1, 1, 1]);
+        assert_eq!(row.out.finish_reason, FinishReason::Length);
+        assert_eq!(row.out.logprobs.len(), 3);
+        assert_eq!(row.out.logprobs[0].top[0].0, 1);
+        // Streaming hands each entry out once.
+        assert_eq!(row.take_new_logprobs().1.len(), 3);
+        assert!(row.take_new_logprobs().1.is_empty());
+    }
+
+    #[test]
+    fn prompt_scoring_covers_each_prompt_token_after_the_first_once() {
+        let prompt = [10, 11, 12, 13, 14];
+        let mut row = Row::new(prompt.len(), 0);
+        // Chunk 0..2 predicts tokens 1 and 2.
+        let s = row.prompt_score(&prompt, 0, 2, 3).unwrap();
+        assert_eq!((s.from, s.next), (0, &prompt[1..3]));
+        row.add_prompt_logprobs(vec![TokenLogprob::from_logits(&[0.0; 4], 0, 0); 2]);
+        // Chunk 2..5: positions 2 and 3 predict tokens 3 and 4; position 4 predicts the
+        // first generated token, not a prompt token.
+        let s = row.prompt_score(&prompt, 2, 5, 3).unwrap();
+        assert_eq!((s.from, s.next), (0, &prompt[3..5]));
+        row.add_prompt_logprobs(vec![TokenLogprob::from_logits(&[0.0; 4], 0, 0); 2]);
+        // A rebuild from scratch scores nothing twice.
+        assert!(row.prompt_score(&prompt, 0, 5, 3).is_none());
+    }
+}
