@@ -816,6 +816,19 @@ for endpoint in ("chat", "completions"):
         text = "".join(c.choices[0].text for c in chunks if c.choices)
         assert text == cmpl.choices[0].text, (text, cmpl)
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0, chunks[-1]
+lp = client.chat.completions.create(model="smoke", messages=[{"role": "user", "content": "Hello"}], max_tokens=3, temperature=0, logprobs=True, top_logprobs=3, extra_body={"ignore_eos": True})
+content = lp.choices[0].logprobs.content
+assert len(content) == 3 and all(len(t.top_logprobs) == 3 for t in content), lp
+assert all(t.logprob == t.top_logprobs[0].logprob for t in content), lp
+echo = client.completions.create(model="smoke", prompt=[[97, 98, 99]], max_tokens=0, echo=True, logprobs=1, temperature=0)
+assert echo.choices[0].text == "abc" and echo.choices[0].logprobs.tokens == ["a", "b", "c"], echo
+assert echo.choices[0].logprobs.token_logprobs[0] is None and echo.choices[0].logprobs.top_logprobs[0] is None, echo
+assert all(l <= 0 for l in echo.choices[0].logprobs.token_logprobs[1:]), echo
+try:
+    client.chat.completions.create(model="smoke", messages=[{"role": "user", "content": "Hello"}], logprobs=True, top_logprobs=21)
+    raise SystemExit("top_logprobs=21 was accepted")
+except openai.BadRequestError as e:
+    assert "top_logprobs" in str(e), e
 try:
     client.chat.completions.create(model="smoke", messages=[{"role": "user", "content": "Hello"}], max_tokens=-1)
     raise SystemExit("max_tokens=-1 was accepted")
