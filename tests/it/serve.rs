@@ -1662,3 +1662,54 @@ fn token_id_prompts_answer_as_their_text_and_tokenize_round_trips() {
     let (st, _, v, t) = post(&s, "/v1/completions", body(json!([[]])).to_string(), None);
     assert_error(st, 400, &v, &t);
 }
+
+#[test]
+fn max_model_len_defaults_to_the_models_context_and_longer_prompts_answer_400() {
+    let p = Project::new();
+    let dir = p.path("qwen3");
+    crate::common::copy_dir(&fixture("qwen3"), &dir);
+    bwb::model::load::byte_tokenizer(256 + 3)
+        .unwrap()
+        .save(dir.join("tokenizer.json"), false)
+        .unwrap();
+    let model = dir.to_str().unwrap().to_string();
+    // Beyond the checkpoint's max_position_embeddings (256): a one-line startup error.
+    let err = p
+        .bwb(&[
+            "serve",
+            "--model",
+            &model,
+            "--max-model-len",
+            "1000",
+            "--port",
+            "0",
+        ])
+        .fails(1);
+    assert!(err.contains("1000") && err.contains("256"), "{err}");
+    let s = Server::start(p, &[], &["--model", &model]);
+    let models: Value = serde_json::from_str(
+        &client()
+            .get(s.url("/v1/models"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(models["data"][0]["max_model_len"], 256);
+    let ok = ok_json(
+        &s,
+        "/v1/completions",
+        json!({"prompt": "a".repeat(200), "max_tokens": 2}),
+    );
+    assert_usage(&ok["usage"]);
+    let (st, _, v, t) = post(
+        &s,
+        "/v1/completions",
+        json!({"prompt": "a".repeat(300), "max_tokens": 2}).to_string(),
+        None,
+    );
+    assert_error(st, 400, &v, &t);
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("256") && msg.contains("300"), "{msg}");
+}
