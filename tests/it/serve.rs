@@ -472,13 +472,19 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
         ),
         (
             "/v1/completions",
-            json!({"prompt": [1, 2, 3]}).to_string().into_bytes(),
+            json!({"prompt": [1, 2, 999999]}).to_string().into_bytes(),
             400,
             Some("prompt"),
         ),
         (
             "/v1/completions",
             json!({"prompt": ""}).to_string().into_bytes(),
+            400,
+            Some("prompt"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": [1, -2]}).to_string().into_bytes(),
             400,
             Some("prompt"),
         ),
@@ -610,16 +616,22 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-#[test]
-fn an_adapter_is_served_by_name_and_matches_generate_with_it() {
-    // The tiny Qwen3 fixture with the smoke byte tokenizer (as tests/it/generate.rs does).
-    let p = Project::new();
+/// The tiny Qwen3 fixture with the smoke byte tokenizer (as tests/it/generate.rs does),
+/// copied into the project.
+fn qwen3_dir(p: &Project) -> PathBuf {
     let dir = p.path("qwen3");
     crate::common::copy_dir(&fixture("qwen3"), &dir);
     bwb::model::load::byte_tokenizer(256 + 3)
         .unwrap()
         .save(dir.join("tokenizer.json"), false)
         .unwrap();
+    dir
+}
+
+#[test]
+fn an_adapter_is_served_by_name_and_matches_generate_with_it() {
+    let p = Project::new();
+    let dir = qwen3_dir(&p);
     let adapter = fixture("qwen3").join("adapter");
     let gen = |with_adapter: bool| {
         let mut args = vec![
@@ -1666,12 +1678,7 @@ fn token_id_prompts_answer_as_their_text_and_tokenize_round_trips() {
 #[test]
 fn max_model_len_defaults_to_the_models_context_and_longer_prompts_answer_400() {
     let p = Project::new();
-    let dir = p.path("qwen3");
-    crate::common::copy_dir(&fixture("qwen3"), &dir);
-    bwb::model::load::byte_tokenizer(256 + 3)
-        .unwrap()
-        .save(dir.join("tokenizer.json"), false)
-        .unwrap();
+    let dir = qwen3_dir(&p);
     let model = dir.to_str().unwrap().to_string();
     // Beyond the checkpoint's max_position_embeddings (256): a one-line startup error.
     let err = p
