@@ -1720,3 +1720,104 @@ fn max_model_len_defaults_to_the_models_context_and_longer_prompts_answer_400() 
     let msg = v["error"]["message"].as_str().unwrap();
     assert!(msg.contains("256") && msg.contains("300"), "{msg}");
 }
+
+/// One eval run's predictions, by example: (input messages, raw output, parsed prediction,
+/// input and output tokens, generation).
+fn predictions(p: &Project, model: &str, condition: &str) -> Vec<(String, Value)> {
+    let path = format!("results/smoke/predictions/{model}/fpb/{condition}/seed-1.jsonl");
+    let mut rows: Vec<(String, Value)> = jsonl(&p.read(&path))
+        .into_iter()
+        .map(|r| {
+            let id = r["example_id"].as_str().unwrap().to_string();
+            let keep = [
+                "input_messages",
+                "raw_output",
+                "prediction",
+                "input_tokens",
+                "output_tokens",
+                "generation",
+                "error",
+            ];
+            (
+                id,
+                keep.iter()
+                    .map(|k| (k.to_string(), r[*k].clone()))
+                    .collect(),
+            )
+        })
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    rows
+}
+
+#[test]
+fn bwb_eval_through_the_server_equals_local_eval_for_the_base_and_an_adapter() {
+    let p = Project::new().set_env("OPENAI_API_KEY", "sekrit");
+    for step in ["download", "prepare"] {
+        p.bwb(&["--smoke-test", step, "--task", "fpb"]).ok();
+    }
+    p.bwb(&[
+        "--smoke-test",
+        "train",
+        "--model",
+        "smoke",
+        "--task",
+        "fpb",
+        "--condition",
+        "lora-500",
+    ])
+    .ok();
+    // f32 on both sides (eval's default base is 4-bit; serve's is the weights as stored).
+    let eval = |p: &Project, model: &str, condition: &str| {
+        p.bwb(&[
+            "--smoke-test",
+            "eval",
+            "--model",
+            model,
+            "--task",
+            "fpb",
+            "--condition",
+            condition,
+            "--seeds",
+            "1",
+            "--quant",
+            "none",
+        ])
+        .ok();
+    };
+    eval(&p, "smoke", "zero-shot");
+    eval(&p, "smoke", "lora-500");
+    let adapter = p.path("checkpoints/smoke/smoke/fpb/lora-500/adapter");
+    assert!(adapter.join("adapter_config.json").exists());
+    let lora = format!("fpb={}", adapter.display());
+    let s = Server::start(
+        p,
+        &["--smoke-test"],
+        &[
+            "--model",
+            "smoke",
+            "--lora-modules",
+            &lora,
+            "--api-key",
+            "sekrit",
+        ],
+    );
+    let p = &s.project;
+    for (id, name) in [("served", "smoke"), ("served-fpb", "fpb")] {
+        p.write(
+            &format!("configs/models/{id}.yaml"),
+            &format!(
+                "id: {id}\nkind: api\nprovider: openai\napi_model: {name}\nbase_url: {}/v1\ngreedy: true\n",
+                s.base
+            ),
+        );
+        eval(p, id, "zero-shot");
+    }
+    let local = predictions(p, "smoke", "zero-shot");
+    assert_eq!(local.len(), 15);
+    assert!(local.iter().all(|r| r.1["generation"] == "greedy"));
+    assert_eq!(predictions(p, "served", "zero-shot"), local);
+    let tuned = predictions(p, "smoke", "lora-500");
+    assert_ne!(tuned, local, "the adapter must change something");
+    assert_eq!(predictions(p, "served-fpb", "zero-shot"), tuned);
+}
