@@ -1612,7 +1612,8 @@ fn scored_continuation(s: &Server, context: &[u64]) -> Vec<(u64, f64, bool)> {
 
 #[test]
 fn echo_scores_the_prompt_as_generation_scores_the_continuation_and_lm_eval_reads_it() {
-    let s = smoke_server(&[]);
+    // Prefill chunks of 5 − 2 = 3 tokens: the echoed prompt is scored across chunks.
+    let s = smoke_server(&["--max-num-seqs", "2", "--max-batch-tokens", "5"]);
     let context = tokenize(&s, "The cat");
     let cont = scored_continuation(&s, &context);
     let full: Vec<u64> = context
