@@ -113,6 +113,10 @@ fn post(
     (status, headers, v, text)
 }
 
+fn get_json(s: &Server, path: &str) -> Value {
+    serde_json::from_str(&client().get(s.url(path)).send().unwrap().text().unwrap()).unwrap()
+}
+
 fn ok_json(s: &Server, path: &str, body: Value) -> Value {
     let (status, _, v, text) = post(s, path, body.to_string(), None);
     assert_eq!(
@@ -664,15 +668,7 @@ fn an_adapter_is_served_by_name_and_matches_generate_with_it() {
             &lora,
         ],
     );
-    let models: Value = serde_json::from_str(
-        &client()
-            .get(s.url("/v1/models"))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap(),
-    )
-    .unwrap();
+    let models = get_json(&s, "/v1/models");
     let data = models["data"].as_array().unwrap();
     assert_eq!(data.len(), 2, "{models}");
     assert_eq!(
@@ -1695,15 +1691,7 @@ fn max_model_len_defaults_to_the_models_context_and_longer_prompts_answer_400() 
         .fails(1);
     assert!(err.contains("1000") && err.contains("256"), "{err}");
     let s = Server::start(p, &[], &["--model", &model]);
-    let models: Value = serde_json::from_str(
-        &client()
-            .get(s.url("/v1/models"))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap(),
-    )
-    .unwrap();
+    let models = get_json(&s, "/v1/models");
     assert_eq!(models["data"][0]["max_model_len"], 256);
     let ok = ok_json(
         &s,
@@ -1757,34 +1745,17 @@ fn bwb_eval_through_the_server_equals_local_eval_for_the_base_and_an_adapter() {
     for step in ["download", "prepare"] {
         p.bwb(&["--smoke-test", step, "--task", "fpb"]).ok();
     }
-    p.bwb(&[
-        "--smoke-test",
-        "train",
-        "--model",
-        "smoke",
-        "--task",
-        "fpb",
-        "--condition",
-        "lora-500",
-    ])
-    .ok();
+    let args = |cmd: &str| -> Vec<String> { cmd.split(' ').map(String::from).collect() };
+    let train = args("--smoke-test train --model smoke --task fpb --condition lora-500");
+    p.bwb(&train.iter().map(String::as_str).collect::<Vec<_>>())
+        .ok();
     // f32 on both sides (eval's default base is 4-bit; serve's is the weights as stored).
     let eval = |p: &Project, model: &str, condition: &str| {
-        p.bwb(&[
-            "--smoke-test",
-            "eval",
-            "--model",
-            model,
-            "--task",
-            "fpb",
-            "--condition",
-            condition,
-            "--seeds",
-            "1",
-            "--quant",
-            "none",
-        ])
-        .ok();
+        let cmd = format!(
+            "--smoke-test eval --model {model} --task fpb --condition {condition} --seeds 1 --quant none"
+        );
+        p.bwb(&args(&cmd).iter().map(String::as_str).collect::<Vec<_>>())
+            .ok();
     };
     eval(&p, "smoke", "zero-shot");
     eval(&p, "smoke", "lora-500");
