@@ -209,7 +209,7 @@ pub fn supported_archs() -> String {
 }
 
 fn build(arch: Arch, cfg: &Value, path: &Path, vb: &Builder) -> Result<Model> {
-    Ok(Model::new(arch, (arch.spec().build)(cfg, path, vb)?))
+    Ok(Model::new(arch, (arch.spec().build)(cfg, path, vb)?).with_linears(vb))
 }
 
 /// Token ids of `eos_token_id` (an int or a list).
@@ -583,7 +583,7 @@ fn random_loaded(
 ) -> Result<LoadedModel> {
     let tokenizer = byte_tokenizer(vocab_size)?;
     let vb = builder(Source::Random { seed }, opts, opts.quant);
-    let model = build_model(&vb)?;
+    let model = build_model(&vb)?.with_linears(&vb);
     let lora_vars = vb.finish()?;
     let im_end = tokenizer.token_to_id("<|im_end|>").unwrap_or(0);
     let eot = tokenizer.token_to_id("<|endoftext|>").unwrap_or(0);
