@@ -777,6 +777,125 @@ pub fn safe_len(text: &str, stop: &[String]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Arch, RandomInit};
+    use crate::model::load::{self, LoadOptions, ModelSource};
+
+    fn engine(max_loras: Option<usize>) -> Engine {
+        let init = RandomInit {
+            hidden_size: 16,
+            intermediate_size: 32,
+            num_hidden_layers: 1,
+            num_attention_heads: 2,
+            num_key_value_heads: 1,
+            head_dim: 8,
+            vocab_size: 260,
+            seed: 0,
+        };
+        let src = ModelSource::Random {
+            arch: Arch::Qwen3,
+            init,
+        };
+        let model = Arc::new(load::load(&src, &LoadOptions::default()).unwrap());
+        let limits = Limits {
+            max_num_seqs: 8,
+            max_batch_tokens: 16,
+            max_queue: 8,
+            max_loras,
+        };
+        let mut e = Engine::new(model, limits, Arc::new(Metrics::new(vec!["m".into()])));
+        for id in [0, 1] {
+            let lora = ServedLora {
+                scale: 1.0,
+                layers: HashMap::new(),
+            };
+            e.accept(Msg::Attach(id, Arc::new(lora)));
+        }
+        e
+    }
+
+    fn job(adapter: Option<usize>) -> (Msg, tmpsc::UnboundedReceiver<Event>) {
+        let (events, rx) = tmpsc::unbounded_channel();
+        let params = GenParams {
+            max_new_tokens: 4,
+            temperature: 0.0,
+            top_p: 1.0,
+            top_k: 0,
+            seed: 0,
+            stop: Vec::new(),
+        };
+        let job = Job {
+            model: 0,
+            adapter,
+            rows: vec![vec![1, 2, 3]],
+            params,
+            stream: false,
+            prompt_tokens: 3,
+            events,
+            arrived: Instant::now(),
+            _in_flight: InFlight(Arc::new(AtomicUsize::new(1))),
+        };
+        (Msg::Job(job), rx)
+    }
+
+    fn admitted(e: &Engine) -> Vec<Option<usize>> {
+        let mut v: Vec<Option<usize>> = e.requests.values().map(|r| r.adapter).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn max_loras_passes_over_another_adapter_without_blocking_the_requests_behind() {
+        let mut e = engine(Some(1));
+        let mut rxs = Vec::new();
+        for a in [Some(0), Some(1), None, Some(0), Some(1), Some(7)] {
+            let (msg, rx) = job(a);
+            rxs.push(rx);
+            e.accept(msg);
+        }
+        e.admit().unwrap();
+        // Adapter 1 waits (in order); the base and adapter 0 behind it run.
+        assert_eq!(admitted(&e), [None, Some(0), Some(0)]);
+        let waiting: Vec<Option<usize>> = e.waiting.iter().map(|j| j.adapter).collect();
+        assert_eq!(waiting, [Some(1), Some(1)]);
+        // A job for an adapter the engine does not hold is answered with an error.
+        assert!(matches!(rxs[5].try_recv(), Ok(Event::Error(m)) if m.contains("unloaded")));
+        // Retired while requests wait for it: kept until they are done.
+        e.accept(Msg::Retire(1));
+        e.drop_retired();
+        assert!(e.loras.contains_key(&1));
+        // Adapter 0's requests finish: adapter 1's are admitted beside the base.
+        e.requests.retain(|_, r| r.adapter != Some(0));
+        e.prefilling.retain(|s| e.requests.contains_key(&s.req));
+        e.admit().unwrap();
+        assert_eq!(admitted(&e), [None, Some(1), Some(1)]);
+        e.requests.clear();
+        e.prefilling.clear();
+        e.drop_retired();
+        assert!(!e.loras.contains_key(&1) && e.loras.contains_key(&0));
+    }
+
+    #[test]
+    fn without_max_loras_every_adapter_is_admitted_fcfs() {
+        let mut e = engine(None);
+        let mut rxs = Vec::new();
+        for a in [Some(0), Some(1), None] {
+            let (msg, rx) = job(a);
+            rxs.push(rx);
+            e.accept(msg);
+        }
+        e.admit().unwrap();
+        assert_eq!(admitted(&e), [None, Some(0), Some(1)]);
+        // One step decodes every row in one batch and records the mix.
+        while !e.prefilling.is_empty() {
+            e.step().unwrap();
+        }
+        e.step().unwrap();
+        let m = e.metrics.render();
+        assert!(
+            m.contains("bwb:decode_steps_total{served_models=\"1\",lora_adapters=\"2\"}"),
+            "{m}"
+        );
+    }
 
     #[test]
     fn safe_len_holds_back_partial_stop_strings_and_characters() {
