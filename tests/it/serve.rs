@@ -613,13 +613,30 @@ fn fixture(name: &str) -> PathBuf {
 /// The tiny Qwen3 fixture with the smoke byte tokenizer (as tests/it/generate.rs does),
 /// copied into the project.
 fn tiny_qwen3_dir(p: &Project) -> PathBuf {
-    let dir = p.path("qwen3");
-    crate::common::copy_dir(&fixture("qwen3"), &dir);
+    fixture_dir(p, "qwen3")
+}
+
+/// The tiny model fixture `arch` with the smoke byte tokenizer, copied into the project.
+fn fixture_dir(p: &Project, arch: &str) -> PathBuf {
+    let dir = p.path(arch);
+    crate::common::copy_dir(&fixture(arch), &dir);
     bwb::model::load::byte_tokenizer(256 + 3)
         .unwrap()
         .save(dir.join("tokenizer.json"), false)
         .unwrap();
     dir
+}
+
+/// `bwb serve` of the tiny Qwen3 directory `dir` as `base`, with `extra` arguments.
+fn tiny_qwen3_server(p: Project, dir: &Path, extra: &[&str]) -> Server {
+    let mut args = vec![
+        "--model",
+        dir.to_str().unwrap(),
+        "--served-model-name",
+        "base",
+    ];
+    args.extend_from_slice(extra);
+    Server::start(p, &[], &args)
 }
 
 /// `bwb generate --raw --json` of one prompt, greedy, with an optional adapter.
@@ -664,18 +681,7 @@ fn an_adapter_is_served_by_name_and_matches_generate_with_it() {
     };
     let (want_base, want_tuned) = (gen(false), gen(true));
     let lora = format!("tuned={}", adapter.display());
-    let s = Server::start(
-        p,
-        &[],
-        &[
-            "--model",
-            dir.to_str().unwrap(),
-            "--served-model-name",
-            "base",
-            "--lora-modules",
-            &lora,
-        ],
-    );
+    let s = tiny_qwen3_server(p, &dir, &["--lora-modules", &lora]);
     let models: Value = serde_json::from_str(
         &client()
             .get(s.url("/v1/models"))
@@ -783,19 +789,9 @@ fn two_adapter_server(extra: &[&str]) -> (Server, Vec<Want>) {
         format!("one={}", one.display()),
         format!("two={}", two.display()),
     );
-    let mut args = vec![
-        "--model",
-        dir.to_str().unwrap(),
-        "--served-model-name",
-        "base",
-        "--max-num-seqs",
-        "8",
-        "--lora-modules",
-        &l1,
-        &l2,
-    ];
+    let mut args = vec!["--max-num-seqs", "8", "--lora-modules", &l1, &l2];
     args.extend_from_slice(extra);
-    let s = Server::start(p, &[], &args);
+    let s = tiny_qwen3_server(p, &dir, &args);
     (s, want)
 }
 
@@ -873,13 +869,13 @@ fn adapter_dir_serves_each_trained_adapter_as_model_task_condition() {
     // resumable step checkpoints (not served). The smoke model has the tiny Qwen3's shapes.
     let p = Project::new();
     let ck = p.path("ckpts");
-    adapter_copy(&p, "ckpts/smoke/banking77/lora/adapter", 8.0, None);
-    adapter_copy(&p, "ckpts/smoke/cuad/lora-500/adapter", -8.0, None);
+    adapter_copy(&p, "ckpts/smoke/banking77/lora-500/adapter", 8.0, None);
+    adapter_copy(&p, "ckpts/smoke/cuad/lora-full/adapter", -8.0, None);
     adapter_copy(&p, "ckpts/smoke/cuad/zero-shot/step-000010", 8.0, None);
     // Trained for another base model: skipped.
     adapter_copy(
         &p,
-        "ckpts/qwen3-8b/ledgar/lora/adapter",
+        "ckpts/qwen3-8b/ledgar/lora-500/adapter",
         8.0,
         Some("Qwen/Qwen3-8B"),
     );
@@ -899,15 +895,15 @@ fn adapter_dir_serves_each_trained_adapter_as_model_task_condition() {
         ids,
         [
             ("smoke", None),
-            ("smoke/banking77/lora", Some("smoke")),
-            ("smoke/cuad/lora-500", Some("smoke"))
+            ("smoke/banking77/lora-500", Some("smoke")),
+            ("smoke/cuad/lora-full", Some("smoke"))
         ],
         "{models}"
     );
     let root = models["data"][1]["root"].as_str().unwrap();
-    assert!(root.ends_with("banking77/lora/adapter"), "{root}");
+    assert!(root.ends_with("banking77/lora-500/adapter"), "{root}");
     assert!(
-        s.stderr().contains("qwen3-8b/ledgar/lora"),
+        s.stderr().contains("qwen3-8b/ledgar/lora-500"),
         "{}",
         s.stderr()
     );
@@ -917,8 +913,8 @@ fn adapter_dir_serves_each_trained_adapter_as_model_task_condition() {
     };
     let (base, a, b) = (
         text("smoke"),
-        text("smoke/banking77/lora"),
-        text("smoke/cuad/lora-500"),
+        text("smoke/banking77/lora-500"),
+        text("smoke/cuad/lora-full"),
     );
     assert!(base != a && a != b && base != b, "{base} {a} {b}");
 }
@@ -954,17 +950,7 @@ fn runtime_adapters_load_serve_and_unload_even_while_a_request_uses_them() {
     let long = generate_json(&p, &dir, Some(&adapter), "hello", 400);
     let other_base = adapter_copy(&p, "other-base", 8.0, Some("Qwen/Qwen3-8B"));
     let other_shape = fixture("gemma3").join("adapter");
-    let s = Server::start(
-        p,
-        &[],
-        &[
-            "--model",
-            dir.to_str().unwrap(),
-            "--served-model-name",
-            "base",
-            "--allow-runtime-lora",
-        ],
-    );
+    let s = tiny_qwen3_server(p, &dir, &["--allow-runtime-lora"]);
     let path = adapter.to_str().unwrap();
     let (st, _, t) = lora_route(&s, "load", json!({"lora_name": "rt", "lora_path": path}));
     assert_eq!(
@@ -980,33 +966,15 @@ fn runtime_adapters_load_serve_and_unload_even_while_a_request_uses_them() {
     assert_eq!(v["choices"][0]["text"], want["text"]);
 
     // Bad loads: one-line errors in OpenAI's envelope, and the server goes on.
+    let (other_base, other_shape) = (other_base.to_str().unwrap(), other_shape.to_str().unwrap());
+    let load = |name: &str, path: &str| json!({"lora_name": name, "lora_path": path});
     let bad = [
-        (
-            json!({"lora_name": "rt", "lora_path": path}),
-            400,
-            "already been loaded",
-        ),
-        (
-            json!({"lora_name": "base", "lora_path": path}),
-            400,
-            "already been loaded",
-        ),
+        (load("rt", path), 400, "already been loaded"),
+        (load("base", path), 400, "already been loaded"),
         (json!({"lora_name": "x"}), 400, "must be provided"),
-        (
-            json!({"lora_name": "x", "lora_path": "/no/such/dir"}),
-            404,
-            "/no/such/dir",
-        ),
-        (
-            json!({"lora_name": "x", "lora_path": other_base}),
-            400,
-            "--model qwen3-8b",
-        ),
-        (
-            json!({"lora_name": "x", "lora_path": other_shape}),
-            400,
-            "another base model",
-        ),
+        (load("x", "/no/such/dir"), 404, "/no/such/dir"),
+        (load("x", other_base), 400, "--model qwen3-8b"),
+        (load("x", other_shape), 400, "another base model"),
         (json!({"lora_name": 3}), 400, "invalid type"),
     ];
     for (body, status, needle) in bad {
@@ -1658,28 +1626,9 @@ fn phi3_rows_crossing_the_longrope_switch_equal_generate_alone_and_batched() {
     // The tiny Phi-3 fixture switches rope tables at position 32: a served row that crosses
     // it leaves the running batch, is prefilled again, and still matches `bwb generate`.
     let p = Project::new();
-    let dir = p.path("phi3");
-    crate::common::copy_dir(&fixture("phi3"), &dir);
-    bwb::model::load::byte_tokenizer(256 + 3)
-        .unwrap()
-        .save(dir.join("tokenizer.json"), false)
-        .unwrap();
+    let dir = fixture_dir(&p, "phi3");
     let prompt = "abcdefghijklmnopqrstuvwxyz";
-    let out = p
-        .bwb(&[
-            "generate",
-            "--model",
-            dir.to_str().unwrap(),
-            "--raw",
-            "--json",
-            "--max-new-tokens",
-            "20",
-            "--prompt",
-            prompt,
-        ])
-        .ok()
-        .stdout();
-    let want = jsonl(&out)[0].clone();
+    let want = generate_json(&p, &dir, None, prompt, 20);
     let total =
         want["prompt_tokens"].as_u64().unwrap() + want["completion_tokens"].as_u64().unwrap();
     assert!(total > 33, "generation must cross position 32: {want}");
@@ -1736,27 +1685,8 @@ fn a_step_budget_not_above_max_num_seqs_is_refused_in_one_line() {
 fn every_fixture_architecture_answers_as_alone_when_requests_join_a_running_batch() {
     for arch in ["qwen3", "gemma3", "llama"] {
         let p = Project::new();
-        let dir = p.path(arch);
-        crate::common::copy_dir(&fixture(arch), &dir);
-        bwb::model::load::byte_tokenizer(256 + 3)
-            .unwrap()
-            .save(dir.join("tokenizer.json"), false)
-            .unwrap();
-        let out = p
-            .bwb(&[
-                "generate",
-                "--model",
-                dir.to_str().unwrap(),
-                "--raw",
-                "--json",
-                "--max-new-tokens",
-                "12",
-                "--prompt",
-                "hello there",
-            ])
-            .ok()
-            .stdout();
-        let want = jsonl(&out)[0]["text"].clone();
+        let dir = fixture_dir(&p, arch);
+        let want = generate_json(&p, &dir, None, "hello there", 12)["text"].clone();
         let s = Server::start(
             p,
             &[],
