@@ -1730,3 +1730,28 @@ fn every_fixture_architecture_answers_as_alone_when_requests_join_a_running_batc
         assert_eq!(together, alone, "{arch}");
     }
 }
+
+#[test]
+fn adapters_that_cannot_serve_on_this_base_are_refused_at_start_in_one_line() {
+    let p = Project::new();
+    let other_base = adapter_copy(&p, "other-base", 8.0, Some("Qwen/Qwen3-8B"));
+    let other_shape = fixture("gemma3").join("adapter");
+    let serve = |extra: &[&str]| {
+        let mut args = vec!["--smoke-test", "serve", "--model", "smoke", "--port", "0"];
+        args.extend_from_slice(extra);
+        p.bwb(&args).fails(1)
+    };
+    let lora = |path: &Path| format!("x={}", path.display());
+    let err = serve(&["--lora-modules", &lora(&other_base)]);
+    assert!(
+        err.contains("load this adapter with --model qwen3-8b"),
+        "{err}"
+    );
+    let err = serve(&["--lora-modules", &lora(&other_shape)]);
+    assert!(
+        err.contains("the adapter was made for another base model"),
+        "{err}"
+    );
+    let err = serve(&["--adapter-dir", "no/such/checkpoints"]);
+    assert!(err.contains("--adapter-dir no/such/checkpoints"), "{err}");
+}
