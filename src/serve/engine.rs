@@ -7,9 +7,9 @@
 //! 1. drops the sequences of requests whose client went away (their receiver is closed),
 //!    freeing their rows of the KV cache;
 //! 2. admits waiting requests first come, first served while their rows fit in
-//!    `max_num_seqs` (a request that does not fit waits, and so do the ones behind it);
+//!    `max_num_seqs` (a request that does not fit waits, and so do the ones behind it)
 //!    and, with `max_loras`, while their adapter is running or fewer than `max_loras`
-//!    adapters are (a request for another adapter waits and the ones behind it go first);
+//!    adapters are (a request for another adapter waits; the ones behind it may go first);
 //! 3. decodes one token for every running sequence in ONE batch whatever its served model:
 //!    the rows share one KV cache (left-padded: a row's own slots are contiguous and masked
 //!    padding fills the rest) and the base weights, and each linear layer adds each
@@ -23,12 +23,12 @@
 //!    reaches the switch leaves the batch to be prefilled again, as `generate` does.)
 //!
 //! Each row samples with its own RNG (the request's seed plus the row's index), so its output
-//! does not depend on its batch-mates.
+//! does not depend on its batch-mates. An error or a panic during a step fails every running
+//! request with that message and the engine keeps serving the waiting ones.
 //!
 //! Adapters attach and retire through the same queue as jobs, so a job always finds the
 //! adapter it names; a retired adapter's weights are dropped once no request uses it (the
-//! ones already queued or running finish with it). An error or a panic during a step fails every running
-//! request with that message and the engine keeps serving the waiting ones.
+//! ones already queued or running finish with it).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};

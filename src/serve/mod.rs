@@ -4,10 +4,11 @@
 //!
 //! Routes: `POST /v1/chat/completions`, `POST /v1/completions`, `GET /v1/models`,
 //! `GET /health`, `GET /metrics`, `POST /tokenize`, `POST /detokenize`, and with
-//! `--allow-runtime-lora` `POST /v1/load_lora_adapter`, `/v1/unload_lora_adapter`. The handlers parse
-//! and validate (every bad field is a 400 in OpenAI's envelope, see `api.rs`), tokenise,
-//! submit a job to the engine queue and answer from its events (streamed as they come, or
-//! collected) without blocking a tokio worker; a client that goes away cancels its job.
+//! `--allow-runtime-lora` `POST /v1/load_lora_adapter` and `/v1/unload_lora_adapter`. The
+//! handlers parse and validate (every bad field is a 400 in OpenAI's envelope, see
+//! `api.rs`), tokenise, submit a job to the engine queue and answer from its events (streamed
+//! as they come, or collected) without blocking a tokio worker; a client that goes away
+//! cancels its job.
 
 pub mod adapters;
 pub mod api;
