@@ -121,18 +121,13 @@ pub struct Model {
 }
 
 impl Model {
-    pub fn new(arch: Arch, decoder: Arc<dyn Decoder>) -> Self {
+    /// The model `vb` built (its linear layers as `vb` recorded them).
+    pub fn new(arch: Arch, decoder: Arc<dyn Decoder>, vb: &Builder) -> Self {
         Self {
             arch,
             decoder,
-            linears: Arc::new([]),
+            linears: vb.sites().into(),
         }
-    }
-
-    /// The model with the linear layers its builder recorded.
-    pub fn with_linears(mut self, vb: &Builder) -> Self {
-        self.linears = vb.sites().into();
-        self
     }
 
     /// Its linear layers (module path, index, size), for attaching served adapters.
