@@ -759,6 +759,7 @@ const MIXED_TOKENS: usize = 24;
 struct Want {
     model: &'static str,
     prompt: &'static str,
+    max_tokens: usize,
     generated: Value,
 }
 
@@ -776,6 +777,7 @@ fn two_adapter_server(extra: &[&str]) -> (Server, Vec<Want>) {
             want.push(Want {
                 model,
                 prompt,
+                max_tokens: MIXED_TOKENS,
                 generated,
             });
         }
@@ -797,7 +799,7 @@ fn two_adapter_server(extra: &[&str]) -> (Server, Vec<Want>) {
 
 fn mixed_request(s: &Server, w: &Want) {
     let body =
-        json!({"model": w.model, "prompt": w.prompt, "max_tokens": MIXED_TOKENS, "temperature": 0});
+        json!({"model": w.model, "prompt": w.prompt, "max_tokens": w.max_tokens, "temperature": 0});
     let v = ok_json(s, "/v1/completions", body);
     let what = format!("{} {:?}", w.model, w.prompt);
     assert_eq!(v["model"], w.model);
@@ -1754,4 +1756,57 @@ fn adapters_that_cannot_serve_on_this_base_are_refused_at_start_in_one_line() {
     );
     let err = serve(&["--adapter-dir", "no/such/checkpoints"]);
     assert!(err.contains("--adapter-dir no/such/checkpoints"), "{err}");
+}
+
+#[test]
+fn an_adapter_on_a_gguf_base_shares_the_batch_and_matches_generate_with_it() {
+    let Some(gguf) = smollm2() else { return };
+    // A deterministic rank-4 adapter on SmolLM2's q/v projections (576 → 576, 576 → 192).
+    let p = Project::new();
+    let dir = p.path("adapter");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fill = |shape: (usize, usize), phase: f64| {
+        let n = shape.0 * shape.1;
+        let t = candle_core::Tensor::arange(0u32, n as u32, &candle_core::Device::Cpu).unwrap();
+        let t = t.to_dtype(candle_core::DType::F32).unwrap();
+        let t = t.affine(0.37, phase).unwrap();
+        (t.sin().unwrap() * 0.05).unwrap().reshape(shape).unwrap()
+    };
+    let mut tensors = std::collections::HashMap::new();
+    for l in 0..30 {
+        for (m, out) in [("q_proj", 576), ("v_proj", 192)] {
+            let key = format!("base_model.model.model.layers.{l}.self_attn.{m}");
+            tensors.insert(format!("{key}.lora_A.weight"), fill((4, 576), l as f64));
+            tensors.insert(format!("{key}.lora_B.weight"), fill((out, 4), 1.0));
+        }
+    }
+    candle_core::safetensors::save(&tensors, dir.join("adapter_model.safetensors")).unwrap();
+    let cfg = json!({"peft_type": "LORA", "r": 4, "lora_alpha": 64,
+        "target_modules": ["q_proj", "v_proj"], "base_model_name_or_path": "local/smollm2"});
+    std::fs::write(dir.join("adapter_config.json"), cfg.to_string()).unwrap();
+    let prompt = "The capital of France is";
+    let want_base = generate_json(&p, &gguf, None, prompt, 8);
+    let want_tuned = generate_json(&p, &gguf, Some(&dir), prompt, 8);
+    assert_ne!(want_base["token_ids"], want_tuned["token_ids"]);
+    let lora = format!("tuned={}", dir.display());
+    let model = gguf.to_str().unwrap();
+    let args = [
+        "--model",
+        model,
+        "--served-model-name",
+        "base",
+        "--lora-modules",
+        &lora,
+    ];
+    let s = Server::start(p, &[], &args);
+    let want = [("base", want_base), ("tuned", want_tuned)].map(|(model, generated)| Want {
+        model,
+        prompt,
+        max_tokens: 8,
+        generated,
+    });
+    for w in &want {
+        mixed_request(&s, w);
+    }
+    mixed_round(&s, &want);
 }
