@@ -1,5 +1,8 @@
 //! The one linear-layer type every model file uses: a frozen base weight (dense f32/bf16/f16,
-//! or 4-bit) plus an optional LoRA adapter with PEFT semantics.
+//! or 4-bit) plus an optional LoRA adapter with PEFT semantics. When serving, one forward can
+//! also carry several adapters for the rows of a mixed batch ([`ForwardCtx::loras`]): the base
+//! product runs once for every row, then each adapter's delta is gathered, computed and added
+//! back for its own rows only.
 //!
 //! Why not `candle_core::quantized::QMatMul` alone: its forward is recorded with
 //! `apply_op1_no_bwd`, so no gradient reaches the layer's input and every LoRA adapter below
