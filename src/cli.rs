@@ -550,6 +550,17 @@ pub struct ServeArgs {
     /// `max_batch_tokens − max_num_seqs` tokens [default: max(2048, 2 × max_num_seqs)]
     #[arg(long, value_name = "N")]
     pub max_batch_tokens: Option<usize>,
+    /// Serve every adapter `bwb train` finished under DIR (e.g. checkpoints/) as
+    /// `<model>/<task>/<condition>`; adapters of another base model are skipped
+    #[arg(long, value_name = "DIR")]
+    pub adapter_dir: Option<PathBuf>,
+    /// Distinct LoRA adapters in one engine batch; requests for another adapter wait while
+    /// others go ahead [default: no cap]
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_loras: Option<usize>,
+    /// Answer POST /v1/load_lora_adapter and /v1/unload_lora_adapter (vLLM's routes)
+    #[arg(long)]
+    pub allow_runtime_lora: bool,
 }
 
 #[derive(Debug, Clone, Args)]

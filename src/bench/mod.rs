@@ -425,6 +425,7 @@ pub fn train(
     let ctx = ForwardCtx {
         train: true,
         seed: 0,
+        ..Default::default()
     };
     for &batch_size in &args.batch_size {
         let t_start = unix_now();

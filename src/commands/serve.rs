@@ -1,5 +1,5 @@
-//! `bwb serve`: load the base model and one copy per `--lora-modules` adapter, then hand them
-//! to the OpenAI-compatible server (`src/serve/`).
+//! `bwb serve`: load the base model once and every adapter (`--lora-modules`,
+//! `--adapter-dir`) onto it, then hand them to the OpenAI-compatible server (`src/serve/`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,9 +9,10 @@ use anyhow::Result;
 use crate::cli::ServeArgs;
 use crate::config::Arch;
 use crate::error::Error;
+use crate::model::linear::ServedLora;
 use crate::model::load::{self, LoadedModel};
-use crate::model::weights::LoraPlan;
-use crate::serve::{ServeOptions, ServedModel};
+use crate::serve::adapters::{trained_adapters, AdapterLoader};
+use crate::serve::{ServeOptions, Setup};
 use crate::settings::{EngineSettings, EngineUse, Settings};
 
 /// `NAME=PATH` pairs, names unique and distinct from the base's.
@@ -38,16 +39,15 @@ fn lora_modules(args: &ServeArgs, base: &str) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-/// Load the base (with an optional adapter). Qwen3 serves with thinking off unless the model
+/// Load the base. Qwen3 serves with thinking off unless the model
 /// config or a request's `chat_template_kwargs` says otherwise, also from an HF directory or
 /// GGUF that no config describes.
 fn load_model(
     settings: &Settings,
     args: &ServeArgs,
     engine: &EngineSettings,
-    lora: Option<LoraPlan>,
 ) -> Result<Arc<LoadedModel>> {
-    let mut m = load::load_named(&args.model, &settings.configs, &settings.hub, engine, lora)?;
+    let mut m = load::load_named(&args.model, &settings.configs, &settings.hub, engine, None)?;
     if m.arch == Arch::Qwen3 {
         m.chat_kwargs
             .entry("enable_thinking".to_string())
@@ -73,6 +73,37 @@ fn max_model_len(given: Option<usize>, model: Option<usize>) -> Result<usize> {
     }
 }
 
+/// The adapters served from the start: `--lora-modules`, then every adapter of this base
+/// under `--adapter-dir` (name, directory, weights).
+fn served_adapters(
+    settings: &Settings,
+    args: &ServeArgs,
+    loader: &AdapterLoader,
+    base_name: &str,
+) -> Result<Vec<(String, String, ServedLora)>> {
+    let mut adapters = Vec::new();
+    for (name, path) in lora_modules(args, base_name)? {
+        let lora = loader.load(Path::new(&path))?;
+        adapters.push((name, path, lora));
+    }
+    let Some(dir) = &args.adapter_dir else {
+        return Ok(adapters);
+    };
+    for (name, path) in trained_adapters(dir)? {
+        if adapters.iter().any(|(n, _, _)| *n == name) || name == base_name {
+            continue; // --lora-modules named it already
+        }
+        // A checkpoints folder holds the adapters of every model trained there.
+        if let Err(e) = crate::model::adapter::check_base(&path, &args.model, &settings.configs) {
+            tracing::warn!("--adapter-dir: skipping {name}: {e}");
+            continue;
+        }
+        let lora = loader.load(&path)?;
+        adapters.push((name, path.display().to_string(), lora));
+    }
+    Ok(adapters)
+}
+
 pub fn serve(settings: &Settings, args: &ServeArgs) -> Result<()> {
     let max_batch_tokens = args
         .max_batch_tokens
@@ -90,30 +121,20 @@ pub fn serve(settings: &Settings, args: &ServeArgs) -> Result<()> {
         .served_model_name
         .clone()
         .unwrap_or_else(|| args.model.clone());
-    let adapters = lora_modules(args, &base_name)?;
-    let mut models = vec![ServedModel {
-        name: base_name.clone(),
-        parent: None,
-        model: load_model(settings, args, &engine, None)?,
-    }];
-    let max_model_len = max_model_len(args.max_model_len, models[0].model.max_context)?;
-    // One model per adapter: mixed-adapter batches are a later slice.
-    for (name, path) in adapters {
-        crate::model::adapter::check_base(Path::new(&path), &args.model, &settings.configs)?;
-        let plan = crate::model::adapter::load(Path::new(&path), &engine.device.open()?)?;
-        let m = load::load_named(
-            &args.model,
-            &settings.configs,
-            &settings.hub,
-            &engine,
-            Some(plan),
-        )?;
-        models.push(ServedModel {
-            name,
-            parent: Some(base_name.clone()),
-            model: Arc::new(m),
-        });
-    }
+    let base = load_model(settings, args, &engine)?;
+    let max_model_len = max_model_len(args.max_model_len, base.max_context)?;
+    let loader = AdapterLoader {
+        spec: args.model.clone(),
+        configs: Arc::new(settings.configs.clone()),
+        model: base.clone(),
+    };
+    let adapters = served_adapters(settings, args, &loader, &base_name)?;
+    let setup = Setup {
+        base,
+        base_name,
+        adapters,
+        loader,
+    };
     let opts = ServeOptions {
         host: args.host.clone(),
         port: args.port,
@@ -122,6 +143,8 @@ pub fn serve(settings: &Settings, args: &ServeArgs) -> Result<()> {
         max_queue: args.max_queue,
         max_model_len,
         max_batch_tokens,
+        max_loras: args.max_loras,
+        allow_runtime_lora: args.allow_runtime_lora,
     };
-    crate::serve::run(models, opts)
+    crate::serve::run(setup, opts)
 }

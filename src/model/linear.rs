@@ -1,5 +1,8 @@
 //! The one linear-layer type every model file uses: a frozen base weight (dense f32/bf16/f16,
-//! or 4-bit) plus an optional LoRA adapter with PEFT semantics.
+//! or 4-bit) plus an optional LoRA adapter with PEFT semantics. When serving, one forward can
+//! also carry several adapters for the rows of a mixed batch ([`ForwardCtx::loras`]): the base
+//! product runs once for every row, then each adapter's delta is gathered, computed and added
+//! back for its own rows only.
 //!
 //! Why not `candle_core::quantized::QMatMul` alone: its forward is recorded with
 //! `apply_op1_no_bwd`, so no gradient reaches the layer's input and every LoRA adapter below
@@ -28,6 +31,7 @@
 //! what the forward computed. The end-to-end bound against the dense model is stated and
 //! tested in `tests/it/model_reference.rs`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use candle_core::backend::BackendStorage;
@@ -242,12 +246,30 @@ pub struct Lora {
     pub dropout: f32,
 }
 
+/// A LoRA adapter attached at serve time beside others on one base model: (A, B) by layer
+/// ([`QLinear::index`]), in the compute dtype; PEFT's scale, no dropout (inference only).
+#[derive(Debug, Clone)]
+pub struct ServedLora {
+    pub scale: f64,
+    pub layers: HashMap<usize, (Tensor, Tensor)>,
+}
+
+/// The rows of a mixed batch that one served adapter applies to.
+#[derive(Debug, Clone)]
+pub struct LoraRows<'a> {
+    pub lora: &'a ServedLora,
+    /// Row indices along the batch dimension (u32, on the model's device); None: every row.
+    pub rows: Option<Tensor>,
+}
+
 /// Per-forward switches: training turns on LoRA dropout, whose masks come from `seed` and
-/// each layer's index so a resumed run draws the same masks.
+/// each layer's index so a resumed run draws the same masks. `loras` gives the rows of a
+/// mixed-adapter batch their own adapters (serving); rows in no group get no served delta.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ForwardCtx {
+pub struct ForwardCtx<'a> {
     pub train: bool,
     pub seed: u64,
+    pub loras: &'a [LoraRows<'a>],
 }
 
 /// The one linear-layer type: frozen base (+ optional bias) + optional LoRA.
@@ -273,18 +295,29 @@ impl QLinear {
         if let Some(l) = &self.lora {
             y = (y + self.lora_delta(l, x, ctx)?)?;
         }
+        // Mixed batch: one base product above for every row, then each adapter's delta on
+        // its own rows only.
+        for g in ctx.loras {
+            let Some((a, b)) = g.lora.layers.get(&self.index) else {
+                continue;
+            };
+            y = match &g.rows {
+                None => (y + lora_product(x, a, b, g.lora.scale)?)?,
+                Some(idx) => {
+                    let d = lora_product(&x.index_select(idx, 0)?, a, b, g.lora.scale)?;
+                    y.index_add(idx, &d, 0)?
+                }
+            };
+        }
         Ok(y)
     }
 
     fn lora_delta(&self, l: &Lora, x: &Tensor, ctx: &ForwardCtx) -> Result<Tensor> {
-        let dt = x.dtype();
         let mut h = x.clone();
         if ctx.train && l.dropout > 0.0 {
             h = dropout(&h, l.dropout, ctx.seed, self.index)?;
         }
-        let a = l.a.as_tensor().to_dtype(dt)?;
-        let b = l.b.as_tensor().to_dtype(dt)?;
-        matmul_t(&matmul_t(&h, &a)?, &b)? * l.scale
+        lora_product(&h, l.a.as_tensor(), l.b.as_tensor(), l.scale)
     }
 
     pub fn in_features(&self) -> Result<usize> {
@@ -294,6 +327,12 @@ impl QLinear {
     pub fn out_features(&self) -> Result<usize> {
         Ok(self.base.dims()?.0)
     }
+}
+
+/// `scale · h · Aᵀ · Bᵀ` in h's dtype.
+fn lora_product(h: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -> Result<Tensor> {
+    let dt = h.dtype();
+    matmul_t(&matmul_t(h, &a.to_dtype(dt)?)?, &b.to_dtype(dt)?)? * scale
 }
 
 /// Inverted dropout with a mask drawn from `(seed, index)`, so it is reproducible on resume.
@@ -314,4 +353,106 @@ fn dropout(x: &Tensor, p: f32, seed: u64, index: usize) -> Result<Tensor> {
         .collect();
     let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
     x * mask
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn randn(seed: u64, shape: &[usize]) -> Tensor {
+        use rand::SeedableRng;
+        use rand_distr::Distribution;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let d = rand_distr::Normal::new(0.0f32, 0.5).unwrap();
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| d.sample(&mut rng)).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn served(seed: u64, r: usize, scale: f64) -> ServedLora {
+        let layers = HashMap::from([(7, (randn(seed, &[r, 16]), randn(seed + 1, &[12, r])))]);
+        ServedLora { scale, layers }
+    }
+
+    #[test]
+    fn a_mixed_row_lora_forward_equals_each_row_with_its_own_adapter() {
+        let layer = QLinear {
+            base: FrozenWeight::Dense(randn(1, &[12, 16])),
+            bias: Some(randn(2, &[12])),
+            lora: None,
+            index: 7,
+        };
+        let (a, b) = (served(10, 4, 2.0), served(20, 2, 0.5));
+        let x = randn(3, &[5, 3, 16]);
+        // Rows 0 and 3 use adapter a, 2 and 4 use b, row 1 is the base model.
+        let which = [Some(&a), None, Some(&b), Some(&a), Some(&b)];
+        let idx = |rows: &[u32]| Some(Tensor::new(rows, &Device::Cpu).unwrap());
+        let groups = [
+            LoraRows {
+                lora: &a,
+                rows: idx(&[0, 3]),
+            },
+            LoraRows {
+                lora: &b,
+                rows: idx(&[2, 4]),
+            },
+        ];
+        let ctx = ForwardCtx {
+            loras: &groups,
+            ..Default::default()
+        };
+        let mixed = layer.forward(&x, &ctx).unwrap();
+        for (i, lora) in which.iter().enumerate() {
+            let row = x.narrow(0, i, 1).unwrap();
+            let alone = match lora {
+                Some(l) => {
+                    let g = [LoraRows {
+                        lora: l,
+                        rows: None,
+                    }];
+                    layer.forward(
+                        &row,
+                        &ForwardCtx {
+                            loras: &g,
+                            ..Default::default()
+                        },
+                    )
+                }
+                None => layer.forward(&row, &ForwardCtx::default()),
+            }
+            .unwrap();
+            let got = mixed.narrow(0, i, 1).unwrap();
+            let diff = (got - &alone).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(diff.to_scalar::<f32>().unwrap() < 1e-5, "row {i}");
+            // The single-adapter (training) path gives the same row.
+            if let Some(l) = lora {
+                let (la, lb) = &l.layers[&7];
+                let single = QLinear {
+                    lora: Some(Lora {
+                        a: Var::from_tensor(la).unwrap(),
+                        b: Var::from_tensor(lb).unwrap(),
+                        scale: l.scale,
+                        dropout: 0.0,
+                    }),
+                    ..layer.clone()
+                };
+                let want = single.forward(&row, &ForwardCtx::default()).unwrap();
+                let d = (alone - want).unwrap().abs().unwrap().max_all().unwrap();
+                assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0, "row {i}");
+            }
+        }
+        // The adapters change their rows.
+        let base = layer.forward(&x, &ForwardCtx::default()).unwrap();
+        let d = (mixed - base)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .sum(2)
+            .unwrap()
+            .sum(1)
+            .unwrap();
+        let d = d.to_vec1::<f32>().unwrap();
+        assert!(d[0] > 0.1 && d[1] == 0.0 && d[2] > 0.1, "{d:?}");
+    }
 }

@@ -212,7 +212,7 @@ pub fn supported_archs() -> String {
 }
 
 fn build(arch: Arch, cfg: &Value, path: &Path, vb: &Builder) -> Result<Model> {
-    Ok(Model::new(arch, (arch.spec().build)(cfg, path, vb)?))
+    Ok(Model::new(arch, (arch.spec().build)(cfg, path, vb)?, vb))
 }
 
 /// Token ids of `eos_token_id` (an int or a list).
@@ -448,6 +448,7 @@ fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
     let model = Model::new(
         Arch::Llama,
         std::sync::Arc::new(qwen3::Model::with_qk_norm(&dcfg, &vb, false)?),
+        &vb,
     );
     let lora_vars = vb.finish()?;
     let mut eos_ids = special.eos_ids.clone();
@@ -556,7 +557,7 @@ fn load_random(arch: Arch, init: &RandomInit, opts: &LoadOptions) -> Result<Load
     let origin = format!("random {arch:?} (seed {})", init.seed);
     random_loaded(arch, init.vocab_size, init.seed, origin, opts, |vb| {
         let m = qwen3::Model::new(&random_config(init), vb)?;
-        Ok(Model::new(Arch::Qwen3, std::sync::Arc::new(m)))
+        Ok(Model::new(Arch::Qwen3, std::sync::Arc::new(m), vb))
     })
 }
 

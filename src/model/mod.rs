@@ -116,11 +116,23 @@ pub const ARCHS: &[&ArchSpec] = &[&qwen3::ARCH, &gemma3::ARCH, &phi3::ARCH, &lla
 pub struct Model {
     pub arch: Arch,
     decoder: Arc<dyn Decoder>,
+    /// Its linear layers, where serving attaches adapters (empty if not recorded).
+    linears: Arc<[weights::LinearSite]>,
 }
 
 impl Model {
-    pub fn new(arch: Arch, decoder: Arc<dyn Decoder>) -> Self {
-        Self { arch, decoder }
+    /// The model `vb` built (its linear layers as `vb` recorded them).
+    pub fn new(arch: Arch, decoder: Arc<dyn Decoder>, vb: &Builder) -> Self {
+        Self {
+            arch,
+            decoder,
+            linears: vb.sites().into(),
+        }
+    }
+
+    /// Its linear layers (module path, index, size), for attaching served adapters.
+    pub fn linears(&self) -> &[weights::LinearSite] {
+        &self.linears
     }
 
     pub fn decoder(&self) -> &dyn Decoder {

@@ -18,7 +18,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 
-use super::linear::{FrozenWeight, Lora, QLinear, QuantFormat};
+use super::linear::{FrozenWeight, Lora, QLinear, QuantFormat, ServedLora};
 use crate::error::{Error, Result};
 
 /// How a random-init tensor is filled (the smoke model, tests).
@@ -273,6 +273,95 @@ impl LoraPlan {
         let leaf = module.rsplit('.').next().unwrap_or(module);
         self.target_modules.iter().any(|t| t == leaf || t == module)
     }
+
+    /// A loaded adapter's (A, B) for `module`, shape-checked against the layer, in f32.
+    fn loaded_pair(
+        &self,
+        ad: &HashMap<String, (Tensor, Tensor)>,
+        module: &str,
+        in_f: usize,
+        out_f: usize,
+    ) -> Result<(Tensor, Tensor)> {
+        let (a, b) = ad.get(module).ok_or_else(|| {
+            Error::Config(format!(
+                "adapter has no tensors for `{module}` although its target_modules include it; \
+                 the adapter was made for another model"
+            ))
+        })?;
+        for (t, want, which) in [
+            (a, [self.r, in_f], "lora_A"),
+            (b, [out_f, self.r], "lora_B"),
+        ] {
+            if t.dims() != want {
+                return Err(Error::Config(format!(
+                    "adapter tensor `base_model.model.{module}.{which}.weight` has shape {:?}, \
+                     the base model needs {want:?}; the adapter was made for another base model",
+                    t.dims()
+                )));
+            }
+        }
+        Ok((
+            a.to_dtype(DType::F32).map_err(ce)?,
+            b.to_dtype(DType::F32).map_err(ce)?,
+        ))
+    }
+
+    /// Once the model is built with this plan (`used`: the modules that got LoRA): every
+    /// adapter tensor must have found its module, and every target module name must exist.
+    fn check_coverage(&self, used: &HashSet<String>) -> Result<()> {
+        if let Some(ad) = &self.adapter {
+            let mut extra: Vec<&String> = ad.keys().filter(|k| !used.contains(*k)).collect();
+            extra.sort();
+            if let Some(k) = extra.first() {
+                return Err(Error::Config(format!(
+                    "adapter tensor `base_model.model.{k}.lora_A.weight` matches no targeted module of \
+                     this model; the adapter was made for another base model"
+                )));
+            }
+        }
+        for t in &self.target_modules {
+            if !used
+                .iter()
+                .any(|u| u == t || u.rsplit('.').next() == Some(t.as_str()))
+            {
+                return Err(Error::Config(format!(
+                    "LoRA target module `{t}` does not exist in this model; check `target_modules`"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// This loaded adapter as a [`ServedLora`] for a model built without LoRA whose linear
+    /// layers are `sites`, its tensors in `dtype`; checked as a build with the plan would be.
+    pub fn served(&self, sites: &[LinearSite], dtype: DType) -> Result<ServedLora> {
+        let ad = self.adapter.as_ref().ok_or_else(|| {
+            Error::Config("a served adapter needs loaded tensors, not a fresh plan".into())
+        })?;
+        let mut layers = HashMap::new();
+        let mut used = HashSet::new();
+        for s in sites.iter().filter(|s| self.targets(&s.module)) {
+            let (a, b) = self.loaded_pair(ad, &s.module, s.in_f, s.out_f)?;
+            let cast = |t: Tensor| t.to_dtype(dtype).map_err(ce);
+            layers.insert(s.index, (cast(a)?, cast(b)?));
+            used.insert(s.module.clone());
+        }
+        self.check_coverage(&used)?;
+        Ok(ServedLora {
+            scale: self.scale(),
+            layers,
+        })
+    }
+}
+
+/// Where a linear layer sits in a model: its module path, index and size, recorded while
+/// building so adapters can be attached to the built model later ([`LoraPlan::served`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinearSite {
+    pub module: String,
+    pub index: usize,
+    pub in_f: usize,
+    pub out_f: usize,
 }
 
 /// Every tensor a model build reads, by HF name, in f32 as the model holds it before any
@@ -379,6 +468,7 @@ struct Shared {
     vars: Mutex<LoraVars>,
     used_targets: Mutex<HashSet<String>>,
     next_index: AtomicUsize,
+    sites: Mutex<Vec<LinearSite>>,
 }
 
 /// Descends a checkpoint by name, handing out tensors and [`QLinear`]s.
@@ -408,6 +498,7 @@ impl Builder {
                 vars: Mutex::new(Vec::new()),
                 used_targets: Mutex::new(HashSet::new()),
                 next_index: AtomicUsize::new(0),
+                sites: Mutex::new(Vec::new()),
             }),
             prefix: String::new(),
         }
@@ -630,6 +721,14 @@ impl Builder {
         };
         let index = sh.next_index.fetch_add(1, Ordering::Relaxed);
         let module = self.full(name);
+        if let Ok(mut sites) = sh.sites.lock() {
+            sites.push(LinearSite {
+                module: module.clone(),
+                index,
+                in_f,
+                out_f,
+            });
+        }
         let lora = match &sh.lora {
             Some(plan) if plan.targets(&module) => {
                 Some(self.make_lora(plan, &module, in_f, out_f)?)
@@ -647,30 +746,7 @@ impl Builder {
     fn make_lora(&self, plan: &LoraPlan, module: &str, in_f: usize, out_f: usize) -> Result<Lora> {
         let sh = &self.shared;
         let (a, b) = match &plan.adapter {
-            Some(ad) => {
-                let (a, b) = ad.get(module).ok_or_else(|| {
-                    Error::Config(format!(
-                        "adapter has no tensors for `{module}` although its target_modules include it; \
-                         the adapter was made for another model"
-                    ))
-                })?;
-                for (t, want, which) in [
-                    (a, [plan.r, in_f], "lora_A"),
-                    (b, [out_f, plan.r], "lora_B"),
-                ] {
-                    if t.dims() != want {
-                        return Err(Error::Config(format!(
-                            "adapter tensor `base_model.model.{module}.{which}.weight` has shape {:?}, \
-                             the base model needs {want:?}; the adapter was made for another base model",
-                            t.dims()
-                        )));
-                    }
-                }
-                (
-                    a.to_dtype(DType::F32).map_err(ce)?,
-                    b.to_dtype(DType::F32).map_err(ce)?,
-                )
-            }
+            Some(ad) => plan.loaded_pair(ad, module, in_f, out_f)?,
             None => {
                 // PEFT's default: A ~ kaiming_uniform(a=√5) = U(±1/√in), B = 0.
                 let bound = 1.0 / (in_f as f64).sqrt();
@@ -699,6 +775,15 @@ impl Builder {
         })
     }
 
+    /// The linear layers built so far, in build order.
+    pub fn sites(&self) -> Vec<LinearSite> {
+        self.shared
+            .sites
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
     /// After the model is built: every adapter tensor must have found its module, and
     /// every target module name must exist in the model.
     pub fn finish(&self) -> Result<LoraVars> {
@@ -712,26 +797,7 @@ impl Builder {
             .map(|u| u.clone())
             .unwrap_or_default();
         if let Some(plan) = &sh.lora {
-            if let Some(ad) = &plan.adapter {
-                let mut extra: Vec<&String> = ad.keys().filter(|k| !used.contains(*k)).collect();
-                extra.sort();
-                if let Some(k) = extra.first() {
-                    return Err(Error::Config(format!(
-                        "adapter tensor `base_model.model.{k}.lora_A.weight` matches no targeted module of \
-                         this model; the adapter was made for another base model"
-                    )));
-                }
-            }
-            for t in &plan.target_modules {
-                if !used
-                    .iter()
-                    .any(|u| u == t || u.rsplit('.').next() == Some(t.as_str()))
-                {
-                    return Err(Error::Config(format!(
-                        "LoRA target module `{t}` does not exist in this model; check `target_modules`"
-                    )));
-                }
-            }
+            plan.check_coverage(&used)?;
         }
         Ok(sh.vars.lock().map(|v| v.clone()).unwrap_or_default())
     }

@@ -1,4 +1,4 @@
-//! The engine thread: one OS thread owns the models and runs continuous batching, fed by a
+//! The engine thread: one OS thread owns the model and runs continuous batching, fed by a
 //! queue of jobs; each job's events (text deltas, finished rows, an error) go back on its own
 //! channel as they happen, so the HTTP side never blocks on the engine and streams tokens as
 //! they are decoded.
@@ -7,23 +7,30 @@
 //! 1. drops the sequences of requests whose client went away (their receiver is closed),
 //!    freeing their rows of the KV cache;
 //! 2. admits waiting requests first come, first served while their rows fit in
-//!    `max_num_seqs` (a request that does not fit waits, and so do the ones behind it);
-//! 3. decodes one token for every running sequence, one batch per served model (each
-//!    model's running rows share one KV cache, left-padded: a row's own slots are contiguous
-//!    and masked padding fills the rest);
+//!    `max_num_seqs` (a request that does not fit waits, and so do the ones behind it)
+//!    and, with `max_loras`, while their adapter is running or fewer than `max_loras`
+//!    adapters are (a request for another adapter waits; the ones behind it may go first);
+//! 3. decodes one token for every running sequence in ONE batch whatever its served model:
+//!    the rows share one KV cache (left-padded: a row's own slots are contiguous and masked
+//!    padding fills the rest) and the base weights, and each linear layer adds each
+//!    adapter's LoRA delta to that adapter's rows only (base-model rows get none);
 //! 4. spends the rest of the `max_batch_tokens` budget on prefill chunks of admitted
 //!    sequences, FCFS. A sequence prefills into its own cache in chunks of
 //!    `max_batch_tokens − max_num_seqs` tokens (so a chunk always fits beside a full decode
 //!    step, and chunk boundaries never depend on batch-mates); when its prompt is in, its
-//!    first token is sampled and its cache joins the model's running batch. (A Phi-3
+//!    first token is sampled and its cache joins the running batch. (A Phi-3
 //!    longrope row longer than the rope switch is prefilled whole, and a running row that
 //!    reaches the switch leaves the batch to be prefilled again, as `generate` does.)
 //!
 //! Each row samples with its own RNG (the request's seed plus the row's index), so its output
 //! does not depend on its batch-mates. An error or a panic during a step fails every running
 //! request with that message and the engine keeps serving the waiting ones.
+//!
+//! Adapters attach and retire through the same queue as jobs, so a job always finds the
+//! adapter it names; a retired adapter's weights are dropped once no request uses it (the
+//! ones already queued or running finish with it).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -33,6 +40,7 @@ use tokio::sync::mpsc as tmpsc;
 
 use super::metrics::{Latency, Metrics};
 use crate::model::generate::{self, Completion, FinishReason, GenParams, Row, TokenLogprob};
+use crate::model::linear::{LoraRows, ServedLora};
 use crate::model::load::LoadedModel;
 use crate::model::{Cache, ForwardCtx};
 
@@ -56,7 +64,10 @@ pub enum Event {
 
 /// One request's rows (prompt token ids, `n` copies each) for one served model.
 pub struct Job {
+    /// The served model's index in the metrics.
     pub model: usize,
+    /// The LoRA adapter its rows use (None: the base model).
+    pub adapter: Option<usize>,
     pub rows: Vec<Vec<u32>>,
     pub params: GenParams,
     /// Send `Event::Delta`s as tokens are decoded.
@@ -72,16 +83,26 @@ pub struct Job {
 /// What `EngineHandle::submit` needs besides the rows.
 pub struct Submit {
     pub model: usize,
+    pub adapter: Option<usize>,
     pub rows: Vec<Vec<u32>>,
     pub params: GenParams,
     pub stream: bool,
     pub prompt_tokens: usize,
 }
 
+/// What the engine thread receives, in order.
+enum Msg {
+    Job(Job),
+    /// Serve this adapter under this id from now on.
+    Attach(usize, Arc<ServedLora>),
+    /// No new job names this id; drop its weights once no request uses it.
+    Retire(usize),
+}
+
 /// The HTTP side's handle: submit jobs without blocking, refuse when the queue is full.
 #[derive(Clone)]
 pub struct EngineHandle {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Msg>,
     /// Requests accepted and not yet answered (waiting or running).
     in_flight: Arc<AtomicUsize>,
     /// `max_num_seqs + max_queue`: more in flight answers 429.
@@ -115,6 +136,7 @@ impl EngineHandle {
         let (events, rx) = tmpsc::unbounded_channel();
         let job = Job {
             model: s.model,
+            adapter: s.adapter,
             rows: s.rows,
             params: s.params,
             stream: s.stream,
@@ -123,8 +145,24 @@ impl EngineHandle {
             arrived: Instant::now(),
             _in_flight: guard,
         };
-        self.tx.send(job).map_err(|_| SubmitError::EngineGone)?;
+        self.tx
+            .send(Msg::Job(job))
+            .map_err(|_| SubmitError::EngineGone)?;
         Ok(rx)
+    }
+
+    /// Serve `lora` under adapter id `id`; jobs submitted after this call may name it.
+    pub fn attach(&self, id: usize, lora: Arc<ServedLora>) -> Result<(), SubmitError> {
+        self.tx
+            .send(Msg::Attach(id, lora))
+            .map_err(|_| SubmitError::EngineGone)
+    }
+
+    /// Stop serving adapter `id` once the jobs already submitted for it are answered.
+    pub fn retire(&self, id: usize) -> Result<(), SubmitError> {
+        self.tx
+            .send(Msg::Retire(id))
+            .map_err(|_| SubmitError::EngineGone)
     }
 }
 
@@ -137,6 +175,8 @@ pub struct Limits {
     pub max_batch_tokens: usize,
     /// Requests that may wait beyond the running ones before 429.
     pub max_queue: usize,
+    /// Distinct LoRA adapters among the running rows (None: no cap).
+    pub max_loras: Option<usize>,
 }
 
 impl Limits {
@@ -148,16 +188,16 @@ impl Limits {
     }
 }
 
-/// Start the engine thread over `models`.
+/// Start the engine thread over the base `model`; adapters come with [`EngineHandle::attach`].
 pub fn start(
-    models: Vec<Arc<LoadedModel>>,
+    model: Arc<LoadedModel>,
     limits: Limits,
     metrics: Arc<Metrics>,
 ) -> std::io::Result<EngineHandle> {
-    let (tx, rx) = mpsc::channel::<Job>();
+    let (tx, rx) = mpsc::channel::<Msg>();
     std::thread::Builder::new()
         .name("bwb-engine".into())
-        .spawn(move || Engine::new(&models, limits, metrics).run(&rx))?;
+        .spawn(move || Engine::new(model, limits, metrics).run(&rx))?;
     Ok(EngineHandle {
         tx,
         in_flight: Arc::new(AtomicUsize::new(0)),
@@ -168,6 +208,7 @@ pub fn start(
 /// An admitted request; its sequences refer to it by id.
 struct Request {
     model: usize,
+    adapter: Option<usize>,
     params: GenParams,
     stream: bool,
     events: tmpsc::UnboundedSender<Event>,
@@ -205,50 +246,89 @@ impl Seq {
     }
 }
 
-/// One served model's running rows and their shared cache.
+/// The running rows (of every served model) and their shared cache.
 #[derive(Default)]
 struct Batch {
     cache: Cache,
     seqs: Vec<Seq>,
 }
 
-struct Engine<'a> {
-    models: &'a [Arc<LoadedModel>],
+struct Engine {
+    model: Arc<LoadedModel>,
     limits: Limits,
     metrics: Arc<Metrics>,
-    ctx: ForwardCtx,
+    /// Attached adapters by id.
+    loras: HashMap<usize, Arc<ServedLora>>,
+    /// Adapters to drop once no request uses them.
+    retiring: HashSet<usize>,
     waiting: VecDeque<Job>,
     requests: HashMap<u64, Request>,
     next_req: u64,
     prefilling: VecDeque<Seq>,
-    batches: Vec<Batch>,
+    batch: Batch,
 }
 
-impl<'a> Engine<'a> {
-    fn new(models: &'a [Arc<LoadedModel>], limits: Limits, metrics: Arc<Metrics>) -> Self {
+impl Engine {
+    fn new(model: Arc<LoadedModel>, limits: Limits, metrics: Arc<Metrics>) -> Self {
         Self {
-            models,
+            model,
             limits,
             metrics,
-            ctx: ForwardCtx::default(),
+            loras: HashMap::new(),
+            retiring: HashSet::new(),
             waiting: VecDeque::new(),
             requests: HashMap::new(),
             next_req: 0,
             prefilling: VecDeque::new(),
-            batches: models.iter().map(|_| Batch::default()).collect(),
+            batch: Batch::default(),
         }
     }
 
-    fn run(mut self, rx: &mpsc::Receiver<Job>) {
+    fn accept(&mut self, msg: Msg) {
+        match msg {
+            Msg::Job(job) => self.waiting.push_back(job),
+            Msg::Attach(id, lora) => {
+                self.loras.insert(id, lora);
+            }
+            Msg::Retire(id) => {
+                self.retiring.insert(id);
+            }
+        }
+    }
+
+    /// Drop the weights of retired adapters no waiting or admitted request uses.
+    fn drop_retired(&mut self) {
+        if self.retiring.is_empty() {
+            return;
+        }
+        let used: HashSet<usize> = (self.requests.values().map(|r| r.adapter))
+            .chain(self.waiting.iter().map(|j| j.adapter))
+            .flatten()
+            .collect();
+        let done: Vec<usize> = self.retiring.difference(&used).copied().collect();
+        for id in done {
+            self.retiring.remove(&id);
+            self.loras.remove(&id);
+            tracing::debug!("engine: adapter {id} unloaded");
+        }
+    }
+
+    fn run(mut self, rx: &mpsc::Receiver<Msg>) {
         loop {
+            self.drop_retired();
             if self.requests.is_empty() && self.waiting.is_empty() {
                 self.set_gauges();
                 match rx.recv() {
-                    Ok(job) => self.waiting.push_back(job),
+                    Ok(msg) => self.accept(msg),
                     Err(_) => return, // every handle dropped: the server is shutting down
                 }
             }
-            self.waiting.extend(rx.try_iter());
+            while let Ok(msg) = rx.try_recv() {
+                self.accept(msg);
+            }
+            if self.requests.is_empty() && self.waiting.is_empty() {
+                continue;
+            }
             // A panic inside a step fails the running requests and the engine keeps serving.
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.step()));
             let err = match result {
@@ -264,23 +344,24 @@ impl<'a> Engine<'a> {
     fn step(&mut self) -> crate::error::Result<()> {
         self.drop_cancelled()?;
         self.admit()?;
-        let mut decoded = 0;
-        for m in 0..self.batches.len() {
-            decoded += self.decode_model(m)?;
-        }
+        let decoded = self.decode()?;
         self.prefill(self.limits.max_batch_tokens.saturating_sub(decoded))?;
         self.set_gauges();
         Ok(())
     }
 
     fn set_gauges(&self) {
-        let mut running = vec![0; self.models.len()];
-        let mut waiting = vec![0; self.models.len()];
+        let mut running = vec![0; self.metrics.len()];
+        let mut waiting = vec![0; self.metrics.len()];
         for r in self.requests.values() {
-            running[r.model] += 1;
+            if let Some(c) = running.get_mut(r.model) {
+                *c += 1;
+            }
         }
         for j in &self.waiting {
-            waiting[j.model] += 1;
+            if let Some(c) = waiting.get_mut(j.model) {
+                *c += 1;
+            }
         }
         self.metrics.set_gauges(&running, &waiting);
     }
@@ -292,7 +373,7 @@ impl<'a> Engine<'a> {
             self.metrics.finished(r.model, "error");
         }
         self.prefilling.clear();
-        self.batches.iter_mut().for_each(|b| *b = Batch::default());
+        self.batch = Batch::default();
         self.set_gauges();
     }
 
@@ -316,20 +397,14 @@ impl<'a> Engine<'a> {
         tracing::debug!("engine: {} requests cancelled by their clients", gone.len());
         let live = |s: &Seq| !gone.contains(&s.req);
         self.prefilling.retain(live);
-        for m in 0..self.batches.len() {
-            self.retain_rows(m, live)?;
-        }
+        self.retain_rows(live)?;
         Ok(())
     }
 
-    /// Keep the rows of model `m`'s batch that `keep` says (freeing the others' cache rows)
-    /// and return the others.
-    fn retain_rows(
-        &mut self,
-        m: usize,
-        keep: impl Fn(&Seq) -> bool,
-    ) -> crate::error::Result<Vec<Seq>> {
-        let batch = &mut self.batches[m];
+    /// Keep the rows of the batch that `keep` says (freeing the others' cache rows) and
+    /// return the others.
+    fn retain_rows(&mut self, keep: impl Fn(&Seq) -> bool) -> crate::error::Result<Vec<Seq>> {
+        let batch = &mut self.batch;
         if batch.seqs.iter().all(&keep) {
             return Ok(Vec::new());
         }
@@ -345,7 +420,7 @@ impl<'a> Engine<'a> {
         if kept.is_empty() {
             batch.cache = Cache::default();
         } else {
-            generate::keep_rows(&mut batch.cache, &idx, &self.models[m].device)?;
+            generate::keep_rows(&mut batch.cache, &idx, &self.model.device)?;
             // Columns before the oldest remaining row's first slot are padding in every row.
             let needed = kept.iter().map(|s| s.pos() as usize).max().unwrap_or(0);
             batch
@@ -356,91 +431,133 @@ impl<'a> Engine<'a> {
         Ok(gone)
     }
 
-    /// Admit waiting requests FCFS while their rows fit beside the running ones.
+    /// Admit waiting requests FCFS while their rows fit beside the running ones; with
+    /// `max_loras`, a request for an adapter beyond the cap is passed over (it keeps its
+    /// place) and the ones behind it may go first.
     fn admit(&mut self) -> crate::error::Result<()> {
-        let mut rows =
-            self.prefilling.len() + self.batches.iter().map(|b| b.seqs.len()).sum::<usize>();
-        while let Some(job) = self.waiting.front() {
+        let mut rows = self.prefilling.len() + self.batch.seqs.len();
+        let mut active: HashSet<usize> = self.requests.values().filter_map(|r| r.adapter).collect();
+        let mut i = 0;
+        while let Some(job) = self.waiting.get(i) {
             if rows > 0 && rows + job.rows.len() > self.limits.max_num_seqs {
                 break;
             }
-            let Some(job) = self.waiting.pop_front() else {
+            if let Some(a) = job.adapter {
+                if !self.loras.contains_key(&a) {
+                    // Unloaded before it arrived: answer it, and the server goes on.
+                    if let Some(job) = self.waiting.remove(i) {
+                        let _ = job.events.send(Event::Error(format!(
+                            "the adapter this request names was unloaded (id {a})"
+                        )));
+                    }
+                    continue;
+                }
+                let full = self.limits.max_loras.is_some_and(|m| active.len() >= m);
+                if full && !active.contains(&a) {
+                    i += 1;
+                    continue;
+                }
+                active.insert(a);
+            }
+            let Some(job) = self.waiting.remove(i) else {
                 break;
             };
             rows += job.rows.len();
-            let id = self.next_req;
-            self.next_req += 1;
-            self.metrics.add_prompt_tokens(job.model, job.prompt_tokens);
-            tracing::debug!(
-                "engine: admitted request {id} ({} rows); {rows} rows running",
-                job.rows.len()
-            );
-            // Nothing to run unless the prompt itself is scored (echo with logprobs).
-            let zero = job.params.max_new_tokens == 0 && job.params.prompt_logprobs.is_none();
-            let model = &self.models[job.model];
-            let seqs: Vec<Seq> = job
-                .rows
-                .into_iter()
-                .enumerate()
-                .map(|(i, prompt)| Seq {
-                    req: id,
-                    row: i,
-                    state: Row::new(prompt.len(), job.params.seed.wrapping_add(i as u64)),
-                    prompt,
-                    done: 0,
-                    cache: model.model.new_cache(),
-                    sent: 0,
-                    last_token: Instant::now(),
-                })
-                .collect();
-            if seqs.is_empty() {
-                continue; // nothing to generate; dropping the job closes its channel
-            }
-            self.requests.insert(
-                id,
-                Request {
-                    model: job.model,
-                    stream: job.stream,
-                    events: job.events,
-                    arrived: job.arrived,
-                    first_token: false,
-                    rows_left: seqs.len(),
-                    _in_flight: job._in_flight,
-                    params: job.params,
-                },
-            );
-            for seq in seqs {
-                if zero {
-                    self.finish_seq(seq)?;
-                } else {
-                    self.prefilling.push_back(seq);
-                }
+            self.start(job, rows)?;
+        }
+        Ok(())
+    }
+
+    /// Make an admitted job a request whose rows go to prefill.
+    fn start(&mut self, job: Job, rows: usize) -> crate::error::Result<()> {
+        let id = self.next_req;
+        self.next_req += 1;
+        self.metrics.add_prompt_tokens(job.model, job.prompt_tokens);
+        tracing::debug!(
+            "engine: admitted request {id} ({} rows); {rows} rows running",
+            job.rows.len()
+        );
+        // Nothing to run unless the prompt itself is scored (echo with logprobs).
+        let zero = job.params.max_new_tokens == 0 && job.params.prompt_logprobs.is_none();
+        let seqs: Vec<Seq> = job
+            .rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, prompt)| Seq {
+                req: id,
+                row: i,
+                state: Row::new(prompt.len(), job.params.seed.wrapping_add(i as u64)),
+                prompt,
+                done: 0,
+                cache: self.model.model.new_cache(),
+                sent: 0,
+                last_token: Instant::now(),
+            })
+            .collect();
+        if seqs.is_empty() {
+            return Ok(()); // nothing to generate; dropping the job closes its channel
+        }
+        self.requests.insert(
+            id,
+            Request {
+                model: job.model,
+                adapter: job.adapter,
+                stream: job.stream,
+                events: job.events,
+                arrived: job.arrived,
+                first_token: false,
+                rows_left: seqs.len(),
+                _in_flight: job._in_flight,
+                params: job.params,
+            },
+        );
+        for seq in seqs {
+            if zero {
+                self.finish_seq(seq)?;
+            } else {
+                self.prefilling.push_back(seq);
             }
         }
         Ok(())
     }
 
-    /// Decode one token for every running row of model `m`; returns how many rows ran.
-    fn decode_model(&mut self, m: usize) -> crate::error::Result<usize> {
-        let model = self.models[m].clone();
-        self.rope_rebuild(m, &model)?;
-        let batch = &mut self.batches[m];
-        if batch.seqs.is_empty() {
+    /// The adapter of each of `seqs`' requests (None: the base model).
+    fn adapters_of<'s>(&self, seqs: impl Iterator<Item = &'s Seq>) -> Vec<Option<usize>> {
+        seqs.map(|s| self.requests.get(&s.req).and_then(|r| r.adapter))
+            .collect()
+    }
+
+    /// Decode one token for every running row in one batch; returns how many rows ran.
+    fn decode(&mut self) -> crate::error::Result<usize> {
+        let model = self.model.clone();
+        self.rope_rebuild(&model)?;
+        if self.batch.seqs.is_empty() {
             return Ok(0);
         }
+        let adapters = self.adapters_of(self.batch.seqs.iter());
+        let models: HashSet<usize> = (self.batch.seqs.iter())
+            .filter_map(|s| self.requests.get(&s.req).map(|r| r.model))
+            .collect();
+        let groups = lora_rows(&self.loras, &adapters, &model.device)?;
+        self.metrics.decode_step(models.len(), groups.len());
+        let batch = &mut self.batch;
         let feed: Vec<u32> = batch
             .seqs
             .iter()
             .map(|s| s.state.last().unwrap_or(model.pad_id))
             .collect();
         let pos: Vec<i64> = batch.seqs.iter().map(Seq::pos).collect();
+        let ctx = ForwardCtx {
+            loras: &groups,
+            ..Default::default()
+        };
         let logits = generate::decode_step(
             &model.model,
             &model.device,
             &mut batch.cache,
             feed,
             pos,
-            &self.ctx,
+            &ctx,
         )?;
         let n = batch.seqs.len();
         let mut finished = Vec::new();
@@ -453,7 +570,7 @@ impl<'a> Engine<'a> {
             }
         }
         if !finished.is_empty() {
-            let done = self.retain_rows(m, |s| !finished.contains(&(s.req, s.row)))?;
+            let done = self.retain_rows(|s| !finished.contains(&(s.req, s.row)))?;
             for seq in done {
                 self.finish_seq(seq)?;
             }
@@ -463,11 +580,11 @@ impl<'a> Engine<'a> {
 
     /// Rows about to cross the model's rope switch (Phi-3 longrope) leave the batch to be
     /// prefilled again from scratch (prompt plus tokens so far), as `generate` does.
-    fn rope_rebuild(&mut self, m: usize, model: &LoadedModel) -> crate::error::Result<()> {
+    fn rope_rebuild(&mut self, model: &LoadedModel) -> crate::error::Result<()> {
         let Some(at) = model.model.rope_switch_at() else {
             return Ok(());
         };
-        let out = self.retain_rows(m, |s| s.pos() != at as i64)?;
+        let out = self.retain_rows(|s| s.pos() != at as i64)?;
         for mut seq in out.into_iter().rev() {
             seq.done = 0;
             seq.cache = model.model.new_cache();
@@ -477,14 +594,15 @@ impl<'a> Engine<'a> {
     }
 
     /// Prefill admitted sequences FCFS, chunk by chunk, within `budget` tokens; a sequence
-    /// whose prompt is in takes its first token and joins its model's batch.
+    /// whose prompt is in takes its first token and joins the running batch.
     fn prefill(&mut self, mut budget: usize) -> crate::error::Result<()> {
         let chunk = self.limits.chunk();
+        let model = self.model.clone();
         let mut spent = 0;
-        while let Some(seq) = self.prefilling.front_mut() {
-            let Some((m, prompt_k, zero)) = self.requests.get(&seq.req).map(|r| {
+        while let Some(seq) = self.prefilling.front() {
+            let Some((adapter, prompt_k, zero)) = self.requests.get(&seq.req).map(|r| {
                 (
-                    r.model,
+                    r.adapter,
                     r.params.prompt_logprobs,
                     r.params.max_new_tokens == 0,
                 )
@@ -492,7 +610,10 @@ impl<'a> Engine<'a> {
                 self.prefilling.pop_front();
                 continue;
             };
-            let model = self.models[m].clone();
+            let groups = lora_rows(&self.loras, &[adapter], &model.device)?;
+            let Some(seq) = self.prefilling.front_mut() else {
+                break;
+            };
             let target = seq.target();
             // Phi-3 picks its rope table per forward by the row's largest position, so a
             // row past the switch is prefilled whole (as `generate` does), over budget if
@@ -509,6 +630,10 @@ impl<'a> Engine<'a> {
             if len > budget && spent > 0 {
                 break;
             }
+            let ctx = ForwardCtx {
+                loras: &groups,
+                ..Default::default()
+            };
             let score =
                 prompt_k.and_then(|k| seq.state.prompt_score(&seq.prompt, seq.done, end, k));
             let (logits, scored) = generate::extend_row(
@@ -516,7 +641,7 @@ impl<'a> Engine<'a> {
                 &model.device,
                 &mut seq.cache,
                 (&target[seq.done..end], seq.done),
-                &self.ctx,
+                &ctx,
                 score,
             )?;
             seq.state.add_prompt_logprobs(scored);
@@ -535,7 +660,7 @@ impl<'a> Engine<'a> {
             if zero || take_token(&mut seq, req, &logits, &model, &self.metrics)? {
                 self.finish_seq(seq)?;
             } else {
-                let batch = &mut self.batches[m];
+                let batch = &mut self.batch;
                 batch.cache.append_rows(std::mem::take(&mut seq.cache))?;
                 batch.seqs.push(seq);
             }
@@ -549,7 +674,7 @@ impl<'a> Engine<'a> {
         let Some(req) = self.requests.get_mut(&seq.req) else {
             return Ok(());
         };
-        let model = &self.models[req.model];
+        let model = &self.model;
         let (row, sent, mut state) = (seq.row, seq.sent, seq.state);
         let (prompt_logprobs, logprobs) = state.take_new_logprobs();
         let completion = state.finish(&|ids| model.decode(ids))?;
@@ -576,6 +701,33 @@ impl<'a> Engine<'a> {
         }
         Ok(())
     }
+}
+
+/// The row groups of a batch whose rows use `adapters` (None: the base model, no group):
+/// one group per adapter, with its row indices unless it has every row.
+fn lora_rows<'a>(
+    loras: &'a HashMap<usize, Arc<ServedLora>>,
+    adapters: &[Option<usize>],
+    device: &candle_core::Device,
+) -> crate::error::Result<Vec<LoraRows<'a>>> {
+    let mut ids: Vec<usize> = adapters.iter().flatten().copied().collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut groups = Vec::with_capacity(ids.len());
+    for id in ids {
+        let lora = loras.get(&id).ok_or_else(|| {
+            crate::error::Error::Config(format!("adapter {id} is not loaded in the engine"))
+        })?;
+        let rows: Vec<u32> = (0..adapters.len() as u32)
+            .filter(|&i| adapters[i as usize] == Some(id))
+            .collect();
+        let rows = match rows.len() == adapters.len() {
+            true => None,
+            false => Some(candle_core::Tensor::new(rows.as_slice(), device)?),
+        };
+        groups.push(LoraRows { lora, rows });
+    }
+    Ok(groups)
 }
 
 fn reason_label(r: FinishReason) -> &'static str {
@@ -653,6 +805,126 @@ pub fn safe_len(text: &str, stop: &[String]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Arch, RandomInit};
+    use crate::model::load::{self, LoadOptions, ModelSource};
+
+    fn engine(max_loras: Option<usize>) -> Engine {
+        let init = RandomInit {
+            hidden_size: 16,
+            intermediate_size: 32,
+            num_hidden_layers: 1,
+            num_attention_heads: 2,
+            num_key_value_heads: 1,
+            head_dim: 8,
+            vocab_size: 260,
+            seed: 0,
+        };
+        let src = ModelSource::Random {
+            arch: Arch::Qwen3,
+            init,
+        };
+        let model = Arc::new(load::load(&src, &LoadOptions::default()).unwrap());
+        let limits = Limits {
+            max_num_seqs: 8,
+            max_batch_tokens: 16,
+            max_queue: 8,
+            max_loras,
+        };
+        let mut e = Engine::new(model, limits, Arc::new(Metrics::new(vec!["m".into()])));
+        for id in [0, 1] {
+            let lora = ServedLora {
+                scale: 1.0,
+                layers: HashMap::new(),
+            };
+            e.accept(Msg::Attach(id, Arc::new(lora)));
+        }
+        e
+    }
+
+    fn job(adapter: Option<usize>) -> (Msg, tmpsc::UnboundedReceiver<Event>) {
+        let (events, rx) = tmpsc::unbounded_channel();
+        let params = GenParams {
+            max_new_tokens: 4,
+            temperature: 0.0,
+            top_p: 1.0,
+            top_k: 0,
+            seed: 0,
+            stop: Vec::new(),
+            ..GenParams::default()
+        };
+        let job = Job {
+            model: 0,
+            adapter,
+            rows: vec![vec![1, 2, 3]],
+            params,
+            stream: false,
+            prompt_tokens: 3,
+            events,
+            arrived: Instant::now(),
+            _in_flight: InFlight(Arc::new(AtomicUsize::new(1))),
+        };
+        (Msg::Job(job), rx)
+    }
+
+    fn admitted(e: &Engine) -> Vec<Option<usize>> {
+        let mut v: Vec<Option<usize>> = e.requests.values().map(|r| r.adapter).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn max_loras_passes_over_another_adapter_without_blocking_the_requests_behind() {
+        let mut e = engine(Some(1));
+        let mut rxs = Vec::new();
+        for a in [Some(0), Some(1), None, Some(0), Some(1), Some(7)] {
+            let (msg, rx) = job(a);
+            rxs.push(rx);
+            e.accept(msg);
+        }
+        e.admit().unwrap();
+        // Adapter 1 waits (in order); the base and adapter 0 behind it run.
+        assert_eq!(admitted(&e), [None, Some(0), Some(0)]);
+        let waiting: Vec<Option<usize>> = e.waiting.iter().map(|j| j.adapter).collect();
+        assert_eq!(waiting, [Some(1), Some(1)]);
+        // A job for an adapter the engine does not hold is answered with an error.
+        assert!(matches!(rxs[5].try_recv(), Ok(Event::Error(m)) if m.contains("unloaded")));
+        // Retired while requests wait for it: kept until they are done.
+        e.accept(Msg::Retire(1));
+        e.drop_retired();
+        assert!(e.loras.contains_key(&1));
+        // Adapter 0's requests finish: adapter 1's are admitted beside the base.
+        e.requests.retain(|_, r| r.adapter != Some(0));
+        e.prefilling.retain(|s| e.requests.contains_key(&s.req));
+        e.admit().unwrap();
+        assert_eq!(admitted(&e), [None, Some(1), Some(1)]);
+        e.requests.clear();
+        e.prefilling.clear();
+        e.drop_retired();
+        assert!(!e.loras.contains_key(&1) && e.loras.contains_key(&0));
+    }
+
+    #[test]
+    fn without_max_loras_every_adapter_is_admitted_fcfs() {
+        let mut e = engine(None);
+        let mut rxs = Vec::new();
+        for a in [Some(0), Some(1), None] {
+            let (msg, rx) = job(a);
+            rxs.push(rx);
+            e.accept(msg);
+        }
+        e.admit().unwrap();
+        assert_eq!(admitted(&e), [None, Some(0), Some(1)]);
+        // One step decodes every row in one batch and records the mix.
+        while !e.prefilling.is_empty() {
+            e.step().unwrap();
+        }
+        e.step().unwrap();
+        let m = e.metrics.render();
+        assert!(
+            m.contains("bwb:decode_steps_total{served_models=\"1\",lora_adapters=\"2\"}"),
+            "{m}"
+        );
+    }
 
     #[test]
     fn safe_len_holds_back_partial_stop_strings_and_characters() {

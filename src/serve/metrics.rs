@@ -2,7 +2,8 @@
 //! prefix and labelled `model_name` per served model (the base and each adapter).
 //!
 //! The engine thread records into [`Metrics`]; the gauges (requests running and waiting) are
-//! set after every engine step and when the engine goes idle.
+//! set after every engine step and when the engine goes idle. `bwb:decode_steps_total`
+//! counts decode steps by how many served models and LoRA adapters their one batch mixed.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -60,31 +61,71 @@ pub enum Latency {
     EndToEnd,
 }
 
-/// The server's metrics, one set per served model.
+/// The server's metrics, one set per served model (kept after an adapter is unloaded).
 #[derive(Debug)]
 pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Inner {
     names: Vec<String>,
-    inner: Mutex<Vec<ModelMetrics>>,
+    models: Vec<ModelMetrics>,
+    /// Decode steps by (served models, LoRA adapters) in their batch.
+    steps: BTreeMap<(usize, usize), u64>,
 }
 
 impl Metrics {
     pub fn new(names: Vec<String>) -> Self {
-        let inner = Mutex::new(vec![ModelMetrics::default(); names.len()]);
-        Self { names, inner }
+        let models = vec![ModelMetrics::default(); names.len()];
+        let inner = Mutex::new(Inner {
+            names,
+            models,
+            steps: BTreeMap::new(),
+        });
+        Self { inner }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A poisoned lock only means a panic elsewhere mid-update; the numbers stay usable.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The index of served model `name`'s metrics, added if new.
+    pub fn index(&self, name: &str) -> usize {
+        let mut g = self.lock();
+        if let Some(i) = g.names.iter().position(|n| n == name) {
+            return i;
+        }
+        g.names.push(name.to_string());
+        g.models.push(ModelMetrics::default());
+        g.names.len() - 1
+    }
+
+    /// How many served models have metrics.
+    pub fn len(&self) -> usize {
+        self.lock().names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     fn with(&self, model: usize, f: impl FnOnce(&mut ModelMetrics)) {
-        // A poisoned lock only means a panic elsewhere mid-update; the numbers stay usable.
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(m) = g.get_mut(model) {
+        if let Some(m) = self.lock().models.get_mut(model) {
             f(m);
         }
     }
 
+    /// One decode step whose batch held rows of `models` served models and `loras` adapters.
+    pub fn decode_step(&self, models: usize, loras: usize) {
+        *self.lock().steps.entry((models, loras)).or_insert(0) += 1;
+    }
+
     /// Requests running and waiting per model (indexed like the served models).
     pub fn set_gauges(&self, running: &[usize], waiting: &[usize]) {
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        for (i, m) in g.iter_mut().enumerate() {
+        let mut g = self.lock();
+        for (i, m) in g.models.iter_mut().enumerate() {
             m.running = running.get(i).copied().unwrap_or(0);
             m.waiting = waiting.get(i).copied().unwrap_or(0);
         }
@@ -112,7 +153,7 @@ impl Metrics {
 
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self) -> String {
-        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let g = self.lock().clone();
         let mut out = String::new();
         let mut family =
             |name: &str,
@@ -120,7 +161,7 @@ impl Metrics {
              help: &str,
              value: &dyn Fn(&str, &ModelMetrics, &mut String)| {
                 let _ = writeln!(out, "# HELP bwb:{name} {help}\n# TYPE bwb:{name} {kind}");
-                for (n, m) in self.names.iter().zip(&g) {
+                for (n, m) in g.names.iter().zip(&g.models) {
                     value(&format!("model_name=\"{}\"", escape(n)), m, &mut out);
                 }
             };
@@ -187,6 +228,17 @@ impl Metrics {
             "Arrival to the last token.",
             &hist(|m| &m.e2e, "e2e_request_latency_seconds"),
         );
+        let name = "bwb:decode_steps_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Decode steps by the served models and LoRA adapters their one batch mixed.\n# TYPE {name} counter"
+        );
+        for ((models, loras), c) in &g.steps {
+            let _ = writeln!(
+                out,
+                "{name}{{served_models=\"{models}\",lora_adapters=\"{loras}\"}} {c}"
+            );
+        }
         out
     }
 }
@@ -222,7 +274,20 @@ mod tests {
         m.finished(0, "stop");
         m.observe(0, Latency::FirstToken, 0.003);
         m.observe(0, Latency::FirstToken, 0.5);
+        m.decode_step(2, 1);
+        m.decode_step(2, 1);
+        assert_eq!(m.index("a\"dapter"), 1);
+        assert_eq!(m.index("late"), 2);
+        m.add_prompt_tokens(2, 4);
         let t = m.render();
+        assert!(
+            t.contains("bwb:decode_steps_total{served_models=\"2\",lora_adapters=\"1\"} 2"),
+            "{t}"
+        );
+        assert!(
+            t.contains("bwb:prompt_tokens_total{model_name=\"late\"} 4"),
+            "{t}"
+        );
         assert!(
             t.contains("bwb:num_requests_running{model_name=\"base\"} 2"),
             "{t}"

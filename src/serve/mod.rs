@@ -1,12 +1,16 @@
 //! `bwb serve`: an OpenAI-compatible HTTP server (axum on tokio) in front of one engine
-//! thread (`engine.rs`) that owns the models: the base model and one copy per LoRA adapter.
+//! thread (`engine.rs`) that owns the base model; LoRA adapters attach to it beside each
+//! other (`adapters.rs`), so requests for the base and every adapter share one batch.
 //!
 //! Routes: `POST /v1/chat/completions`, `POST /v1/completions`, `GET /v1/models`,
-//! `GET /health`, `GET /metrics`, `POST /tokenize`, `POST /detokenize`. The handlers parse
-//! and validate (every bad field is a 400 in OpenAI's envelope, see `api.rs`), tokenise,
-//! submit a job to the engine queue and answer from its events (streamed as they come, or
-//! collected) without blocking a tokio worker; a client that goes away cancels its job.
+//! `GET /health`, `GET /metrics`, `POST /tokenize`, `POST /detokenize`, and with
+//! `--allow-runtime-lora` `POST /v1/load_lora_adapter` and `/v1/unload_lora_adapter`. The
+//! handlers parse and validate (every bad field is a 400 in OpenAI's envelope, see
+//! `api.rs`), tokenise, submit a job to the engine queue and answer from its events (streamed
+//! as they come, or collected) without blocking a tokio worker; a client that goes away
+//! cancels its job.
 
+pub mod adapters;
 pub mod api;
 pub mod engine;
 pub mod metrics;
@@ -14,8 +18,8 @@ mod respond;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
@@ -27,6 +31,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::model::generate::GenParams;
+use crate::model::linear::ServedLora;
 use crate::model::load::LoadedModel;
 use crate::prompt::chat_template::Message;
 use api::{ApiError, ChatMessage, Sampling};
@@ -40,10 +45,26 @@ pub const DEFAULT_MAX_TOKENS: usize = 256;
 pub const MAX_LOGPROBS: i64 = 20;
 
 /// One name the server answers to: the base model or an adapter (whose `parent` is the base).
-pub struct ServedModel {
-    pub name: String,
-    pub parent: Option<String>,
-    pub model: Arc<LoadedModel>,
+#[derive(Debug, Clone)]
+struct ServedModel {
+    name: String,
+    parent: Option<String>,
+    /// `root` in /v1/models: the base's origin, an adapter's directory.
+    root: String,
+    /// The engine's id for the adapter; None for the base.
+    adapter: Option<usize>,
+    /// Its index in the metrics.
+    metrics: usize,
+}
+
+/// What `bwb serve` serves: the base model under a name, the adapters given at start, and
+/// how to load more.
+pub struct Setup {
+    pub base: Arc<LoadedModel>,
+    pub base_name: String,
+    /// (name, directory, weights) of each adapter served from the start.
+    pub adapters: Vec<(String, String, ServedLora)>,
+    pub loader: adapters::AdapterLoader,
 }
 
 /// Server settings, resolved by `commands/serve.rs`.
@@ -61,10 +82,18 @@ pub struct ServeOptions {
     /// Tokens one engine step may run (decode rows plus prefill chunks); above
     /// `max_num_seqs`.
     pub max_batch_tokens: usize,
+    /// Distinct LoRA adapters in one engine batch (None: no cap).
+    pub max_loras: Option<usize>,
+    /// Serve `/v1/load_lora_adapter` and `/v1/unload_lora_adapter`.
+    pub allow_runtime_lora: bool,
 }
 
 struct AppState {
-    models: Vec<ServedModel>,
+    base: Arc<LoadedModel>,
+    /// The base first, then the adapters, in load order.
+    served: RwLock<Vec<ServedModel>>,
+    loader: adapters::AdapterLoader,
+    next_adapter: AtomicUsize,
     engine: EngineHandle,
     metrics: Arc<Metrics>,
     opts: ServeOptions,
@@ -81,28 +110,38 @@ fn now() -> u64 {
 
 /// Start the engine thread, bind, print `bwb serve: listening on http://ADDR` on stdout
 /// (the one line scripts wait for) and serve until the process ends.
-pub fn run(models: Vec<ServedModel>, opts: ServeOptions) -> anyhow::Result<()> {
-    let metrics = Arc::new(Metrics::new(
-        models.iter().map(|m| m.name.clone()).collect(),
-    ));
+pub fn run(setup: Setup, opts: ServeOptions) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new(vec![setup.base_name.clone()]));
     let limits = engine::Limits {
         max_num_seqs: opts.max_num_seqs,
         max_batch_tokens: opts.max_batch_tokens,
         max_queue: opts.max_queue,
+        max_loras: opts.max_loras,
     };
-    let engine = engine::start(
-        models.iter().map(|m| m.model.clone()).collect(),
-        limits,
-        metrics.clone(),
-    )?;
+    let engine = engine::start(setup.base.clone(), limits, metrics.clone())?;
+    let base = ServedModel {
+        name: setup.base_name.clone(),
+        parent: None,
+        root: setup.base.origin.clone(),
+        adapter: None,
+        metrics: 0,
+    };
     let state = Arc::new(AppState {
-        models,
+        base: setup.base,
+        served: RwLock::new(vec![base]),
+        loader: setup.loader,
+        next_adapter: AtomicUsize::new(0),
         engine,
         metrics,
         opts,
         created: now(),
         next_id: AtomicU64::new(1),
     });
+    for (name, root, lora) in setup.adapters {
+        state
+            .add_adapter(&name, &root, lora)
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -119,12 +158,7 @@ pub fn run(models: Vec<ServedModel>, opts: ServeOptions) -> anyhow::Result<()> {
         }
         tracing::info!(
             "serving {} on http://{local}",
-            state
-                .models
-                .iter()
-                .map(|m| m.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            state.served_names().join(", ")
         );
         axum::serve(listener, router(state)).await?;
         Ok(())
@@ -140,6 +174,11 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/completions", post(completions))
         .route("/tokenize", post(tokenize))
         .route("/detokenize", post(detokenize))
+        .route("/v1/load_lora_adapter", post(adapters::load_lora_adapter))
+        .route(
+            "/v1/unload_lora_adapter",
+            post(adapters::unload_lora_adapter),
+        )
         .fallback(not_found)
         .with_state(state)
 }
@@ -186,15 +225,25 @@ impl AppState {
         }
     }
 
+    /// The served models (a poisoned lock only means a panic elsewhere; the list is whole).
+    fn served(&self) -> std::sync::RwLockReadGuard<'_, Vec<ServedModel>> {
+        self.served.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn served_names(&self) -> Vec<String> {
+        self.served().iter().map(|m| m.name.clone()).collect()
+    }
+
     /// The served model a request names (the base when it names none).
-    fn model(&self, name: Option<&str>) -> Result<usize, ApiError> {
-        match name {
-            None => Ok(0),
-            Some(n) => self.models.iter().position(|m| m.name == n).ok_or_else(|| {
-                let names: Vec<String> = self.models.iter().map(|m| m.name.clone()).collect();
-                ApiError::model_not_found(n, &names)
-            }),
-        }
+    fn model(&self, name: Option<&str>) -> Result<ServedModel, ApiError> {
+        let served = self.served();
+        let found = match name {
+            None => served.first(),
+            Some(n) => served.iter().find(|m| m.name == n),
+        };
+        found
+            .cloned()
+            .ok_or_else(|| ApiError::model_not_found(name.unwrap_or(""), &self.served_names()))
     }
 
     fn id(&self, prefix: &str) -> String {
@@ -208,7 +257,7 @@ async fn list_models(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Res
         return e.into_response();
     }
     let data: Vec<Value> = st
-        .models
+        .served()
         .iter()
         .map(|m| {
             json!({
@@ -216,7 +265,7 @@ async fn list_models(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Res
                 "object": "model",
                 "created": st.created,
                 "owned_by": "bwb",
-                "root": m.model.origin,
+                "root": m.root,
                 "parent": m.parent,
                 "max_model_len": st.opts.max_model_len,
             })
@@ -455,7 +504,7 @@ fn answer(
     plan: &Plan,
     echo: Vec<(String, Vec<u32>)>,
 ) -> respond::Answer {
-    let m = served.model.clone();
+    let m = st.base.clone();
     respond::Answer {
         id: st.id(if chat { "chatcmpl" } else { "cmpl" }),
         created: now(),
@@ -473,7 +522,7 @@ fn answer(
 /// Submit `prompts` × `n` rows and answer from the engine's events (JSON or SSE).
 async fn run_job(
     st: &AppState,
-    model: usize,
+    model: &ServedModel,
     prompts: &[Vec<u32>],
     plan: &Plan,
     answer: respond::Answer,
@@ -483,19 +532,27 @@ async fn run_job(
         .flat_map(|p| std::iter::repeat_n(p.clone(), plan.n))
         .collect();
     let n_rows = rows.len();
-    let rx = st
-        .engine
-        .submit(Submit {
-            model,
+    // Under the read lock: an unload (write lock) cannot slip between this check and the
+    // job reaching the engine queue ahead of the adapter's retirement.
+    let submitted = {
+        let served = st.served();
+        if !served.iter().any(|m| m.name == model.name) {
+            let names: Vec<String> = served.iter().map(|m| m.name.clone()).collect();
+            return Err(ApiError::model_not_found(&model.name, &names));
+        }
+        st.engine.submit(Submit {
+            model: model.metrics,
+            adapter: model.adapter,
             rows,
             params: plan.params.clone(),
             stream: plan.stream,
             prompt_tokens: answer.prompt_tokens,
         })
-        .map_err(|e| match e {
-            SubmitError::QueueFull => ApiError::queue_full(),
-            SubmitError::EngineGone => ApiError::internal("the engine thread has stopped"),
-        })?;
+    };
+    let rx = submitted.map_err(|e| match e {
+        SubmitError::QueueFull => ApiError::queue_full(),
+        SubmitError::EngineGone => ApiError::internal("the engine thread has stopped"),
+    })?;
     respond::respond(answer, rx, n_rows, plan).await
 }
 
@@ -514,10 +571,9 @@ async fn chat_inner(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<R
     st.check_auth(headers)?;
     let req: api::ChatRequest = api::parse(body)?;
     let sampling: Sampling = api::parse(body)?;
-    let idx = st.model(req.model.as_deref())?;
-    let served = &st.models[idx];
+    let served = st.model(req.model.as_deref())?;
     let ids = chat_ids(
-        &served.model,
+        &st.base,
         &served.name,
         &req.messages,
         req.chat_template_kwargs.as_ref(),
@@ -526,8 +582,8 @@ async fn chat_inner(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<R
     let prompts = vec![ids];
     let mut plan = plan(&sampling, &prompts, &st.opts, "messages")?;
     (plan.params.logprobs, _) = logprobs_of(&sampling, true, false)?;
-    let answer = answer(st, served, true, &prompts, &plan, Vec::new());
-    run_job(st, idx, &prompts, &plan, answer).await
+    let answer = answer(st, &served, true, &prompts, &plan, Vec::new());
+    run_job(st, &served, &prompts, &plan, answer).await
 }
 
 async fn completions(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -545,12 +601,10 @@ async fn completions_inner(
     st.check_auth(headers)?;
     let req: api::CompletionRequest = api::parse(body)?;
     let sampling: Sampling = api::parse(body)?;
-    let idx = st.model(req.model.as_deref())?;
-    let served = &st.models[idx];
-    let (prompts, texts): (Vec<Vec<u32>>, Vec<String>) =
-        completion_prompts(&served.model, req.prompt)?
-            .into_iter()
-            .unzip();
+    let served = st.model(req.model.as_deref())?;
+    let (prompts, texts): (Vec<Vec<u32>>, Vec<String>) = completion_prompts(&st.base, req.prompt)?
+        .into_iter()
+        .unzip();
     let echo = req.echo.unwrap_or(false);
     let mut plan = plan(&sampling, &prompts, &st.opts, "prompt")?;
     (plan.params.logprobs, plan.params.prompt_logprobs) = logprobs_of(&sampling, false, echo)?;
@@ -558,8 +612,8 @@ async fn completions_inner(
         true => texts.into_iter().zip(prompts.iter().cloned()).collect(),
         false => Vec::new(),
     };
-    let answer = answer(st, served, false, &prompts, &plan, echo);
-    run_job(st, idx, &prompts, &plan, answer).await
+    let answer = answer(st, &served, false, &prompts, &plan, echo);
+    run_job(st, &served, &prompts, &plan, answer).await
 }
 
 /// A completions request's prompts as token ids, each with its text: a string as given
@@ -621,17 +675,16 @@ async fn tokenize(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Byt
     let run = || -> Result<Response, ApiError> {
         st.check_auth(&headers)?;
         let req: api::TokenizeRequest = api::parse(&body)?;
-        let idx = st.model(req.model.as_deref())?;
-        let served = &st.models[idx];
+        let served = st.model(req.model.as_deref())?;
         let tokens = match (&req.messages, &req.prompt) {
             (Some(msgs), _) => chat_ids(
-                &served.model,
+                &st.base,
                 &served.name,
                 msgs,
                 req.chat_template_kwargs.as_ref(),
                 req.add_generation_prompt.unwrap_or(true),
             )?,
-            (None, Some(p)) => encode(&served.model, p, req.add_special_tokens.unwrap_or(true))?,
+            (None, Some(p)) => encode(&st.base, p, req.add_special_tokens.unwrap_or(true))?,
             (None, None) => {
                 return Err(ApiError::bad_request(
                     "give `prompt` (a string) or `messages`",
@@ -653,8 +706,8 @@ async fn detokenize(State(st): State<Arc<AppState>>, headers: HeaderMap, body: B
     let run = || -> Result<Response, ApiError> {
         st.check_auth(&headers)?;
         let req: api::DetokenizeRequest = api::parse(&body)?;
-        let idx = st.model(req.model.as_deref())?;
-        let m = &st.models[idx].model;
+        st.model(req.model.as_deref())?;
+        let m = &st.base;
         check_vocab(m, &req.tokens, "tokens")?;
         let text = m
             .decode(&req.tokens)

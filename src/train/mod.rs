@@ -454,6 +454,7 @@ impl<'a> Trainer<'a> {
             let ctx = ForwardCtx {
                 train: true,
                 seed: step_seed(self.job.seed, step, j),
+                ..Default::default()
             };
             let loss = validate::batch_loss(m, &batch, &ctx, denom.max(1) as f64)?;
             loss_sum += loss.to_scalar::<f32>()? as f64;

@@ -108,6 +108,7 @@ fn gradient_reaches_the_input_through_the_frozen_4bit_base() {
     let ctx = ForwardCtx {
         train: true,
         seed: 0,
+        ..Default::default()
     };
     let y = layer.forward(x.as_tensor(), &ctx).unwrap();
     let g = gaussian(3, 32, 4).reshape((1, 3, 32)).unwrap();
@@ -163,7 +164,16 @@ fn four_bit_layer_output_error_tracks_reconstruction_error() {
             index: 0,
         };
         for train in [false, true] {
-            let y = layer.forward(&x, &ForwardCtx { train, seed: 0 }).unwrap();
+            let y = layer
+                .forward(
+                    &x,
+                    &ForwardCtx {
+                        train,
+                        seed: 0,
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
             let e = rel_err(&dense, &y);
             assert!(
                 e < 0.1,

@@ -397,6 +397,7 @@ fn four_bit_base_passes_gradients_like_its_dense_equivalent() {
         let train = ForwardCtx {
             train: true,
             seed: 0,
+            ..Default::default()
         };
         let ql = loss(&qmodel, &prompt, &train);
         let dl = loss(&dmodel, &prompt, &train);
@@ -488,7 +489,11 @@ fn four_bit_logits_stay_within_the_stated_bound_of_the_dense_model() {
                 .unwrap()
                 .reshape((1, n))
                 .unwrap();
-            let ctx = ForwardCtx { train, seed: 0 };
+            let ctx = ForwardCtx {
+                train,
+                seed: 0,
+                ..Default::default()
+            };
             let quant = qmodel
                 .forward(&ids_t, &pos, None, &ctx)
                 .unwrap()

@@ -128,6 +128,7 @@ fn write_peft_fixtures() {
         let ctx = ForwardCtx {
             train: true,
             seed: 0,
+            ..Default::default()
         };
         for _ in 0..8 {
             let loss = lm_loss(&model, &ids, &ctx);

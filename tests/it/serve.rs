@@ -622,9 +622,14 @@ fn fixture(name: &str) -> PathBuf {
 
 /// The tiny Qwen3 fixture with the smoke byte tokenizer (as tests/it/generate.rs does),
 /// copied into the project.
-fn qwen3_dir(p: &Project) -> PathBuf {
-    let dir = p.path("qwen3");
-    crate::common::copy_dir(&fixture("qwen3"), &dir);
+fn tiny_qwen3_dir(p: &Project) -> PathBuf {
+    fixture_dir(p, "qwen3")
+}
+
+/// The tiny model fixture `arch` with the smoke byte tokenizer, copied into the project.
+fn fixture_dir(p: &Project, arch: &str) -> PathBuf {
+    let dir = p.path(arch);
+    crate::common::copy_dir(&fixture(arch), &dir);
     bwb::model::load::byte_tokenizer(256 + 3)
         .unwrap()
         .save(dir.join("tokenizer.json"), false)
@@ -632,42 +637,61 @@ fn qwen3_dir(p: &Project) -> PathBuf {
     dir
 }
 
+/// `bwb serve` of the tiny Qwen3 directory `dir` as `base`, with `extra` arguments.
+fn tiny_qwen3_server(p: Project, dir: &Path, extra: &[&str]) -> Server {
+    let mut args = vec![
+        "--model",
+        dir.to_str().unwrap(),
+        "--served-model-name",
+        "base",
+    ];
+    args.extend_from_slice(extra);
+    Server::start(p, &[], &args)
+}
+
+/// `bwb generate --raw --json` of one prompt, greedy, with an optional adapter.
+fn generate_json(
+    p: &Project,
+    dir: &Path,
+    adapter: Option<&Path>,
+    prompt: &str,
+    max: usize,
+) -> Value {
+    let max = max.to_string();
+    let mut args = vec![
+        "generate",
+        "--model",
+        dir.to_str().unwrap(),
+        "--raw",
+        "--json",
+        "--max-new-tokens",
+        &max,
+        "--prompt",
+        prompt,
+    ];
+    if let Some(a) = adapter {
+        args.extend(["--adapter", a.to_str().unwrap()]);
+    }
+    jsonl(&p.bwb(&args).ok().stdout())[0].clone()
+}
+
 #[test]
 fn an_adapter_is_served_by_name_and_matches_generate_with_it() {
     let p = Project::new();
-    let dir = qwen3_dir(&p);
+    let dir = tiny_qwen3_dir(&p);
     let adapter = fixture("qwen3").join("adapter");
     let gen = |with_adapter: bool| {
-        let mut args = vec![
-            "generate",
-            "--model",
-            dir.to_str().unwrap(),
-            "--raw",
-            "--json",
-            "--max-new-tokens",
-            "6",
-            "--prompt",
+        generate_json(
+            &p,
+            &dir,
+            with_adapter.then_some(adapter.as_path()),
             "abc",
-        ];
-        if with_adapter {
-            args.extend(["--adapter", adapter.to_str().unwrap()]);
-        }
-        jsonl(&p.bwb(&args).ok().stdout())[0].clone()
+            6,
+        )
     };
     let (want_base, want_tuned) = (gen(false), gen(true));
     let lora = format!("tuned={}", adapter.display());
-    let s = Server::start(
-        p,
-        &[],
-        &[
-            "--model",
-            dir.to_str().unwrap(),
-            "--served-model-name",
-            "base",
-            "--lora-modules",
-            &lora,
-        ],
-    );
+    let s = tiny_qwen3_server(p, &dir, &["--lora-modules", &lora]);
     let models = get_json(&s, "/v1/models");
     let data = models["data"].as_array().unwrap();
     assert_eq!(data.len(), 2, "{models}");
@@ -706,6 +730,312 @@ fn an_adapter_is_served_by_name_and_matches_generate_with_it() {
     );
     assert_error(st, 400, &v, &t);
     assert!(t.contains("/v1/completions"), "{t}");
+    // Without --allow-runtime-lora the runtime routes answer an error, nothing loads.
+    for route in ["load", "unload"] {
+        let body = json!({"lora_name": "x", "lora_path": adapter});
+        let (st, v, t) = lora_route(&s, route, body);
+        assert_error(st, 404, &v, &t);
+        assert!(t.contains("--allow-runtime-lora"), "{t}");
+    }
+}
+
+/// A copy of the fixture adapter with another `lora_alpha` (so another scale and other
+/// outputs), and optionally another `base_model_name_or_path`.
+fn adapter_copy(p: &Project, rel: &str, alpha: f64, base: Option<&str>) -> PathBuf {
+    let dir = p.path(rel);
+    crate::common::copy_dir(&fixture("qwen3").join("adapter"), &dir);
+    let path = dir.join("adapter_config.json");
+    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    cfg["lora_alpha"] = json!(alpha);
+    if let Some(b) = base {
+        cfg["base_model_name_or_path"] = json!(b);
+    }
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    dir
+}
+
+const MIXED_PROMPTS: [&str; 2] = ["abc", "hello there"];
+const MIXED_TOKENS: usize = 24;
+
+/// What a client must get for one (served model, prompt): `bwb generate`'s answer.
+struct Want {
+    model: &'static str,
+    prompt: &'static str,
+    max_tokens: usize,
+    generated: Value,
+}
+
+/// `bwb serve` of the tiny Qwen3 as `base` with adapters `one` (the fixture) and `two` (the
+/// fixture at another scale), and `bwb generate`'s greedy answer for each model and prompt.
+fn two_adapter_server(extra: &[&str]) -> (Server, Vec<Want>) {
+    let p = Project::new();
+    let dir = tiny_qwen3_dir(&p);
+    let one = fixture("qwen3").join("adapter");
+    let two = adapter_copy(&p, "two", -8.0, None);
+    let mut want = Vec::new();
+    for (model, a) in [("base", None), ("one", Some(&one)), ("two", Some(&two))] {
+        for prompt in MIXED_PROMPTS {
+            let generated = generate_json(&p, &dir, a.map(PathBuf::as_path), prompt, MIXED_TOKENS);
+            want.push(Want {
+                model,
+                prompt,
+                max_tokens: MIXED_TOKENS,
+                generated,
+            });
+        }
+    }
+    // The three models answer differently, so a delta applied to the wrong rows shows.
+    for i in 0..MIXED_PROMPTS.len() {
+        let ids = |m: usize| want[m * MIXED_PROMPTS.len() + i].generated["token_ids"].clone();
+        assert!(ids(0) != ids(1) && ids(1) != ids(2) && ids(0) != ids(2));
+    }
+    let (l1, l2) = (
+        format!("one={}", one.display()),
+        format!("two={}", two.display()),
+    );
+    let mut args = vec!["--max-num-seqs", "8", "--lora-modules", &l1, &l2];
+    args.extend_from_slice(extra);
+    let s = tiny_qwen3_server(p, &dir, &args);
+    (s, want)
+}
+
+fn mixed_request(s: &Server, w: &Want) {
+    let body =
+        json!({"model": w.model, "prompt": w.prompt, "max_tokens": w.max_tokens, "temperature": 0});
+    let v = ok_json(s, "/v1/completions", body);
+    let what = format!("{} {:?}", w.model, w.prompt);
+    assert_eq!(v["model"], w.model);
+    assert_eq!(v["choices"][0]["text"], w.generated["text"], "{what}");
+    let tokens = &v["usage"]["completion_tokens"];
+    assert_eq!(tokens, &w.generated["completion_tokens"], "{what}");
+}
+
+/// Every (model, prompt) request at once; each must answer as `bwb generate`.
+fn mixed_round(s: &Server, want: &[Want]) {
+    std::thread::scope(|sc| {
+        for w in want {
+            sc.spawn(move || mixed_request(s, w));
+        }
+    });
+}
+
+/// The decode steps whose one batch held rows of `models` served models and `loras` adapters.
+fn steps(m: &str, models: usize, loras: usize) -> f64 {
+    let key =
+        format!("bwb:decode_steps_total{{served_models=\"{models}\",lora_adapters=\"{loras}\"}}");
+    sample(m, &key)
+}
+
+#[test]
+fn base_and_two_adapters_share_one_batch_and_each_answer_as_bwb_generate() {
+    let (s, want) = two_adapter_server(&[]);
+    // Alone: one request at a time, so each step holds one model.
+    for w in &want {
+        mixed_request(&s, w);
+    }
+    let m = metrics(&s);
+    assert!(steps(&m, 1, 0) > 0.0 && steps(&m, 1, 1) > 0.0, "{m}");
+    assert_eq!(steps(&m, 2, 1) + steps(&m, 3, 2), 0.0, "{m}");
+    // Together: the rows of all three models decode in one batch (one step held the base
+    // and both adapters), and every answer is still the one alone.
+    for round in 1.. {
+        mixed_round(&s, &want);
+        let m = metrics(&s);
+        if steps(&m, 3, 2) > 0.0 {
+            break;
+        }
+        assert!(round < 10, "no step mixed the three models:\n{m}");
+    }
+}
+
+#[test]
+fn max_loras_one_never_batches_two_adapters_and_still_answers_everything() {
+    let (s, want) = two_adapter_server(&["--max-loras", "1"]);
+    for _ in 0..3 {
+        mixed_round(&s, &want);
+    }
+    let m = metrics(&s);
+    assert!(!m.contains("lora_adapters=\"2\""), "{m}");
+    assert!(steps(&m, 1, 1) + steps(&m, 2, 1) > 0.0, "{m}");
+    let (st, _, v, t) = post(
+        &s,
+        "/v1/completions",
+        json!({"model": "three", "prompt": "a"}).to_string(),
+        None,
+    );
+    assert_error(st, 404, &v, &t);
+    assert!(t.contains("base, one, two"), "{t}");
+}
+
+#[test]
+fn adapter_dir_serves_each_trained_adapter_as_model_task_condition() {
+    // The layout `bwb train` leaves: checkpoints/<model>/<task>/<condition>/adapter, beside
+    // resumable step checkpoints (not served). The smoke model has the tiny Qwen3's shapes.
+    let p = Project::new();
+    let ck = p.path("ckpts");
+    adapter_copy(&p, "ckpts/smoke/banking77/lora-500/adapter", 8.0, None);
+    adapter_copy(&p, "ckpts/smoke/cuad/lora-full/adapter", -8.0, None);
+    adapter_copy(&p, "ckpts/smoke/cuad/zero-shot/step-000010", 8.0, None);
+    // Trained for another base model: skipped.
+    adapter_copy(
+        &p,
+        "ckpts/qwen3-8b/ledgar/lora-500/adapter",
+        8.0,
+        Some("Qwen/Qwen3-8B"),
+    );
+    let s = Server::start(
+        p,
+        &["--smoke-test"],
+        &["--model", "smoke", "--adapter-dir", ck.to_str().unwrap()],
+    );
+    let models = models(&s);
+    let ids: Vec<(&str, Option<&str>)> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["id"].as_str().unwrap(), m["parent"].as_str()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("smoke", None),
+            ("smoke/banking77/lora-500", Some("smoke")),
+            ("smoke/cuad/lora-full", Some("smoke"))
+        ],
+        "{models}"
+    );
+    let root = models["data"][1]["root"].as_str().unwrap();
+    assert!(root.ends_with("banking77/lora-500/adapter"), "{root}");
+    assert!(
+        s.stderr().contains("qwen3-8b/ledgar/lora-500"),
+        "{}",
+        s.stderr()
+    );
+    let text = |m: &str| {
+        let b = json!({"model": m, "prompt": "abc", "max_tokens": 12, "temperature": 0});
+        ok_json(&s, "/v1/completions", b)["choices"][0]["text"].clone()
+    };
+    let (base, a, b) = (
+        text("smoke"),
+        text("smoke/banking77/lora-500"),
+        text("smoke/cuad/lora-full"),
+    );
+    assert!(base != a && a != b && base != b, "{base} {a} {b}");
+}
+
+/// `GET /v1/models`.
+fn models(s: &Server) -> Value {
+    let text = client()
+        .get(s.url("/v1/models"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// POST a JSON body to the runtime-LoRA routes.
+fn lora_route(s: &Server, route: &str, body: Value) -> (u16, Value, String) {
+    let (st, _, v, t) = post(
+        s,
+        &format!("/v1/{route}_lora_adapter"),
+        body.to_string(),
+        None,
+    );
+    (st, v, t)
+}
+
+#[test]
+fn runtime_adapters_load_serve_and_unload_even_while_a_request_uses_them() {
+    let p = Project::new();
+    let dir = tiny_qwen3_dir(&p);
+    let adapter = fixture("qwen3").join("adapter");
+    let want = generate_json(&p, &dir, Some(&adapter), "abc", 6);
+    let long = generate_json(&p, &dir, Some(&adapter), "hello", 240);
+    let other_base = adapter_copy(&p, "other-base", 8.0, Some("Qwen/Qwen3-8B"));
+    let other_shape = fixture("gemma3").join("adapter");
+    let s = tiny_qwen3_server(p, &dir, &["--allow-runtime-lora"]);
+    let path = adapter.to_str().unwrap();
+    let (st, _, t) = lora_route(&s, "load", json!({"lora_name": "rt", "lora_path": path}));
+    assert_eq!(
+        (st, t.as_str()),
+        (200, "Success: LoRA adapter 'rt' added successfully.")
+    );
+    let models = models(&s);
+    assert_eq!(models["data"][1]["id"], "rt", "{models}");
+    assert_eq!(models["data"][1]["parent"], "base", "{models}");
+    assert_eq!(models["data"][1]["root"], path, "{models}");
+    let body = json!({"model": "rt", "prompt": "abc", "max_tokens": 6, "temperature": 0});
+    let v = ok_json(&s, "/v1/completions", body.clone());
+    assert_eq!(v["choices"][0]["text"], want["text"]);
+
+    // Bad loads: one-line errors in OpenAI's envelope, and the server goes on.
+    let (other_base, other_shape) = (other_base.to_str().unwrap(), other_shape.to_str().unwrap());
+    let load = |name: &str, path: &str| json!({"lora_name": name, "lora_path": path});
+    let bad = [
+        (load("rt", path), 400, "already been loaded"),
+        (load("base", path), 400, "already been loaded"),
+        (json!({"lora_name": "x"}), 400, "must be provided"),
+        (load("x", "/no/such/dir"), 404, "/no/such/dir"),
+        (load("x", other_base), 400, "--model qwen3-8b"),
+        (load("x", other_shape), 400, "another base model"),
+        (json!({"lora_name": 3}), 400, "invalid type"),
+    ];
+    for (body, status, needle) in bad {
+        let (st, v, t) = lora_route(&s, "load", body.clone());
+        assert_error(st, status, &v, &t);
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(needle) && !msg.contains('\n'), "{body}: {t}");
+    }
+
+    // Unload while a streamed request uses the adapter: the request finishes as it would
+    // have, then the name is gone.
+    // (The tiny Qwen3's context is 256 tokens: as long as it allows.)
+    let long_body = json!({"model": "rt", "prompt": "hello", "max_tokens": 240,
+        "temperature": 0, "stream": true});
+    let mut resp = client()
+        .post(s.url("/v1/completions"))
+        .header("content-type", "application/json")
+        .body(long_body.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut first = [0u8; 1];
+    std::io::Read::read_exact(&mut resp, &mut first).unwrap();
+    let (st, _, t) = lora_route(&s, "unload", json!({"lora_name": "rt"}));
+    assert_eq!(
+        (st, t.as_str()),
+        (200, "Success: LoRA adapter 'rt' removed successfully.")
+    );
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut resp, &mut rest).unwrap();
+    let events = sse_events(&format!("{}{rest}", first[0] as char));
+    let text: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["text"].as_str())
+        .collect();
+    assert_eq!(text, long["text"].as_str().unwrap());
+    let (st, _, v, t) = post(&s, "/v1/completions", body.to_string(), None);
+    assert_error(st, 404, &v, &t);
+    let (st, v, t) = lora_route(&s, "unload", json!({"lora_name": "rt"}));
+    assert_error(st, 404, &v, &t);
+    assert!(t.contains("cannot be found"), "{t}");
+    let (st, v, t) = lora_route(&s, "unload", json!({"lora_name": "base"}));
+    assert_error(st, 400, &v, &t);
+    // Loaded again under the same name, it serves again.
+    let (st, _, _) = lora_route(&s, "load", json!({"lora_name": "rt", "lora_path": path}));
+    assert_eq!(st, 200);
+    let v = ok_json(&s, "/v1/completions", body);
+    assert_eq!(v["choices"][0]["text"], want["text"]);
+    let m = wait_for_sample(&s, "bwb:num_requests_running{model_name=\"rt\"}", 0.0);
+    assert_eq!(
+        sample(
+            &m,
+            "bwb:request_success_total{model_name=\"rt\",finished_reason=\"error\"}"
+        ),
+        0.0,
+        "{m}"
+    );
 }
 
 fn smollm2() -> Option<PathBuf> {
@@ -1097,9 +1427,14 @@ fn stop_in(text: &str) -> Option<String> {
 #[test]
 fn thirty_two_mixed_requests_arriving_staggered_each_equal_the_same_request_served_alone() {
     // At most 8 running (the rest wait) and 12-token steps, so prompts prefill in chunks of
-    // 12 − 8 = 4 tokens while other rows decode.
+    // 12 − 8 = 4 tokens while other rows decode. The base and two adapters (the tiny Qwen3's
+    // adapter fits the smoke model's shapes) share the batch.
+    let p = Project::new();
+    let two = adapter_copy(&p, "two", -8.0, None);
+    let one = format!("one={}", fixture("qwen3").join("adapter").display());
+    let two = format!("two={}", two.display());
     let s = Server::start(
-        Project::new(),
+        p,
         &["--smoke-test", "-v"],
         &[
             "--model",
@@ -1108,8 +1443,12 @@ fn thirty_two_mixed_requests_arriving_staggered_each_equal_the_same_request_serv
             "8",
             "--max-batch-tokens",
             "12",
+            "--lora-modules",
+            &one,
+            &two,
         ],
     );
+    const MODELS: [&str; 3] = ["smoke", "one", "two"];
     let prompts = [
         "a",
         "a longer prompt, long enough for several chunks",
@@ -1127,7 +1466,8 @@ fn thirty_two_mixed_requests_arriving_staggered_each_equal_the_same_request_serv
     let stops: Vec<Option<String>> = pre.iter().map(|a| stop_in(&a.text)).collect();
     let spec = |i: usize| -> (&'static str, Value) {
         let k = i % prompts.len();
-        let mut b = json!({"max_tokens": 3 + (i * 7) % 45, "temperature": 0});
+        let model = MODELS[(i / 3) % 3];
+        let mut b = json!({"model": model, "max_tokens": 3 + (i * 7) % 45, "temperature": 0});
         let path = if i % 5 == 3 {
             b["messages"] = json!([{"role": "user", "content": prompts[k]}]);
             "/v1/chat/completions"
@@ -1193,12 +1533,30 @@ fn thirty_two_mixed_requests_arriving_staggered_each_equal_the_same_request_serv
         s.stderr()
     );
 
-    // /metrics agrees with what the clients saw.
+    // /metrics agrees with what the clients saw (summed over the served models), and rows of
+    // different models decoded in one batch.
     let all: Vec<&Seen> = pre.iter().chain(&alone).chain(&together).collect();
     let sum = |f: &dyn Fn(&Seen) -> u64| all.iter().map(|a| f(a)).sum::<u64>() as f64;
-    let label = "{model_name=\"smoke\"}";
-    let m = wait_for_sample(&s, &format!("bwb:num_requests_running{label}"), 0.0);
-    let at = |name: &str| sample(&m, &format!("bwb:{name}{label}"));
+    let mut m = String::new();
+    for model in MODELS {
+        let key = format!("bwb:num_requests_running{{model_name=\"{model}\"}}");
+        m = wait_for_sample(&s, &key, 0.0);
+    }
+    let label = |model: &str| format!("{{model_name=\"{model}\"}}");
+    let at = |name: &str| {
+        let each = MODELS.map(|model| sample(&m, &format!("bwb:{name}{}", label(model))));
+        assert!(
+            each.iter().all(|&v| v > 0.0) || name.contains("waiting"),
+            "{name}: {m}"
+        );
+        each.iter().sum::<f64>()
+    };
+    let mixed: f64 = m
+        .lines()
+        .filter(|l| l.starts_with("bwb:decode_steps_total{") && !l.contains("served_models=\"1\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert!(mixed > 0.0, "no decode step mixed served models:\n{m}");
     let n = all.len() as f64;
     let tokens = |a: &Seen| a.usage["completion_tokens"].as_u64().unwrap();
     assert_eq!(at("num_requests_waiting"), 0.0, "{m}");
@@ -1216,15 +1574,22 @@ fn thirty_two_mixed_requests_arriving_staggered_each_equal_the_same_request_serv
         "{m}"
     );
     let reasons = |r: &str| {
-        let key =
-            format!("bwb:request_success_total{{model_name=\"smoke\",finished_reason=\"{r}\"}}");
-        sample(&m, &key)
+        let key = |model| {
+            format!("bwb:request_success_total{{model_name=\"{model}\",finished_reason=\"{r}\"}}")
+        };
+        MODELS
+            .iter()
+            .map(|model| sample(&m, &key(model)))
+            .sum::<f64>()
     };
     let finished = |r: &str| all.iter().filter(|a| a.finish == r).count() as f64;
     assert_eq!(reasons("stop"), finished("stop"), "{m}");
     assert_eq!(reasons("length"), finished("length"), "{m}");
-    let inf = "bwb:e2e_request_latency_seconds_bucket{model_name=\"smoke\",le=\"+Inf\"}";
-    assert_eq!(sample(&m, inf), n, "{m}");
+    let inf = |model| {
+        format!("bwb:e2e_request_latency_seconds_bucket{{model_name=\"{model}\",le=\"+Inf\"}}")
+    };
+    let infs: f64 = MODELS.iter().map(|model| sample(&m, &inf(model))).sum();
+    assert_eq!(infs, n, "{m}");
 }
 
 #[test]
@@ -1279,28 +1644,9 @@ fn phi3_rows_crossing_the_longrope_switch_equal_generate_alone_and_batched() {
     // The tiny Phi-3 fixture switches rope tables at position 32: a served row that crosses
     // it leaves the running batch, is prefilled again, and still matches `bwb generate`.
     let p = Project::new();
-    let dir = p.path("phi3");
-    crate::common::copy_dir(&fixture("phi3"), &dir);
-    bwb::model::load::byte_tokenizer(256 + 3)
-        .unwrap()
-        .save(dir.join("tokenizer.json"), false)
-        .unwrap();
+    let dir = fixture_dir(&p, "phi3");
     let prompt = "abcdefghijklmnopqrstuvwxyz";
-    let out = p
-        .bwb(&[
-            "generate",
-            "--model",
-            dir.to_str().unwrap(),
-            "--raw",
-            "--json",
-            "--max-new-tokens",
-            "20",
-            "--prompt",
-            prompt,
-        ])
-        .ok()
-        .stdout();
-    let want = jsonl(&out)[0].clone();
+    let want = generate_json(&p, &dir, None, prompt, 20);
     let total =
         want["prompt_tokens"].as_u64().unwrap() + want["completion_tokens"].as_u64().unwrap();
     assert!(total > 33, "generation must cross position 32: {want}");
@@ -1357,27 +1703,8 @@ fn a_step_budget_not_above_max_num_seqs_is_refused_in_one_line() {
 fn every_fixture_architecture_answers_as_alone_when_requests_join_a_running_batch() {
     for arch in ["qwen3", "gemma3", "llama"] {
         let p = Project::new();
-        let dir = p.path(arch);
-        crate::common::copy_dir(&fixture(arch), &dir);
-        bwb::model::load::byte_tokenizer(256 + 3)
-            .unwrap()
-            .save(dir.join("tokenizer.json"), false)
-            .unwrap();
-        let out = p
-            .bwb(&[
-                "generate",
-                "--model",
-                dir.to_str().unwrap(),
-                "--raw",
-                "--json",
-                "--max-new-tokens",
-                "12",
-                "--prompt",
-                "hello there",
-            ])
-            .ok()
-            .stdout();
-        let want = jsonl(&out)[0]["text"].clone();
+        let dir = fixture_dir(&p, arch);
+        let want = generate_json(&p, &dir, None, "hello there", 12)["text"].clone();
         let s = Server::start(
             p,
             &[],
@@ -1675,7 +2002,7 @@ fn token_id_prompts_answer_as_their_text_and_tokenize_round_trips() {
 #[test]
 fn max_model_len_defaults_to_the_models_context_and_longer_prompts_answer_400() {
     let p = Project::new();
-    let dir = qwen3_dir(&p);
+    let dir = tiny_qwen3_dir(&p);
     let model = dir.to_str().unwrap().to_string();
     // Beyond the checkpoint's max_position_embeddings (256): a one-line startup error.
     let err = p
@@ -1792,4 +2119,82 @@ fn bwb_eval_through_the_server_equals_local_eval_for_the_base_and_an_adapter() {
     let tuned = predictions(p, "smoke", "lora-500");
     assert_ne!(tuned, local, "the adapter must change something");
     assert_eq!(predictions(p, "served-fpb", "zero-shot"), tuned);
+}
+
+#[test]
+fn adapters_that_cannot_serve_on_this_base_are_refused_at_start_in_one_line() {
+    let p = Project::new();
+    let other_base = adapter_copy(&p, "other-base", 8.0, Some("Qwen/Qwen3-8B"));
+    let other_shape = fixture("gemma3").join("adapter");
+    let serve = |extra: &[&str]| {
+        let mut args = vec!["--smoke-test", "serve", "--model", "smoke", "--port", "0"];
+        args.extend_from_slice(extra);
+        p.bwb(&args).fails(1)
+    };
+    let lora = |path: &Path| format!("x={}", path.display());
+    let err = serve(&["--lora-modules", &lora(&other_base)]);
+    assert!(
+        err.contains("load this adapter with --model qwen3-8b"),
+        "{err}"
+    );
+    let err = serve(&["--lora-modules", &lora(&other_shape)]);
+    assert!(
+        err.contains("the adapter was made for another base model"),
+        "{err}"
+    );
+    let err = serve(&["--adapter-dir", "no/such/checkpoints"]);
+    assert!(err.contains("--adapter-dir no/such/checkpoints"), "{err}");
+}
+
+#[test]
+fn an_adapter_on_a_gguf_base_shares_the_batch_and_matches_generate_with_it() {
+    let Some(gguf) = smollm2() else { return };
+    // A deterministic rank-4 adapter on SmolLM2's q/v projections (576 → 576, 576 → 192).
+    let p = Project::new();
+    let dir = p.path("adapter");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fill = |shape: (usize, usize), phase: f64| {
+        let n = shape.0 * shape.1;
+        let t = candle_core::Tensor::arange(0u32, n as u32, &candle_core::Device::Cpu).unwrap();
+        let t = t.to_dtype(candle_core::DType::F32).unwrap();
+        let t = t.affine(0.37, phase).unwrap();
+        (t.sin().unwrap() * 0.05).unwrap().reshape(shape).unwrap()
+    };
+    let mut tensors = std::collections::HashMap::new();
+    for l in 0..30 {
+        for (m, out) in [("q_proj", 576), ("v_proj", 192)] {
+            let key = format!("base_model.model.model.layers.{l}.self_attn.{m}");
+            tensors.insert(format!("{key}.lora_A.weight"), fill((4, 576), l as f64));
+            tensors.insert(format!("{key}.lora_B.weight"), fill((out, 4), 1.0));
+        }
+    }
+    candle_core::safetensors::save(&tensors, dir.join("adapter_model.safetensors")).unwrap();
+    let cfg = json!({"peft_type": "LORA", "r": 4, "lora_alpha": 64,
+        "target_modules": ["q_proj", "v_proj"], "base_model_name_or_path": "local/smollm2"});
+    std::fs::write(dir.join("adapter_config.json"), cfg.to_string()).unwrap();
+    let prompt = "The capital of France is";
+    let want_base = generate_json(&p, &gguf, None, prompt, 8);
+    let want_tuned = generate_json(&p, &gguf, Some(&dir), prompt, 8);
+    assert_ne!(want_base["token_ids"], want_tuned["token_ids"]);
+    let lora = format!("tuned={}", dir.display());
+    let model = gguf.to_str().unwrap();
+    let args = [
+        "--model",
+        model,
+        "--served-model-name",
+        "base",
+        "--lora-modules",
+        &lora,
+    ];
+    let s = Server::start(p, &[], &args);
+    let want = [("base", want_base), ("tuned", want_tuned)].map(|(model, generated)| Want {
+        model,
+        prompt,
+        max_tokens: 8,
+        generated,
+    });
+    for w in &want {
+        mixed_request(&s, w);
+    }
+    mixed_round(&s, &want);
 }

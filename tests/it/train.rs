@@ -630,6 +630,7 @@ fn qlora_on_smollm2_lowers_the_training_loss() {
     let ctx = bwb::model::ForwardCtx {
         train: true,
         seed: 0,
+        ..Default::default()
     };
     let mut losses = Vec::new();
     for _ in 0..4 {
