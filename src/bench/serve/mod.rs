@@ -729,3 +729,181 @@ fn print_table(r: &ServeReport) {
     }
     print_errors(&r.errors);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gaps(t: &[f64]) -> Vec<f64> {
+        std::iter::once(t[0])
+            .chain(t.windows(2).map(|w| w[1] - w[0]))
+            .collect()
+    }
+
+    fn cv(g: &[f64]) -> f64 {
+        let m = g.iter().sum::<f64>() / g.len() as f64;
+        let var = g.iter().map(|x| (x - m).powi(2)).sum::<f64>() / g.len() as f64;
+        var.sqrt() / m
+    }
+
+    #[test]
+    fn seeded_arrivals_repeat_and_average_one_over_the_rate() {
+        let a = arrival_times(2000, 4.0, 1.0, 7).unwrap();
+        assert_eq!(a, arrival_times(2000, 4.0, 1.0, 7).unwrap());
+        assert_ne!(a, arrival_times(2000, 4.0, 1.0, 8).unwrap());
+        assert!(a.windows(2).all(|w| w[1] >= w[0]));
+        // Scaled so the last arrival is at n / rate: the mean gap is exactly 1 / rate.
+        assert!((a[1999] - 500.0).abs() < 1e-9);
+        let g = gaps(&a);
+        assert!((g.iter().sum::<f64>() / 2000.0 - 0.25).abs() < 1e-12);
+        // Gamma gaps of shape k have a coefficient of variation 1/√k: 1 for Poisson.
+        assert!((cv(&g) - 1.0).abs() < 0.08, "{}", cv(&g));
+        let even = gaps(&arrival_times(2000, 4.0, 16.0, 7).unwrap());
+        assert!((cv(&even) - 0.25).abs() < 0.03, "{}", cv(&even));
+        let bursty = gaps(&arrival_times(2000, 4.0, 0.25, 7).unwrap());
+        assert!((cv(&bursty) - 2.0).abs() < 0.3, "{}", cv(&bursty));
+    }
+
+    #[test]
+    fn sse_events_survive_any_chunking() {
+        let body = "data: {\"a\":1}\n\ndata: {\"b\":2}\r\n\r\n: ping\n\ndata:[DONE]\n\n";
+        let want = vec!["{\"a\":1}", "{\"b\":2}", "[DONE]"];
+        for cut in 1..body.len() {
+            let mut s = SseBuffer::default();
+            let mut got = s.push(&body.as_bytes()[..cut]);
+            got.extend(s.push(&body.as_bytes()[cut..]));
+            assert_eq!(got, want, "cut at {cut}");
+        }
+    }
+
+    fn outcome(ttft: f64, e2el: f64, tokens: usize, prompt: Option<usize>) -> Outcome {
+        Outcome {
+            ttft,
+            e2el,
+            itl: vec![(e2el - ttft) / (tokens.max(2) - 1) as f64; tokens.saturating_sub(1)],
+            output_tokens: tokens,
+            from_usage: true,
+            prompt_tokens: prompt,
+            ..Outcome::default()
+        }
+    }
+
+    #[test]
+    fn summaries_count_tokens_throughput_and_goodput() {
+        let failed = Outcome {
+            error: Some("HTTP 500: boom".into()),
+            ..Outcome::default()
+        };
+        let outs = vec![
+            outcome(0.1, 1.0, 10, Some(32)), // tpot 0.1
+            outcome(0.5, 0.5, 1, Some(32)),  // one token: tpot 0 for goodput, none in TPOT
+            outcome(0.2, 2.0, 10, None),     // tpot 0.2
+            failed.clone(),
+        ];
+        let slo = Slo::parse("ttft=300,tpot=150").unwrap();
+        let m = summarize(&outs, 4.0, 30, Some(slo));
+        assert_eq!((m.completed, m.failed, m.output_tokens), (3, 1, 21));
+        assert_eq!(m.output_tokens_from_usage, 3);
+        assert!((m.request_throughput - 0.75).abs() < 1e-12);
+        assert!((m.output_throughput - 21.0 / 4.0).abs() < 1e-12);
+        assert!((m.total_token_throughput - (32.0 + 32.0 + 30.0 + 21.0) / 4.0).abs() < 1e-12);
+        assert_eq!(m.prompt_tokens_mean, Some(32.0));
+        // Only the first meets both: the second's TTFT and the third's TPOT are over.
+        assert_eq!(m.good_requests, Some(1));
+        assert!((m.goodput.unwrap() - 0.25).abs() < 1e-12);
+        let tpot = m.tpot_ms.unwrap();
+        assert!((tpot.mean - 150.0).abs() < 1e-9 && (tpot.p50 - 150.0).abs() < 1e-9);
+        let ttft = m.ttft_ms.unwrap();
+        assert!((ttft.mean - 800.0 / 3.0).abs() < 1e-9 && (ttft.p50 - 200.0).abs() < 1e-9);
+        assert_eq!(m.itl_ms.unwrap().mean, 150.0);
+        assert!(summarize(&outs, 4.0, 30, None).goodput.is_none());
+        let none = summarize(&[failed], 1.0, 30, None);
+        assert!(none.ttft_ms.is_none() && none.completed == 0 && none.output_throughput == 0.0);
+    }
+
+    #[test]
+    fn a_stream_is_timed_from_text_chunks_and_counted_from_usage() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut st = StreamState {
+            start: t0,
+            first: None,
+            last: None,
+            out: Outcome::default(),
+            chunks: 0,
+            done: false,
+        };
+        let delta = |c: &str| json!({"choices": [{"delta": {"content": c}}]}).to_string();
+        st.event(
+            &json!({"choices": [{"delta": {"role": "assistant", "content": ""}}]}).to_string(),
+            at(5),
+        );
+        st.event(&delta("a"), at(100));
+        st.event(&delta("b"), at(150));
+        st.event(
+            &json!({"choices": [{"text": "c", "finish_reason": "length"}]}).to_string(),
+            at(220),
+        );
+        st.event(
+            &json!({"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 4}})
+                .to_string(),
+            at(230),
+        );
+        st.event("[DONE]", at(231));
+        let o = st.finish();
+        assert_eq!(o.error, None);
+        assert!(
+            (o.ttft - 0.1).abs() < 1e-9 && (o.e2el - 0.22).abs() < 1e-9,
+            "{o:?}"
+        );
+        assert_eq!(
+            (o.output_tokens, o.from_usage, o.prompt_tokens),
+            (4, true, Some(7))
+        );
+        assert_eq!(o.itl.len(), 2);
+        let fresh = || StreamState {
+            start: t0,
+            first: None,
+            last: None,
+            out: Outcome::default(),
+            chunks: 0,
+            done: false,
+        };
+        let mut cut = fresh();
+        cut.event(&delta("a"), at(10));
+        assert!(cut.finish().error.unwrap().contains("[DONE]"));
+        let mut err = fresh();
+        err.event(&delta("a"), at(10));
+        err.event(r#"{"error": {"message": "engine died"}}"#, at(11));
+        err.event("[DONE]", at(12));
+        assert!(err.finish().error.unwrap().contains("engine died"));
+        let mut counted = fresh();
+        counted.event(&delta("a"), at(10));
+        counted.event(&delta("b"), at(20));
+        counted.event("[DONE]", at(21));
+        let c = counted.finish();
+        assert_eq!((c.output_tokens, c.from_usage), (2, false));
+    }
+
+    #[test]
+    fn error_counts_keep_distinct_messages_in_order() {
+        let e = error_counts(["b", "a", "b", "c", "d", "e", "f", "g"].into_iter());
+        assert_eq!(e.len(), 5);
+        assert_eq!((e[0].error.as_str(), e[0].count), ("b", 2));
+        assert_eq!(e[1].error, "a");
+    }
+
+    #[test]
+    fn urls_lose_a_trailing_v1_and_must_be_http() {
+        assert_eq!(
+            base_url("http://127.0.0.1:8000/v1/").unwrap(),
+            "http://127.0.0.1:8000"
+        );
+        assert_eq!(
+            base_url(" https://127.0.0.1 ").unwrap(),
+            "https://127.0.0.1"
+        );
+        let e = base_url("127.0.0.1:8000").unwrap_err().to_string();
+        assert!(e.contains("--url") && e.contains("http://"), "{e}");
+    }
+}
