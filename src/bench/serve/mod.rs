@@ -154,12 +154,29 @@ struct StreamState {
     start: Instant,
     first: Option<Instant>,
     last: Option<Instant>,
+    /// The last chunk with a choice (text or not).
+    any_choice: Option<Instant>,
     out: Outcome,
     chunks: usize,
     done: bool,
 }
 
 impl StreamState {
+    fn new(start: Instant, model: usize) -> StreamState {
+        StreamState {
+            start,
+            first: None,
+            last: None,
+            any_choice: None,
+            out: Outcome {
+                model,
+                ..Outcome::default()
+            },
+            chunks: 0,
+            done: false,
+        }
+    }
+
     /// Handle one `data:` payload that arrived at `at`.
     fn event(&mut self, data: &str, at: Instant) {
         if data.trim() == "[DONE]" {
@@ -182,6 +199,9 @@ impl StreamState {
             self.out.prompt_tokens = n("prompt_tokens");
         }
         let choice = v.get("choices").and_then(|c| c.get(0));
+        if choice.is_some() {
+            self.any_choice = Some(at);
+        }
         let text = choice.and_then(|c| c.get("text").or_else(|| c.pointer("/delta/content")));
         if text.and_then(Value::as_str).is_some_and(|t| !t.is_empty()) {
             self.chunks += 1;
@@ -209,6 +229,14 @@ impl StreamState {
                     self.out.output_tokens = self.chunks;
                 }
             }
+            // Tokens that decode to no text (special tokens, held-back bytes): the last
+            // chunk with a choice stands for them.
+            (None, _) if self.done && self.out.output_tokens > 0 && self.any_choice.is_some() => {
+                let t = self
+                    .any_choice
+                    .map_or(0.0, |a| (a - self.start).as_secs_f64());
+                (self.out.ttft, self.out.e2el) = (t, t);
+            }
             (None, _) => self.fail("the stream carried no output text".into()),
             _ => self.fail("the stream ended before `data: [DONE]`".into()),
         }
@@ -233,17 +261,7 @@ pub struct Request {
 /// Send one streaming request and time its chunks.
 pub async fn stream_one(http: reqwest::Client, req: Request) -> Outcome {
     let start = Instant::now();
-    let mut st = StreamState {
-        start,
-        first: None,
-        last: None,
-        out: Outcome {
-            model: req.model,
-            ..Outcome::default()
-        },
-        chunks: 0,
-        done: false,
-    };
+    let mut st = StreamState::new(start, req.model);
     let mut r = http
         .post(&req.url)
         .header("content-type", "application/json")
@@ -825,14 +843,7 @@ mod tests {
     fn a_stream_is_timed_from_text_chunks_and_counted_from_usage() {
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
-        let mut st = StreamState {
-            start: t0,
-            first: None,
-            last: None,
-            out: Outcome::default(),
-            chunks: 0,
-            done: false,
-        };
+        let mut st = StreamState::new(t0, 0);
         let delta = |c: &str| json!({"choices": [{"delta": {"content": c}}]}).to_string();
         st.event(
             &json!({"choices": [{"delta": {"role": "assistant", "content": ""}}]}).to_string(),
@@ -861,14 +872,7 @@ mod tests {
             (4, true, Some(7))
         );
         assert_eq!(o.itl.len(), 2);
-        let fresh = || StreamState {
-            start: t0,
-            first: None,
-            last: None,
-            out: Outcome::default(),
-            chunks: 0,
-            done: false,
-        };
+        let fresh = || StreamState::new(t0, 0);
         let mut cut = fresh();
         cut.event(&delta("a"), at(10));
         assert!(cut.finish().error.unwrap().contains("[DONE]"));
@@ -883,6 +887,23 @@ mod tests {
         counted.event("[DONE]", at(21));
         let c = counted.finish();
         assert_eq!((c.output_tokens, c.from_usage), (2, false));
+        // Tokens without text (held-back bytes): timed at the finishing chunk.
+        let mut blank = fresh();
+        blank.event(
+            &json!({"choices": [{"text": "", "finish_reason": "length"}]}).to_string(),
+            at(40),
+        );
+        blank.event(
+            &json!({"choices": [], "usage": {"completion_tokens": 3}}).to_string(),
+            at(41),
+        );
+        blank.event("[DONE]", at(42));
+        let b = blank.finish();
+        assert_eq!((b.error, b.output_tokens), (None, 3));
+        assert!((b.ttft - 0.04).abs() < 1e-9 && (b.e2el - 0.04).abs() < 1e-9);
+        let mut empty = fresh();
+        empty.event("[DONE]", at(5));
+        assert!(empty.finish().error.unwrap().contains("no output text"));
     }
 
     #[test]
