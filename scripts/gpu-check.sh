@@ -21,7 +21,12 @@
 #   d. the peers (scripts/bench_*_peer.py --random-config, transformers + PEFT, SDPA, bf16) on
 #      the same workloads, interleaved per model; then, budget permitting, one QLoRA pair
 #      (bwb q4_0 base vs bitsandbytes NF4 when importable) on GPU_CHECK_QLORA_MODEL.
-#   e. one table (stdout, $OUT/gpu-check.md) and the raw records ($OUT/gpu-check.jsonl).
+#   e. serving: a random checkpoint of GPU_CHECK_SERVE_MODEL's shape written to disk
+#      (scripts/make_random_model.py), served by `bwb serve` and by vLLM's OpenAI server when
+#      `import vllm` works (else `transformers serve`, chat route, when that CLI exists), each
+#      loaded by `bwb bench serve` at GPU_CHECK_SERVE_C concurrencies (the dry run serves the
+#      smoke model when torch is missing).
+#   f. one table (stdout, $OUT/gpu-check.md) and the raw records ($OUT/gpu-check.jsonl).
 #
 # Environment: BWB_BIN (default target/cuda/release/bwb, or target/release/bwb for the dry
 # run; a BWB_BIN.xz next to it is unpacked), PYTHON (for the peers; default python3),
@@ -29,7 +34,9 @@
 # printed), GPU_CHECK_BUDGET_S (default 540; 900 dry), GPU_CHECK_MODELS (default "qwen3-8b
 # gemma3-4b phi4-mini"), GPU_CHECK_QLORA_MODEL (default qwen3-8b; empty skips),
 # GPU_CHECK_TRAIN_B / GPU_CHECK_INFER_B (comma-separated batch sizes), GPU_PEAK_TFLOPS /
-# GPU_PEAK_TBS (override the peaks picked from the GPU name).
+# GPU_PEAK_TBS (override the peaks picked from the GPU name), GPU_CHECK_SERVE_MODEL (default
+# qwen3-8b; empty skips serving), GPU_CHECK_SERVE_C (default "1 8 32"), GPU_CHECK_SERVE_ONLY=1
+# (only steps a, e and f: the serving comparison inside its own budget).
 
 set -u -o pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -69,8 +76,10 @@ JSONL=$OUTDIR/gpu-check.jsonl
 export BWB_CACHE_DIR=off HOME=${HOME:-$WORK}
 SAMPLER_PID=
 
+SERVER_PID=
 cleanup() {
   if [[ -n $SAMPLER_PID ]]; then kill "$SAMPLER_PID" 2>/dev/null; fi
+  if [[ -n $SERVER_PID ]]; then kill -- "-$SERVER_PID" 2>/dev/null; fi
 }
 trap cleanup EXIT
 trap 'exit 143' TERM INT
@@ -407,6 +416,24 @@ def cmd_table(path, md_path, memlog, gpu_name, dry, dtype):
             out.append(f"| {d['op']} | {d['shape']} | {d['dtype']} | {d['fused_fwd_ms']:.3f} | {d['composed_fwd_ms']:.3f} "
                        f"| {d['fused_fwd_bwd_ms']:.3f} | {d['composed_fwd_bwd_ms']:.3f} | {d['speedup']:.2f}× |")
         out.append("")
+    sv = [r for r in bench if r.get("kind") == "serve"]
+    if sv:
+        out.append("## Serving (`bwb bench serve` against each server, same prompts)")
+        out.append("")
+        out.append("| server | route | concurrency | completed | out tok/s | TTFT p50 ms | TPOT p50 ms "
+                   "| ITL p50 ms | E2E p99 ms | bwb / peer |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|")
+        def q(d, k, p):
+            return fmt((d.get(k) or {}).get(p), ".1f")
+        for r in sv:
+            d, c = r["data"], r["data"].get("concurrency")
+            peer = next((x["data"] for x in sv if x["engine"] != "bwb" and x["data"].get("concurrency") == c), None)
+            ratio = d["output_throughput"] / peer["output_throughput"] \
+                if r["engine"] == "bwb" and peer and peer["output_throughput"] else None
+            out.append(f"| {r['engine']} | {d['endpoint']} | {c} | {d['completed']}/{d['requests']} "
+                       f"| {d['output_throughput']:.1f} | {q(d, 'ttft_ms', 'p50')} | {q(d, 'tpot_ms', 'p50')} "
+                       f"| {q(d, 'itl_ms', 'p50')} | {q(d, 'e2el_ms', 'p99')} | {fmt(ratio, '.2f', '×')} |")
+        out.append("")
     out.append("## Steps")
     out.append("")
     out.append("| step | status | s | note |")
@@ -525,6 +552,9 @@ if "$PYTHON" -c "import torch, transformers, peft, yaml" 2>/dev/null; then
 fi
 ((PEERS)) || say "peers skipped: $PYTHON cannot import torch, transformers, peft and yaml (with CUDA)"
 
+SERVE_ONLY=${GPU_CHECK_SERVE_ONLY:-0}
+# Steps b to d, unless only the serving comparison was asked for (not re-indented).
+if ((!SERVE_ONLY)); then
 # ---------------------------------------------------------------------------------------
 # b. Correctness: every fused kernel against the composed ops (the CUDA test run: values and
 # gradients, then fused vs composed timings at Qwen3-8B widths), the same greedy tokens and
@@ -618,8 +648,126 @@ if [[ -n $QLORA_MODEL ]]; then
   fi
 fi
 
+fi # steps b to d
+
 # ---------------------------------------------------------------------------------------
-# e. The table.
+# e. Serving: the same client (`bwb bench serve`) against `bwb serve` and the peer server on
+# one random checkpoint on disk; prompts of SERVE_L tokens, SERVE_NEW tokens out, ignore_eos.
+SERVE_MODEL=${GPU_CHECK_SERVE_MODEL-qwen3-8b}
+if ((DRY)); then
+  SERVE_C=${GPU_CHECK_SERVE_C:-1 4} SERVE_L=32 SERVE_NEW=8
+else
+  SERVE_C=${GPU_CHECK_SERVE_C:-1 8 32} SERVE_L=512 SERVE_NEW=64
+fi
+SERVE_MAXC=1
+for c in $SERVE_C; do
+  if ((c > SERVE_MAXC)); then SERVE_MAXC=$c; fi
+done
+
+# wait_ready URL PID SECONDS: until URL/v1/models answers 200 (0), the server exits or time
+# runs out (1).
+wait_ready() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import os, sys, time, urllib.request
+url, pid, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+end = time.time() + secs
+while time.time() < end:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        sys.exit(1)
+    try:
+        with urllib.request.urlopen(url + "/v1/models", timeout=5) as r:
+            if r.status == 200:
+                sys.exit(0)
+    except Exception:
+        pass
+    time.sleep(1)
+sys.exit(1)
+PY
+}
+
+# serve_run ENGINE ENDPOINT MODEL_NAME START_CAP -- SERVER_CMD... ({PORT} is replaced): start
+# the server in its own process group, wait for it, run `bwb bench serve` at each
+# concurrency (one bench record per run), stop it.
+serve_run() {
+  local eng=$1 endpoint=$2 mname=$3 cap=$4
+  shift 5
+  local port l t0 secs
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  l=$(left)
+  if ((l < 60)); then
+    GC step "$JSONL" "serve-$eng-start" SKIP 0 "" "" "budget spent"
+    say "serve-$eng: SKIP (budget spent)"
+    return
+  fi
+  t0=$(date +%s)
+  setsid "${@//\{PORT\}/$port}" >"$LOGS/serve-$eng-server.out" 2>"$LOGS/serve-$eng-server.err" &
+  SERVER_PID=$!
+  if wait_ready "http://127.0.0.1:$port" "$SERVER_PID" "$((cap < l ? cap : l))"; then
+    secs=$(($(date +%s) - t0))
+    GC step "$JSONL" "serve-$eng-start" ok "$secs" "" ""
+    say "serve-$eng: up in ${secs}s"
+    "$BIN" bench serve --url "http://127.0.0.1:$port" --model "$mname" --concurrency 1 \
+      --requests 2 --prompt-len 16 --max-tokens 4 --endpoint "$endpoint" --json \
+      >"$LOGS/serve-$eng-warmup.out" 2>&1 || true
+    for c in $SERVE_C; do
+      bench "$eng" serve "$SERVE_MODEL" "$endpoint c$c" "$c" 150 -- "$BIN" bench serve \
+        --url "http://127.0.0.1:$port" --model "$mname" --concurrency "$c" \
+        --requests "$((c < 4 ? 8 : 2 * c))" --prompt-len "$SERVE_L" --max-tokens "$SERVE_NEW" \
+        --endpoint "$endpoint" --json
+    done
+  else
+    GC step "$JSONL" "serve-$eng-start" FAIL "$(($(date +%s) - t0))" "" "$LOGS/serve-$eng-server.err"
+    say "serve-$eng: did not come up (see $LOGS/serve-$eng-server.err)"
+  fi
+  kill -- "-$SERVER_PID" 2>/dev/null
+  wait "$SERVER_PID" 2>/dev/null
+  SERVER_PID=
+}
+
+if [[ -n $SERVE_MODEL ]]; then
+  SDIR=$WORK/serve-model
+  SMOKE=()
+  if ((PEERS)) || "$PYTHON" -c "import torch, transformers, yaml" 2>/dev/null; then
+    step serve-model 300 "" -- "$PYTHON" scripts/make_random_model.py --random-config "$SERVE_MODEL" \
+      ${SCALE[@]+"${SCALE[@]}"} --dtype "$DTYPE" --device "$DEV" --out "$SDIR"
+  elif ((DRY)); then
+    SDIR=smoke SMOKE=(--smoke-test) SERVE_MODEL=smoke
+    say "serve: torch missing, the dry run serves the smoke model"
+  fi
+  if [[ $SDIR == smoke || -f $SDIR/config.json ]]; then
+    PEER=none SEP=completions
+    if "$PYTHON" -c "import vllm" 2>/dev/null; then
+      PEER=vllm
+    elif command -v transformers >/dev/null && transformers serve --help >/dev/null 2>&1; then
+      PEER=transformers SEP=chat # `transformers serve` answers chat completions
+    fi
+    serve_run bwb "$SEP" m 300 -- "$BIN" ${SMOKE[@]+"${SMOKE[@]}"} serve --model "$SDIR" \
+      --served-model-name m --port "{PORT}" --device "$DEV" --dtype "$DTYPE" \
+      --max-num-seqs "$SERVE_MAXC" --max-model-len 2048
+    case $PEER in
+      vllm)
+        serve_run vllm completions m 420 -- "$PYTHON" -m vllm.entrypoints.openai.api_server \
+          --model "$SDIR" --served-model-name m --host 127.0.0.1 --port "{PORT}" \
+          --dtype bfloat16 --max-model-len 2048 --max-num-seqs "$SERVE_MAXC" --enforce-eager \
+          --gpu-memory-utilization 0.85
+        ;;
+      transformers)
+        # It loads the model the request names (the directory) on first use.
+        serve_run transformers chat "$SDIR" 300 -- transformers serve --host 127.0.0.1 \
+          --port "{PORT}" --continuous-batching
+        ;;
+      *)
+        GC step "$JSONL" "serve-peer" SKIP 0 "" "" "neither vllm nor \`transformers serve\` here"
+        say "serve: no peer server (vllm not importable, no \`transformers serve\`)"
+        ;;
+    esac
+  fi
+fi
+
+# ---------------------------------------------------------------------------------------
+# f. The table.
 cleanup
 SAMPLER_PID=
 GC table "$JSONL" "$OUTDIR/gpu-check.md" "$LOGS/gpumem.log" "$GPU_NAME" "$DRY" "$DTYPE"

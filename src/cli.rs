@@ -135,6 +135,83 @@ pub enum BenchCommand {
     /// test run), then time fused vs composed; `--dtype` is the timed inputs' (the checks
     /// cover f32 and bf16 always)
     Kernels(BenchKernelsArgs),
+    /// Load-test any OpenAI-compatible server (bwb serve, vLLM, …) with streaming requests:
+    /// TTFT, TPOT, inter-token and end-to-end latency, throughput and goodput; or a
+    /// ScaleDown-style `/compress/raw/` endpoint (`--endpoint compress`)
+    Serve(BenchServeArgs),
+}
+
+/// Which route `bwb bench serve` loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServeEndpoint {
+    /// `POST /v1/chat/completions` (the prompt as one user message)
+    Chat,
+    /// `POST /v1/completions`
+    Completions,
+    /// `POST /compress/raw/` (ScaleDown's request and response JSON)
+    Compress,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("load").required(true).multiple(true).args(["concurrency", "request_rate"])))]
+pub struct BenchServeArgs {
+    /// The server's base URL, e.g. http://127.0.0.1:8000 (a trailing /v1 is accepted)
+    #[arg(long)]
+    pub url: String,
+    /// The `model` field; repeat it to spread requests round-robin over several models or
+    /// adapters (mixed-adapter traffic)
+    #[arg(long, required = true, value_name = "NAME")]
+    pub model: Vec<String>,
+    /// Requests in flight at most (alone: all requests queue at once, C at a time)
+    #[arg(long, value_name = "C", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub concurrency: Option<usize>,
+    /// Mean arrivals per second (Poisson, or gamma with --burstiness); with --concurrency,
+    /// arrivals beyond C in flight wait
+    #[arg(long, value_name = "R")]
+    pub request_rate: Option<f64>,
+    /// Gamma shape of the inter-arrival times: 1 is Poisson, below 1 burstier, above 1 more
+    /// even
+    #[arg(
+        long,
+        value_name = "B",
+        default_value_t = 1.0,
+        requires = "request_rate"
+    )]
+    pub burstiness: f64,
+    /// Requests to send
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub requests: usize,
+    /// Prompt tokens per request (exact when the server answers /tokenize, else words)
+    #[arg(long, value_name = "L", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub prompt_len: usize,
+    /// `max_tokens` per request, sent with `ignore_eos` (unused by --endpoint compress)
+    #[arg(long, value_name = "T", default_value_t = 128, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_tokens: usize,
+    /// Service-level objectives for goodput, in ms: `ttft=MS,tpot=MS[,e2el=MS]`
+    #[arg(long, value_name = "KEY=MS,…")]
+    pub slo: Option<String>,
+    #[arg(long, value_enum, default_value_t = ServeEndpoint::Completions)]
+    pub endpoint: ServeEndpoint,
+    /// Seed of the prompts and the arrival times
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// --endpoint compress: `scaledown.rate`, `auto` or a number between 0 and 1
+    #[arg(long, value_name = "RATE", default_value = "auto")]
+    pub compress_rate: String,
+    /// Sent as `Authorization: Bearer KEY` (`x-api-key` for --endpoint compress) [env: BWB_BENCH_API_KEY]
+    #[arg(
+        long,
+        env = "BWB_BENCH_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub api_key: Option<String>,
+    /// Seconds one request may take before it counts as failed
+    #[arg(long, value_name = "S", default_value_t = 600)]
+    pub timeout: u64,
+    /// Print the result as one JSON object on one line instead of the table
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]

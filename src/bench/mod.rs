@@ -3,6 +3,7 @@
 //! length, so there is no padding.
 
 pub mod kernels;
+pub mod serve;
 
 use std::time::Instant;
 
@@ -116,7 +117,7 @@ pub fn weight_bytes(dims: &Dims, quant: Option<QuantFormat>, dtype: candle_core:
     dims.layer_params as f64 * per_weight + dims.head_params as f64 * dtype.size_in_bytes() as f64
 }
 
-fn unix_now() -> f64 {
+pub(crate) fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())

@@ -19,5 +19,6 @@ pub fn run(settings: &Settings, cmd: &BenchCommand) -> Result<()> {
             let (device, dtype) = resolve_device(&args.device)?;
             crate::bench::kernels::run(args, device, dtype)
         }
+        BenchCommand::Serve(args) => crate::bench::serve::run(args),
     }
 }

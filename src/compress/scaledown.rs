@@ -191,7 +191,7 @@ enum Attempt {
 }
 
 /// The answer object: `results` or `data` (or the top level), `compressed_prompt` required.
-fn parse(text: &str) -> std::result::Result<Compressed, String> {
+pub(crate) fn parse(text: &str) -> std::result::Result<Compressed, String> {
     let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
     if v.get("successful").and_then(|s| s.as_bool()) == Some(false) {
         return Err(format!(

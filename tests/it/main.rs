@@ -1,6 +1,7 @@
 //! The integration-test binary: drives `bwb` as a user would, on fixture data in temporary
 //! project roots, with a clean environment.
 
+mod bench_serve;
 mod bench_shapes;
 mod bertscore;
 mod chat_template;
