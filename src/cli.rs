@@ -516,9 +516,10 @@ pub struct DeviceArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Model config id (configs/models/), local HF directory, or .gguf file
-    #[arg(long)]
-    pub model: String,
+    /// Model config id (configs/models/), local HF directory, or .gguf file (optional with
+    /// --compressor: a compression-only server)
+    #[arg(long, required_unless_present = "compressor")]
+    pub model: Option<String>,
     #[command(flatten)]
     pub engine: EngineArgs,
     /// Serve a PEFT LoRA adapter directory under NAME (repeatable; `model: NAME` picks it)
@@ -548,6 +549,16 @@ pub struct ServeArgs {
     /// `max_batch_tokens − max_num_seqs` tokens [default: max(2048, 2 × max_num_seqs)]
     #[arg(long, value_name = "N")]
     pub max_batch_tokens: Option<usize>,
+    /// Also serve ScaleDown's `POST /compress/raw/` with this method: selective, lingua,
+    /// scaledown, scaledown-summarize
+    #[arg(long, value_name = "METHOD")]
+    pub compressor: Option<String>,
+    /// The compressor's scoring model (local methods) [default: HuggingFaceTB/SmolLM2-135M-Instruct]
+    #[arg(long, value_name = "MODEL", requires = "compressor")]
+    pub compressor_model: Option<String>,
+    /// The rate a request with `"rate": "auto"` (or none) gets: a number in (0, 1) or auto (0.5)
+    #[arg(long, value_name = "RATE", requires = "compressor")]
+    pub compressor_rate: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -47,13 +47,35 @@ fn load_model(
     engine: &EngineSettings,
     lora: Option<LoraPlan>,
 ) -> Result<Arc<LoadedModel>> {
-    let mut m = load::load_named(&args.model, &settings.configs, &settings.hub, engine, lora)?;
+    let model = args.model.as_deref().unwrap_or_default();
+    let mut m = load::load_named(model, &settings.configs, &settings.hub, engine, lora)?;
     if m.arch == Arch::Qwen3 {
         m.chat_kwargs
             .entry("enable_thinking".to_string())
             .or_insert(serde_json::Value::Bool(false));
     }
     Ok(Arc::new(m))
+}
+
+/// `--compressor METHOD [--compressor-model M] [--compressor-rate R]`, built.
+fn compressor(
+    settings: &Settings,
+    args: &ServeArgs,
+    engine: &EngineSettings,
+) -> Result<Option<crate::serve::compress::Service>> {
+    let Some(method) = &args.compressor else {
+        return Ok(None);
+    };
+    let arg = format!(
+        "{method}:{}",
+        args.compressor_rate.as_deref().unwrap_or("auto")
+    );
+    let mut spec = crate::compress::Spec::parse(&arg)
+        .map_err(|m| Error::Config(format!("--compressor {method} / --compressor-rate: {m}")))?;
+    spec.model = args.compressor_model.clone();
+    let api = crate::backend::api::ApiOptions::default();
+    let compressor = crate::compress::build(&spec, settings, engine, &api, 8)?;
+    Ok(Some(crate::serve::compress::Service { compressor }))
 }
 
 pub fn serve(settings: &Settings, args: &ServeArgs) -> Result<()> {
@@ -69,10 +91,16 @@ pub fn serve(settings: &Settings, args: &ServeArgs) -> Result<()> {
         .into());
     }
     let engine = settings.engine(&args.engine, EngineUse::Serve)?;
+    let compressor = compressor(settings, args, &engine)?;
+    let Some(model) = args.model.clone() else {
+        let c = compressor
+            .ok_or_else(|| Error::Config("--model is required without --compressor".into()))?;
+        return crate::serve::compress::run_only(c, &args.host, args.port, args.api_key.clone());
+    };
     let base_name = args
         .served_model_name
         .clone()
-        .unwrap_or_else(|| args.model.clone());
+        .unwrap_or_else(|| model.clone());
     let adapters = lora_modules(args, &base_name)?;
     let mut models = vec![ServedModel {
         name: base_name.clone(),
@@ -81,10 +109,10 @@ pub fn serve(settings: &Settings, args: &ServeArgs) -> Result<()> {
     }];
     // One model per adapter: mixed-adapter batches are a later slice.
     for (name, path) in adapters {
-        crate::model::adapter::check_base(Path::new(&path), &args.model, &settings.configs)?;
+        crate::model::adapter::check_base(Path::new(&path), &model, &settings.configs)?;
         let plan = crate::model::adapter::load(Path::new(&path), &engine.device.open()?)?;
         let m = load::load_named(
-            &args.model,
+            &model,
             &settings.configs,
             &settings.hub,
             &engine,
@@ -104,6 +132,7 @@ pub fn serve(settings: &Settings, args: &ServeArgs) -> Result<()> {
         max_queue: args.max_queue,
         max_model_len: args.max_model_len,
         max_batch_tokens,
+        compressor,
     };
     crate::serve::run(models, opts)
 }

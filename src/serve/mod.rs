@@ -8,6 +8,7 @@
 //! collected) without blocking a tokio worker; a client that goes away cancels its job.
 
 pub mod api;
+pub mod compress;
 pub mod engine;
 pub mod metrics;
 mod respond;
@@ -58,6 +59,8 @@ pub struct ServeOptions {
     /// Tokens one engine step may run (decode rows plus prefill chunks); above
     /// `max_num_seqs`.
     pub max_batch_tokens: usize,
+    /// `--compressor`: also serve `POST /compress/raw/` (`compress.rs`).
+    pub compressor: Option<compress::Service>,
 }
 
 struct AppState {
@@ -100,36 +103,40 @@ pub fn run(models: Vec<ServedModel>, opts: ServeOptions) -> anyhow::Result<()> {
         created: now(),
         next_id: AtomicU64::new(1),
     });
+    let what = state
+        .models
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (host, port) = (state.opts.host.clone(), state.opts.port);
+    listen(router(state), &host, port, &what)
+}
+
+/// Bind, print `bwb serve: listening on http://ADDR` on stdout (the one line scripts wait
+/// for) and serve `router` until the process ends.
+fn listen(router: Router, host: &str, port: u16, what: &str) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let addr = (state.opts.host.clone(), state.opts.port);
-        let listener = tokio::net::TcpListener::bind(addr.clone())
+        let listener = tokio::net::TcpListener::bind((host, port))
             .await
-            .map_err(|e| anyhow::anyhow!("binding {}:{}: {e}", addr.0, addr.1))?;
+            .map_err(|e| anyhow::anyhow!("binding {host}:{port}: {e}"))?;
         let local = listener.local_addr()?;
         {
             let mut out = std::io::stdout().lock();
             writeln!(out, "bwb serve: listening on http://{local}")?;
             out.flush()?;
         }
-        tracing::info!(
-            "serving {} on http://{local}",
-            state
-                .models
-                .iter()
-                .map(|m| m.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        axum::serve(listener, router(state)).await?;
+        tracing::info!("serving {what} on http://{local}");
+        axum::serve(listener, router).await?;
         Ok(())
     })
 }
 
 fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let r = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
         .route("/v1/models", get(list_models))
@@ -138,7 +145,11 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/tokenize", post(tokenize))
         .route("/detokenize", post(detokenize))
         .fallback(not_found)
-        .with_state(state)
+        .with_state(state.clone());
+    match &state.opts.compressor {
+        Some(c) => r.merge(compress::routes(c.clone(), state.opts.api_key.clone())),
+        None => r,
+    }
 }
 
 async fn health() -> StatusCode {
