@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use crate::common::{jsonl, Project};
 
 /// A running `bwb serve` on a free port; killed on drop.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     base: String,
     stderr: PathBuf,
@@ -24,7 +24,7 @@ struct Server {
 
 impl Server {
     /// `bwb --root <root> [global…] serve ARGS --port 0`, waiting for the address line.
-    fn start(project: Project, global: &[&str], args: &[&str]) -> Server {
+    pub(crate) fn start(project: Project, global: &[&str], args: &[&str]) -> Server {
         let stderr = project.path("serve.stderr");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_bwb"));
         cmd.env_clear()
@@ -67,7 +67,7 @@ impl Server {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
