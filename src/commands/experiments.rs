@@ -194,10 +194,17 @@ fn report(
     }
     let mut failed: Vec<String> = Vec::new();
     let mut spent = 0.0;
+    let mut summaries: Vec<serde_json::Value> = Vec::new();
     for (id, r) in results {
         match r {
             Ok(d) => {
                 spent += d.spent_usd;
+                if let Some(v) = std::fs::read_to_string(&d.summary)
+                    .ok()
+                    .and_then(|t| serde_json::from_str(&t).ok())
+                {
+                    summaries.push(v);
+                }
                 track_experiment(settings, tracker, &d);
                 println!(
                     "{id}: summary → {}",
@@ -209,6 +216,9 @@ fn report(
                 failed.push(id);
             }
         }
+    }
+    if summaries.len() > 1 {
+        print!("{}", crate::experiments::output::side_by_side(&summaries));
     }
     println!("total spent this run: ${spent:.6}");
     if own_tracker {

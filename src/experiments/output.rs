@@ -328,6 +328,63 @@ pub fn write(
     Ok(path)
 }
 
+/// The experiments of one run side by side, one line each (`id  mode  method  metric means
+/// …  input tokens  compression ratio  cost`), from their summary.json objects; the
+/// metric columns are the union of the summaries' metrics.
+pub fn side_by_side(summaries: &[Value]) -> String {
+    let mut metrics: Vec<String> = Vec::new();
+    for s in summaries {
+        for k in s["metrics"].as_object().into_iter().flat_map(|m| m.keys()) {
+            if !metrics.contains(k) {
+                metrics.push(k.clone());
+            }
+        }
+    }
+    let mut head: Vec<String> = ["experiment", "mode", "method"].map(String::from).to_vec();
+    head.extend(metrics.iter().cloned());
+    head.extend(["input_tok", "ratio", "cost_usd"].map(String::from));
+    let opt = |v: &Value, digits: usize| {
+        v.as_f64()
+            .map_or("-".to_string(), |x| format!("{x:.digits$}"))
+    };
+    let mut table = vec![head];
+    for s in summaries {
+        let c = &s["compression"];
+        let mut row = vec![
+            s["experiment_id"].as_str().unwrap_or("").to_string(),
+            s["mode"].as_str().unwrap_or("").to_string(),
+            c["method"].as_str().unwrap_or("-").to_string(),
+        ];
+        row.extend(metrics.iter().map(|m| opt(&s["metrics"][m]["mean"], 4)));
+        row.push(opt(&s["tokens"]["avg_input_tokens"], 1));
+        row.push(opt(&c["compression_ratio"]["mean"], 3));
+        let cost = s["cost"]["total_usd"].as_f64().unwrap_or(0.0)
+            + c["cost_total_usd"].as_f64().unwrap_or(0.0);
+        row.push(format!("{cost:.6}"));
+        table.push(row);
+    }
+    let widths: Vec<usize> = (0..table[0].len())
+        .map(|j| {
+            table
+                .iter()
+                .map(|r| r[j].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in &table {
+        let cells: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 /// summary.csv: one row for the experiment, then one per subtask.
 pub fn csv(summary: &Value, metrics: &[MetricId]) -> String {
     let mut header = vec![

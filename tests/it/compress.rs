@@ -179,49 +179,105 @@ fn the_scaledown_client_compresses_through_bwb_serve() {
     use bwb::backend::api::ApiOptions;
     use bwb::compress::scaledown::{Method as Sd, ScaleDown};
     use bwb::compress::Rate;
-    let Some(gguf) = crate::generate::smollm2() else { return };
+    let Some(gguf) = crate::generate::smollm2() else {
+        return;
+    };
     let s = crate::serve::Server::start(
         crate::common::Project::new(),
         &[],
-        &["--compressor", "selective", "--compressor-model", gguf.to_str().unwrap(), "--compressor-rate", "0.3", "--api-key", "sekret"],
+        &[
+            "--compressor",
+            "selective",
+            "--compressor-model",
+            gguf.to_str().unwrap(),
+            "--compressor-rate",
+            "0.3",
+            "--api-key",
+            "sekret",
+        ],
     );
     let base = s.url("");
     let client = |key: &str, rate: Rate| {
-        let env = bwb::settings::Env::from_pairs(&[("SCALEDOWN_API_KEY", key), ("SCALEDOWN_BASE_URL", &base)], &[]);
+        let env = bwb::settings::Env::from_pairs(
+            &[("SCALEDOWN_API_KEY", key), ("SCALEDOWN_BASE_URL", &base)],
+            &[],
+        );
         ScaleDown::new(Sd::Raw, rate, None, None, &env, &ApiOptions::default()).unwrap()
     };
-    let half = client("sekret", Rate::Fraction(0.5)).compress(CONTEXT, "When was it founded?").unwrap();
+    let half = client("sekret", Rate::Fraction(0.5))
+        .compress(CONTEXT, "When was it founded?")
+        .unwrap();
     let share = half.compressed_tokens as f64 / half.original_tokens as f64;
-    assert!(half.original_tokens > 300 && (share - 0.5).abs() <= 0.025, "{share}");
+    assert!(
+        half.original_tokens > 300 && (share - 0.5).abs() <= 0.025,
+        "{share}"
+    );
     assert!((half.compression_ratio - share).abs() < 1e-12);
-    assert!(half.text.split_whitespace().all(|w| CONTEXT.contains(w)), "{}", half.text);
+    assert!(
+        half.text.split_whitespace().all(|w| CONTEXT.contains(w)),
+        "{}",
+        half.text
+    );
     // `auto` takes the server's --compressor-rate; the same request gives the same text.
     let auto = client("sekret", Rate::Auto).compress(CONTEXT, "").unwrap();
     let share = auto.compressed_tokens as f64 / auto.original_tokens as f64;
     assert!((share - 0.3).abs() <= 0.025, "{share}");
-    assert_eq!(client("sekret", Rate::Auto).compress(CONTEXT, "").unwrap().text, auto.text);
+    assert_eq!(
+        client("sekret", Rate::Auto)
+            .compress(CONTEXT, "")
+            .unwrap()
+            .text,
+        auto.text
+    );
     // A wrong key stops the client's run.
-    let err = client("wrong", Rate::Auto).compress(CONTEXT, "").unwrap_err();
-    assert!(err.fatal && err.message.contains("SCALEDOWN_API_KEY"), "{err:?}");
+    let err = client("wrong", Rate::Auto)
+        .compress(CONTEXT, "")
+        .unwrap_err();
+    assert!(
+        err.fatal && err.message.contains("SCALEDOWN_API_KEY"),
+        "{err:?}"
+    );
     // Bad bodies: 400 with a JSON error naming the field; the answer's shape is ScaleDown's.
     let http = reqwest::blocking::Client::new();
     let post = |body: &str| {
-        let r = http.post(s.url("/compress/raw/")).header("x-api-key", "sekret").body(body.to_string()).send().unwrap();
-        (r.status().as_u16(), serde_json::from_str::<serde_json::Value>(&r.text().unwrap()).unwrap())
+        let r = http
+            .post(s.url("/compress/raw/"))
+            .header("x-api-key", "sekret")
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        (
+            r.status().as_u16(),
+            serde_json::from_str::<serde_json::Value>(&r.text().unwrap()).unwrap(),
+        )
     };
     for (body, says) in [
         ("{\"context\": ", "not JSON"),
         ("{\"prompt\": \"q\"}", "`context`"),
-        ("{\"context\": \"x\", \"scaledown\": {\"rate\": 1.5}}", "scaledown.rate"),
+        (
+            "{\"context\": \"x\", \"scaledown\": {\"rate\": 1.5}}",
+            "scaledown.rate",
+        ),
     ] {
         let (status, v) = post(body);
         assert_eq!(status, 400, "{body}: {v}");
-        assert!(v["successful"] == false && v["error"].as_str().unwrap().contains(says), "{v}");
+        assert!(
+            v["successful"] == false && v["error"].as_str().unwrap().contains(says),
+            "{v}"
+        );
     }
-    let (status, v) = post(r#"{"context": "The cat sat on the mat in the sun all day long.", "prompt": "", "model": "gpt-4o", "scaledown": {"rate": 0.5}}"#);
+    let (status, v) = post(
+        r#"{"context": "The cat sat on the mat in the sun all day long.", "prompt": "", "model": "gpt-4o", "scaledown": {"rate": 0.5}}"#,
+    );
     assert_eq!(status, 200, "{v}");
     let r = &v["results"];
-    let (o, c) = (r["original_prompt_tokens"].as_f64().unwrap(), r["compressed_prompt_tokens"].as_f64().unwrap());
-    assert!(c < o && (r["compression_ratio"].as_f64().unwrap() - o / c).abs() < 1e-9, "{v}");
+    let (o, c) = (
+        r["original_prompt_tokens"].as_f64().unwrap(),
+        r["compressed_prompt_tokens"].as_f64().unwrap(),
+    );
+    assert!(
+        c < o && (r["compression_ratio"].as_f64().unwrap() - o / c).abs() < 1e-9,
+        "{v}"
+    );
     assert!(r["compressed_prompt"].is_string());
 }
