@@ -135,6 +135,33 @@ pub enum BenchCommand {
     /// test run), then time fused vs composed; `--dtype` is the timed inputs' (the checks
     /// cover f32 and bf16 always)
     Kernels(BenchKernelsArgs),
+    /// Local context compressor throughput (context tokens/s) for a method, scoring model,
+    /// context length and batch
+    Compress(BenchCompressArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchCompressArgs {
+    #[command(flatten)]
+    pub bench: BenchModelArgs,
+    /// selective or lingua
+    #[arg(long, default_value = "selective")]
+    pub method: String,
+    /// Tokens of the synthetic context (the model's tokenizer counts them)
+    #[arg(long, default_value_t = 2048)]
+    pub context_tokens: usize,
+    /// Windows (selective) or sentences (lingua's coarse step) per forward pass
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Share of the context's tokens kept, in (0, 1)
+    #[arg(long, default_value_t = 0.5)]
+    pub rate: f64,
+    /// Timed repetitions (after one warm-up); the median is reported
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// Print the result as one JSON object
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -2,6 +2,7 @@
 //! counts non-padding tokens only; prompts are random token ids of exactly the requested
 //! length, so there is no padding.
 
+pub mod compress;
 pub mod kernels;
 
 use std::time::Instant;
