@@ -211,9 +211,9 @@ mod tests {
 
     #[test]
     fn a_long_piece_that_would_overshoot_is_skipped_for_shorter_ones() {
-        // 20 tokens, target 14: drop 6. The lowest piece has 10 tokens (dropping it lands 4
+        // 20 tokens, target 14: drop 6. The lowest piece has 12 tokens (dropping it lands 6
         // below the target, no closer than 6 above), so the 4- and 2-token pieces go instead.
-        let p = vec![piece(10, 0.1), piece(4, 0.2), piece(2, 0.3), piece(4, 0.9)];
+        let p = vec![piece(12, 0.1), piece(4, 0.2), piece(2, 0.3), piece(2, 0.9)];
         let k = keep(&p, 14);
         assert_eq!(k, vec![true, false, false, true]);
         let kept: usize = p
@@ -223,8 +223,8 @@ mod tests {
             .map(|(p, _)| p.tokens)
             .sum();
         assert_eq!(kept, 14);
-        // Dropping the 10-token piece is closer when 7 must go (3 below vs 7 above).
-        assert_eq!(keep(&p, 13)[0], false);
+        // Dropping the 12-token piece is closer when 7 must go (5 below vs 7 above).
+        assert_eq!(keep(&p, 13), vec![false, true, true, true]);
     }
 
     #[test]
