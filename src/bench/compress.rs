@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{load_bench_model, median, peak_rss_mib, unix_now};
+use super::{load_bench_model, median, note_text, peak_rss_mib, rss_text, unix_now};
 use crate::cli::BenchCompressArgs;
 use crate::compress::local::{Local, Method, Options};
 use crate::compress::Compressor;
@@ -146,8 +146,8 @@ pub fn run(settings: &Settings, args: &BenchCompressArgs, engine: &EngineSetting
             r.context_tok_s,
             r.seconds,
             r.kept_tokens,
-            r.peak_rss_mib.map(|x| format!("{x:.0}")).unwrap_or_else(|| "?".into()),
-            r.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+            rss_text(r.peak_rss_mib),
+            note_text(&r.note)
         );
     }
     Ok(())

@@ -287,25 +287,24 @@ fn the_scaledown_client_compresses_through_bwb_serve() {
 #[test]
 fn bench_compress_reports_context_tokens_per_second() {
     let p = crate::common::Project::new();
+    let bench = |extra: &[&str]| {
+        let base = ["bench", "compress", "--model", "smoke"];
+        p.bwb(&[&base[..], extra].concat())
+    };
     for method in ["selective", "lingua"] {
-        let out = p
-            .bwb(&[
-                "bench",
-                "compress",
-                "--model",
-                "smoke",
-                "--method",
-                method,
-                "--context-tokens",
-                "96",
-                "--batch",
-                "2",
-                "--repeat",
-                "1",
-                "--json",
-            ])
-            .ok()
-            .stdout();
+        let out = bench(&[
+            "--method",
+            method,
+            "--context-tokens",
+            "96",
+            "--batch",
+            "2",
+            "--repeat",
+            "1",
+            "--json",
+        ])
+        .ok()
+        .stdout();
         let r: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
         assert_eq!(
             (r["method"].as_str(), r["context_tokens"].as_u64()),
@@ -315,24 +314,14 @@ fn bench_compress_reports_context_tokens_per_second() {
         let kept = r["kept_tokens"].as_f64().unwrap();
         assert!((kept / 96.0 - 0.5).abs() < 0.1, "{r}");
         let s = r["seconds"].as_f64().unwrap();
+        let want = 96.0 / s;
         assert!(
-            (r["context_tok_s"].as_f64().unwrap() - 96.0 / s).abs() < 1e-6 * 96.0 / s,
+            (r["context_tok_s"].as_f64().unwrap() - want).abs() < 1e-6 * want,
             "{r}"
         );
     }
-    let err = p
-        .bwb(&[
-            "bench",
-            "compress",
-            "--model",
-            "smoke",
-            "--method",
-            "scaledown",
-        ])
-        .fails(1);
+    let err = bench(&["--method", "scaledown"]).fails(1);
     assert!(err.contains("local compressors only"), "{err}");
-    let err = p
-        .bwb(&["bench", "compress", "--model", "smoke", "--batch", "0"])
-        .fails(1);
+    let err = bench(&["--batch", "0"]).fails(1);
     assert!(err.contains("--batch"), "{err}");
 }
