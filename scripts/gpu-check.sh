@@ -21,7 +21,9 @@
 #   d. the peers (scripts/bench_*_peer.py --random-config, transformers + PEFT, SDPA, bf16) on
 #      the same workloads, interleaved per model; then, budget permitting, one QLoRA pair
 #      (bwb q4_0 base vs bitsandbytes NF4 when importable) on GPU_CHECK_QLORA_MODEL.
-#   e. one table (stdout, $OUT/gpu-check.md) and the raw records ($OUT/gpu-check.jsonl).
+#   e. `bwb bench compress` (selective, lingua; 4096-token context) on GPU_CHECK_COMPRESS_MODEL
+#      (default the SmolLM2 GGUF in ../shared; skipped when absent), printed to stderr.
+#   f. one table (stdout, $OUT/gpu-check.md) and the raw records ($OUT/gpu-check.jsonl).
 #
 # Environment: BWB_BIN (default target/cuda/release/bwb, or target/release/bwb for the dry
 # run; a BWB_BIN.xz next to it is unpacked), PYTHON (for the peers; default python3),
@@ -618,8 +620,22 @@ if [[ -n $QLORA_MODEL ]]; then
   fi
 fi
 
+# Local context compressors (`bwb bench compress`: context tokens/s) on the SmolLM2 GGUF.
+CMODEL=${GPU_CHECK_COMPRESS_MODEL:-../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf}
+CTOK=4096
+((DRY)) && CTOK=256
+if [[ -f $CMODEL ]]; then
+  for method in selective lingua; do
+    step "compress-$method" 120 "" -- "$BIN" bench compress --method "$method" --model "$CMODEL" \
+      --device "$DEV" --context-tokens "$CTOK" --batch 8 --repeat 1
+    cat "$LOGS/compress-$method.out" >&2
+  done
+else
+  say "compress: SKIP ($CMODEL absent; set GPU_CHECK_COMPRESS_MODEL)"
+fi
+
 # ---------------------------------------------------------------------------------------
-# e. The table.
+# f. The table.
 cleanup
 SAMPLER_PID=
 GC table "$JSONL" "$OUTDIR/gpu-check.md" "$LOGS/gpumem.log" "$GPU_NAME" "$DRY" "$DTYPE"
