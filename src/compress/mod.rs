@@ -261,6 +261,21 @@ mod tests {
             assert!(Rate::parse(&bad).is_err(), "{bad}");
         }
         assert_eq!(ratio(0, 0), 1.0);
+        // `--compress METHOD:RATE` as the factory takes it.
+        let s = Spec::parse("lingua:0.3").unwrap();
+        assert_eq!((s.method, s.rate), (Method::Lingua, Rate::Fraction(0.3)));
+        assert!(s.method.is_local() && !Method::ScaleDown.is_local());
+        assert_eq!(Spec::parse("scaledown").unwrap().rate, Rate::Auto);
+        assert_eq!(
+            Spec::parse("Selective:auto").unwrap().method,
+            Method::Selective
+        );
+        assert!(Spec::parse("zip:0.5")
+            .unwrap_err()
+            .contains("valid: scaledown, scaledown-summarize, selective, lingua"));
+        assert!(Spec::parse("lingua:2")
+            .unwrap_err()
+            .contains("between 0 and 1"));
         assert_eq!(ratio(200, 50), 0.25);
     }
 }
