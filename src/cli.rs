@@ -464,10 +464,10 @@ pub struct CollectArgs {
     /// The sweep folder `bwb plan` wrote (holds manifest.jsonl)
     #[arg(long, value_name = "DIR")]
     pub sweep: PathBuf,
-    /// The folder holding one results folder per cell [default: the manifest's results
-    /// location when it is a folder]
-    #[arg(long, value_name = "DIR")]
-    pub from: Option<PathBuf>,
+    /// Where the cells' results folders are: a folder, or hf:ORG/REPO (their results are
+    /// pulled from its cells/ into sweep-cells/) [default: the manifest's results location]
+    #[arg(long, value_name = "DIR|hf:ORG/REPO")]
+    pub from: Option<String>,
     /// Report the finished cells even when some are missing or failed
     #[arg(long)]
     pub partial: bool,
@@ -570,8 +570,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 64)]
     pub max_queue: usize,
     /// Prompt plus completion tokens one request may use; longer prompts answer 400
-    #[arg(long, default_value_t = 4096, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
-    pub max_model_len: usize,
+    /// [default: the model's context length (config.json `max_position_embeddings`, GGUF
+    /// `context_length`), else 4096]
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_model_len: Option<usize>,
     /// Tokens one engine step may run: one per decoding sequence plus prefill chunks of
     /// `max_batch_tokens − max_num_seqs` tokens [default: max(2048, 2 × max_num_seqs)]
     #[arg(long, value_name = "N")]

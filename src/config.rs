@@ -542,6 +542,10 @@ pub struct ModelConfig {
     /// API: base URL override (any compatible server can stand in).
     #[serde(default)]
     pub base_url: Option<String>,
+    /// API (openai): send `temperature: 0`, so a local OpenAI-compatible server (`bwb serve`,
+    /// vLLM) decodes greedily as local eval does; GPT-5-family models refuse it.
+    #[serde(default)]
+    pub greedy: bool,
 }
 
 impl ModelConfig {
@@ -549,7 +553,7 @@ impl ModelConfig {
     /// format leaves sampling on); local models decode greedily.
     pub fn samples(&self) -> bool {
         match (self.kind, self.provider) {
-            (ModelKind::Api, Some(p)) => crate::backend::api::wire(p).samples(),
+            (ModelKind::Api, Some(p)) => !self.greedy && crate::backend::api::wire(p).samples(),
             _ => false,
         }
     }

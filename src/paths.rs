@@ -109,6 +109,16 @@ pub fn display(root: &Path, path: &Path) -> String {
         .to_string()
 }
 
+/// Separates a model's name from a variant of it in result paths: `bwb eval --compress`
+/// writes `gpt-5.4-mini+selective-0.5` for gpt-5.4-mini with its contexts compressed, so the
+/// report shows the variant beside the model.
+pub const VARIANT_SEP: char = '+';
+
+/// The model a result-path name belongs to (the name itself when it is no variant).
+pub fn base_model(name: &str) -> &str {
+    name.split_once(VARIANT_SEP).map_or(name, |(base, _)| base)
+}
+
 /// The name a model goes by in checkpoint and result paths (`bwb train` and `bwb eval` agree):
 /// its config id, or the file or directory name of a local model.
 pub fn model_name(spec: &str) -> String {

@@ -405,9 +405,55 @@
         options: { indexAxis: "y", scales: { x: { min: 0 } } },
       });
     }
+    // Baseline vs compressed: the first metric against the input tokens sent per example,
+    // each compressed experiment joined to its baseline.
+    const compressed = exps.filter((e) => e.mode === "compressed" || e.mode === "scaledown");
+    if (first && compressed.length) {
+      const grid = el("div", { class: "grid" });
+      section.append(grid);
+      const c = card(first + " vs input tokens sent per example (baseline and compressed)", "", 260);
+      grid.append(c);
+      const point = (e) => (e.metrics && e.metrics[first] && e.tokens
+        ? { x: e.tokens.avg_input_tokens, y: e.metrics[first].mean, model: e.experiment_id } : null);
+      const modes = [["baseline", (e) => !compressed.includes(e)], ["compressed", (e) => compressed.includes(e)]];
+      const datasets = modes.map(([name, keep], i) => ({
+        label: name, backgroundColor: PALETTE[i], borderColor: PALETTE[i], pointRadius: 5,
+        data: exps.filter(keep).map(point).filter((p) => p),
+      }));
+      for (const e of compressed) {
+        const b = exps.find((x) => e.vs_baseline && x.experiment_id === e.vs_baseline.baseline);
+        if (b && point(b) && point(e)) {
+          datasets.push({ label: "", showLine: true, pointRadius: 0, borderColor: "#999", borderDash: [4, 3],
+            data: [point(b), point(e)] });
+        }
+      }
+      chart(c, {
+        type: "scatter",
+        data: { datasets: datasets },
+        options: {
+          scales: {
+            x: { title: { display: true, text: "avg input tokens per example" }, min: 0 },
+            y: { suggestedMin: 0, suggestedMax: 1, title: { display: true, text: first } },
+          },
+          plugins: { legend: { labels: { filter: (item) => item.text !== "" } } },
+        },
+        plugins: [pointLabels],
+      });
+    }
+    const vsBaseline = (e) => {
+      const v = e.vs_baseline;
+      if (!v) return "–";
+      const ms = v.metrics || {};
+      const name = first in ms ? first : Object.keys(ms)[0];
+      const m = ms[name] || {};
+      const red = (v.input_tokens || {}).reduction;
+      return (red === null || red === undefined ? "" : fixed(100 * red, 1) + " % fewer tokens; ") +
+        (name || "") + " Δ " + fixed(m.diff, 3) + " [" + fixed(m.ci_low, 3) + "–" + fixed(m.ci_high, 3) + "] p=" + fixed(m.p_value, 3) +
+        " (" + v.pairs + " pairs vs " + v.baseline + ")";
+    };
     const head = ["experiment", "model", "dataset / task", "mode"].concat(
       metricNames.map((m) => m + " mean [95 % CI]"),
-      ["examples (errors, cut)", "avg input / output tokens", "latency p50 (ms)", "cost / example"]);
+      ["examples (errors, cut)", "avg input / output tokens", "latency p50 (ms)", "cost / example", "vs baseline"]);
     const body = rows.map((r) => {
       const cells = [
         el("td", { text: r.label }),
@@ -424,6 +470,7 @@
       cells.push(el("td", { class: "num", text: fixed(t.avg_input_tokens, 0) + " / " + fixed(t.avg_output_tokens, 0) }));
       cells.push(el("td", { class: "num", text: fixed((r.s.latency_ms || {}).p50, 0) }));
       cells.push(el("td", { class: "num", text: r.s.cost ? usd(r.s.cost.mean_usd) : "no price" }));
+      cells.push(el("td", { text: r.s === r.e ? vsBaseline(r.e) : "" }));
       return el("tr", {}, cells);
     });
     section.append(el("div", { class: "table-wrap" }, [

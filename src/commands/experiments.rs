@@ -4,9 +4,9 @@
 use anyhow::{bail, Context, Result};
 
 use crate::cli::ExperimentsArgs;
-use crate::experiments::file;
 use crate::experiments::plan::{self, Catalog};
 use crate::experiments::run::{self, RunOptions};
+use crate::experiments::{compare, file};
 use crate::paths::display;
 use crate::settings::{EngineUse, Settings};
 use crate::track::langsmith::{self, LangSmith};
@@ -88,6 +88,7 @@ pub fn experiments(settings: &Settings, args: &ExperimentsArgs, tracker: &Tracke
             trace_experiment(ls, d);
         }
     }
+    compare_modes(settings, &plans, &results)?;
     report(
         settings,
         tracker,
@@ -96,6 +97,30 @@ pub fn experiments(settings: &Settings, args: &ExperimentsArgs, tracker: &Tracke
         results,
         args.upload_hf.as_deref(),
     )
+}
+
+/// Each compressed experiment that ran against its baseline that ran: printed side by side
+/// and kept in the compressed summary (`vs_baseline`).
+fn compare_modes(
+    settings: &Settings,
+    plans: &[plan::Planned<'_>],
+    results: &[(String, Result<run::Done>)],
+) -> Result<()> {
+    let ok = |id: &str| results.iter().any(|(r, d)| r == id && d.is_ok());
+    let pairs: Vec<_> = compare::pairs(plans)
+        .into_iter()
+        .filter(|(b, c)| ok(&b.id) && ok(&c.id))
+        .collect();
+    if !pairs.is_empty() {
+        println!("baseline vs compressed (same examples; Δ = compressed − baseline, 95% paired bootstrap):");
+    }
+    for (b, c) in pairs {
+        let cmp = compare::compare(&settings.paths, b, c)?;
+        let summary = run::experiment_dir(&settings.paths, &c.id).join("summary.json");
+        compare::record(&summary, &cmp)?;
+        print!("{}", compare::table(&cmp));
+    }
+    Ok(())
 }
 
 /// Every selected experiment checked: the plan of the valid ones printed, then each bad
@@ -194,17 +219,10 @@ fn report(
     }
     let mut failed: Vec<String> = Vec::new();
     let mut spent = 0.0;
-    let mut summaries: Vec<serde_json::Value> = Vec::new();
     for (id, r) in results {
         match r {
             Ok(d) => {
                 spent += d.spent_usd;
-                if let Some(v) = std::fs::read_to_string(&d.summary)
-                    .ok()
-                    .and_then(|t| serde_json::from_str(&t).ok())
-                {
-                    summaries.push(v);
-                }
                 track_experiment(settings, tracker, &d);
                 println!(
                     "{id}: summary → {}",
@@ -216,9 +234,6 @@ fn report(
                 failed.push(id);
             }
         }
-    }
-    if summaries.len() > 1 {
-        print!("{}", crate::experiments::output::side_by_side(&summaries));
     }
     println!("total spent this run: ${spent:.6}");
     if own_tracker {

@@ -29,6 +29,7 @@ pub fn generate(settings: &Settings, args: &GenerateArgs) -> Result<()> {
         top_k: args.top_k,
         seed: args.seed,
         stop: args.stop.clone(),
+        ..GenParams::default()
     };
     if !(args.top_p > 0.0 && args.top_p <= 1.0) {
         return Err(Error::Config(format!("--top-p {}: must be in (0, 1]", args.top_p)).into());

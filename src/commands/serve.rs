@@ -78,6 +78,23 @@ fn compressor(
     Ok(Some(crate::serve::compress::Service { compressor }))
 }
 
+/// Context length when no --max-model-len is given and the model does not say (random weights).
+const FALLBACK_MAX_MODEL_LEN: usize = 4096;
+
+/// `--max-model-len`, or the model's own context length; never beyond the model's.
+fn max_model_len(given: Option<usize>, model: Option<usize>) -> Result<usize> {
+    match (given, model) {
+        (Some(v), Some(m)) if v > m => Err(Error::Config(format!(
+            "--max-model-len {v} exceeds the model's context length {m} (max_position_embeddings); \
+             give at most {m} or leave it out"
+        ))
+        .into()),
+        (Some(v), _) => Ok(v),
+        (None, Some(m)) => Ok(m),
+        (None, None) => Ok(FALLBACK_MAX_MODEL_LEN),
+    }
+}
+
 pub fn serve(settings: &Settings, args: &ServeArgs) -> Result<()> {
     let max_batch_tokens = args
         .max_batch_tokens
@@ -107,6 +124,7 @@ pub fn serve(settings: &Settings, args: &ServeArgs) -> Result<()> {
         parent: None,
         model: load_model(settings, args, &engine, None)?,
     }];
+    let max_model_len = max_model_len(args.max_model_len, models[0].model.max_context)?;
     // One model per adapter: mixed-adapter batches are a later slice.
     for (name, path) in adapters {
         crate::model::adapter::check_base(Path::new(&path), &model, &settings.configs)?;
@@ -130,7 +148,7 @@ pub fn serve(settings: &Settings, args: &ServeArgs) -> Result<()> {
         api_key: args.api_key.clone(),
         max_num_seqs: args.max_num_seqs,
         max_queue: args.max_queue,
-        max_model_len: args.max_model_len,
+        max_model_len,
         max_batch_tokens,
         compressor,
     };

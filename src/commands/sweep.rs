@@ -2,6 +2,7 @@
 //! cell, resumable, into its own results folder) and `bwb collect` (the finished cells merged
 //! into one report).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -10,7 +11,9 @@ use super::report::{classify_tasks, dashboard, exec_options, grid, no_publish, r
 use crate::cli::{CollectArgs, PlanArgs, RunArgs};
 use crate::config::ModelKind;
 use crate::error::Error;
+use crate::hub::sync::{pull_dir, DirSync};
 use crate::paths::display;
+use crate::plan::cell_sync::{self, CellSync};
 use crate::plan::{self, Cell, Engine, EngineFiles, Results};
 use crate::settings::Settings;
 use crate::track::Tracker;
@@ -68,7 +71,7 @@ pub fn plan(settings: &Settings, args: &PlanArgs) -> Result<()> {
     let results = match &args.results {
         Some(r) => match Results::parse(r)? {
             Results::Local(p) => absolute(&p)?.display().to_string(),
-            Results::Remote(r) => r,
+            Results::Hub(_) | Results::Bucket(_) => r.trim().to_string(),
         },
         None => out.join("results").display().to_string(),
     };
@@ -164,12 +167,25 @@ fn make_executable(_: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A cell's own results folder: under the manifest's folder location, or (remote results)
-/// under the root's sweep-cells/ until `bwb sync` pushes it.
+/// A cell's own results folder: under the manifest's results folder (a bucket's mount), or,
+/// for hub results, under the root's sweep-cells/ (mirrored in the repo's cells/).
 fn cell_dir(settings: &Settings, cell: &Cell) -> Result<PathBuf> {
+    Ok(Results::parse(&cell.results)?
+        .local_dir(&settings.paths.root)?
+        .join(&cell.cell_id))
+}
+
+/// The hub mirror of a cell's folder, when its results go to the hub.
+fn cell_sync(settings: &Settings, cell: &Cell, dir: &Path) -> Result<Option<CellSync>> {
     Ok(match Results::parse(&cell.results)? {
-        Results::Local(p) => p.join(&cell.cell_id),
-        Results::Remote(_) => settings.paths.root.join("sweep-cells").join(&cell.cell_id),
+        Results::Hub(repo) => Some(CellSync::new(
+            &settings.hub,
+            &repo,
+            &cell.cell_id,
+            dir,
+            settings.hub_retry()?,
+        )),
+        Results::Local(_) | Results::Bucket(_) => None,
     })
 }
 
@@ -212,9 +228,16 @@ pub fn run_cell(
         .into());
     }
     let dir = cell_dir(settings, cell)?;
+    let sync = cell_sync(settings, cell, &dir)?;
+    if let Some(s) = &sync {
+        s.pull()?;
+    }
     let done = dir.join(plan::DONE_MARKER);
     if done.is_file() {
         println!("cell {id} ({name}): finished; nothing to do");
+        if let Some(s) = &sync {
+            s.push("finished")?; // a push that failed last time; else nothing to send
+        }
         return Ok(());
     }
     let failed = dir.join(plan::FAILED_MARKER);
@@ -233,13 +256,22 @@ pub fn run_cell(
     run_args.conditions = Some(cell.condition.clone());
     run_args.seeds = Some(cell.seeds.len());
     run_args.exec.allow_code_execution |= cell.allow_code_execution;
-    if let Err(e) = run_stages(&cell_settings, &run_args, tracker) {
+    let pusher = match &sync {
+        Some(s) => Some(s.push_every(cell_sync::push_period()?)),
+        None => None,
+    };
+    let ran = run_stages(&cell_settings, &run_args, tracker);
+    drop(pusher);
+    if let Err(e) = ran {
         let record = serde_json::json!({
             "cell_id": id, "model": cell.model, "task": cell.task,
             "condition": cell.condition, "error": format!("{e:#}"),
         });
         // Best effort: the error itself is what the caller sees.
         let _ = crate::fsutil::write_json_atomic(&failed, &record);
+        if let Some(Err(push)) = sync.as_ref().map(|s| s.push("failed")) {
+            tracing::warn!("{push}");
+        }
         return Err(e.context(format!("cell {id} ({name})")));
     }
     let record = serde_json::json!({
@@ -248,8 +280,8 @@ pub fn run_cell(
     });
     crate::fsutil::write_json_atomic(&done, &record)?;
     println!("cell {id} ({name}): finished");
-    if let Results::Remote(r) = Results::parse(&cell.results)? {
-        plan::sync_results_hook(&dir, &r);
+    if let Some(s) = &sync {
+        s.push("finished")?;
     }
     Ok(())
 }
@@ -335,17 +367,10 @@ pub fn collect(settings: &Settings, args: &CollectArgs) -> Result<()> {
         .into());
     }
     let from = match &args.from {
-        Some(f) => f.clone(),
-        None => match Results::parse(&first.results)? {
-            Results::Local(p) => p,
-            Results::Remote(r) => {
-                return Err(Error::MissingInput(format!(
-                    "the cells' results are at {r}; pull them first (`bwb sync --what DIR --direction down --repo {r}`), then pass --from DIR"
-                ))
-                .into())
-            }
-        },
+        Some(f) => f.as_str(),
+        None => first.results.as_str(),
     };
+    let from = cells_folder(settings, &cells, from)?;
     let mut done = Vec::new();
     let mut not_done = 0;
     for cell in &cells {
@@ -409,6 +434,40 @@ pub fn collect(settings: &Settings, args: &CollectArgs) -> Result<()> {
     classify_tasks(settings, &tasks, &opts, &Tracker::disabled())?;
     println!("==> dashboard");
     dashboard(settings, &no_publish())
+}
+
+/// The local folder holding the cells' folders of results location `from`: a folder itself,
+/// a bucket's mount, or the root's sweep-cells/ after pulling the cells' results (not their
+/// checkpoints) from a hub repo.
+fn cells_folder(settings: &Settings, cells: &[Cell], from: &str) -> Result<PathBuf> {
+    let results = Results::parse(from)?;
+    let dir = results.local_dir(&settings.paths.root)?;
+    let Results::Hub(repo) = &results else {
+        return Ok(dir);
+    };
+    let ids: BTreeSet<&str> = cells.iter().map(|c| c.cell_id.as_str()).collect();
+    let skip = |rel: &str| match rel.split_once('/') {
+        Some((id, rest)) => {
+            !ids.contains(id) || rest.starts_with("checkpoints/") || rest.starts_with("data/")
+        }
+        None => true,
+    };
+    let spec = DirSync {
+        repo,
+        local: &dir,
+        prefix: plan::HUB_CELLS,
+        skip: &skip,
+        retry: settings.hub_retry()?,
+    };
+    let r = pull_dir(&settings.hub, &spec, false)
+        .map_err(|e| Error::Download(format!("collecting the cells from hf:{repo}: {e}")))?;
+    println!(
+        "collect: pulled {} file(s) from hf:{repo}/{} ({} already here)",
+        r.transferred.len(),
+        plan::HUB_CELLS,
+        r.unchanged
+    );
+    Ok(dir)
 }
 
 /// Copy every file under `from` to the same place under `to` (replacing what is there).

@@ -259,6 +259,16 @@ fn summarise(rows: &[&Row], metrics: &[MetricId], seed: u64) -> Value {
     })
 }
 
+/// The per-example file of experiment `id`'s dataset config `config` in its folder `dir`
+/// (`multi`: the experiment has several configs, one file each).
+pub fn rows_file(dir: &Path, id: &str, config: &str, multi: bool) -> PathBuf {
+    if multi {
+        dir.join(format!("{id}.{config}.jsonl"))
+    } else {
+        dir.join(format!("{id}.jsonl"))
+    }
+}
+
 /// Write the per-example files, summary.json and summary.csv; returns summary.json's path.
 pub fn write(
     settings: &Settings,
@@ -269,17 +279,12 @@ pub fn write(
     use crate::fsutil::{write_atomic, write_json_atomic};
     let multi = per_entry.len() > 1;
     for (config, rows) in per_entry {
-        let name = if multi {
-            format!("{}.{config}.jsonl", plan.id)
-        } else {
-            format!("{}.jsonl", plan.id)
-        };
         let mut text = String::new();
         for r in rows {
             text.push_str(&serde_json::to_string(r)?);
             text.push('\n');
         }
-        write_atomic(&dir.join(name), |w| {
+        write_atomic(&rows_file(dir, &plan.id, config, multi), |w| {
             std::io::Write::write_all(w, text.as_bytes())
         })?;
     }
@@ -326,63 +331,6 @@ pub fn write(
         std::io::Write::write_all(w, table.as_bytes())
     })?;
     Ok(path)
-}
-
-/// The experiments of one run side by side, one line each (`id  mode  method  metric means
-/// …  input tokens  compression ratio  cost`), from their summary.json objects; the
-/// metric columns are the union of the summaries' metrics.
-pub fn side_by_side(summaries: &[Value]) -> String {
-    let mut metrics: Vec<String> = Vec::new();
-    for s in summaries {
-        for k in s["metrics"].as_object().into_iter().flat_map(|m| m.keys()) {
-            if !metrics.contains(k) {
-                metrics.push(k.clone());
-            }
-        }
-    }
-    let mut head: Vec<String> = ["experiment", "mode", "method"].map(String::from).to_vec();
-    head.extend(metrics.iter().cloned());
-    head.extend(["input_tok", "ratio", "cost_usd"].map(String::from));
-    let opt = |v: &Value, digits: usize| {
-        v.as_f64()
-            .map_or("-".to_string(), |x| format!("{x:.digits$}"))
-    };
-    let mut table = vec![head];
-    for s in summaries {
-        let c = &s["compression"];
-        let mut row = vec![
-            s["experiment_id"].as_str().unwrap_or("").to_string(),
-            s["mode"].as_str().unwrap_or("").to_string(),
-            c["method"].as_str().unwrap_or("-").to_string(),
-        ];
-        row.extend(metrics.iter().map(|m| opt(&s["metrics"][m]["mean"], 4)));
-        row.push(opt(&s["tokens"]["avg_input_tokens"], 1));
-        row.push(opt(&c["compression_ratio"]["mean"], 3));
-        let cost = s["cost"]["total_usd"].as_f64().unwrap_or(0.0)
-            + c["cost_total_usd"].as_f64().unwrap_or(0.0);
-        row.push(format!("{cost:.6}"));
-        table.push(row);
-    }
-    let widths: Vec<usize> = (0..table[0].len())
-        .map(|j| {
-            table
-                .iter()
-                .map(|r| r[j].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for r in &table {
-        let cells: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 /// summary.csv: one row for the experiment, then one per subtask.

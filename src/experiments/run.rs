@@ -123,6 +123,7 @@ fn backend(
                     provider: Some(*provider),
                     api_model: Some(api_model.clone()),
                     base_url: None,
+                    greedy: false,
                 },
             };
             let mut pricing = settings.configs.pricing.clone();

@@ -189,21 +189,24 @@ fn local_files(paths: &Paths, whats: &[What]) -> Result<Vec<LocalFile>> {
             walk(&paths.root, &paths.root.join(&d), &mut rels);
         }
     }
-    let mut out = Vec::new();
-    for rel in rels.into_iter().filter(|r| selected(whats, r, ns)) {
-        let abs = paths.root.join(&rel);
-        let bytes = std::fs::read(&abs).map_err(|e| {
-            Error::MissingInput(format!("{}: cannot read it to sync: {e}", abs.display()))
-        })?;
-        let (sha256, git_sha1) = hashes(&bytes);
-        out.push(LocalFile {
-            rel,
-            bytes,
-            sha256,
-            git_sha1,
-        });
-    }
-    Ok(out)
+    rels.into_iter()
+        .filter(|r| selected(whats, r, ns))
+        .map(|rel| read_local(&paths.root.join(&rel), rel))
+        .collect()
+}
+
+/// The file at `abs`, to be stored at repo path `rel`.
+fn read_local(abs: &Path, rel: String) -> Result<LocalFile> {
+    let bytes = std::fs::read(abs).map_err(|e| {
+        Error::MissingInput(format!("{}: cannot read it to sync: {e}", abs.display()))
+    })?;
+    let (sha256, git_sha1) = hashes(&bytes);
+    Ok(LocalFile {
+        rel,
+        bytes,
+        sha256,
+        git_sha1,
+    })
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
@@ -473,14 +476,100 @@ fn down(
         }
     }
     report.transferred = todo.iter().map(|(r, _)| r.path.clone()).collect();
-    if todo.is_empty() || opts.dry_run {
-        return Ok(report);
+    if !opts.dry_run {
+        fetch(hub, client, &opts.retry, &todo)?;
+    }
+    Ok(report)
+}
+
+/// One local folder mirrored under a prefix of a dataset repo (a sweep cell's folder under
+/// `cells/<cell_id>/`).
+pub struct DirSync<'a> {
+    /// ORG/NAME of the dataset repo.
+    pub repo: &'a str,
+    pub local: &'a Path,
+    /// Repo path prefix, ending in `/`.
+    pub prefix: &'a str,
+    /// Folder-relative (`/`-separated) paths left out both ways.
+    pub skip: &'a dyn Fn(&str) -> bool,
+    pub retry: RetryPolicy,
+}
+
+/// Push every file under `d.local` (but temporary dot-files and `skip`ped ones) to
+/// `d.prefix` in one commit (none when nothing changed); the repo is created private when
+/// missing.
+pub fn push_dir(hub: &HubSettings, d: &DirSync<'_>, title: &str) -> Result<SyncReport> {
+    let client = client(hub, d.repo, RepoKind::Dataset, d.retry.clone())?;
+    let mut rels = BTreeSet::new();
+    walk(d.local, d.local, &mut rels);
+    let local = rels
+        .into_iter()
+        .filter(|rel| !(d.skip)(rel) && !rel.split('/').any(|part| part.starts_with('.')))
+        .map(|rel| read_local(&d.local.join(&rel), format!("{}{rel}", d.prefix)))
+        .collect::<Result<Vec<_>>>()?;
+    let opts = SyncOptions {
+        what: What::All,
+        direction: Direction::Up,
+        repo: d.repo.to_string(),
+        dry_run: false,
+        public: false,
+        retry: d.retry.clone(),
+    };
+    push(&client, &local, title, &opts)
+}
+
+/// Fetch the files under `d.prefix` into `d.local`. A missing repo is an empty one. With
+/// `keep_local`, files already present locally are kept as they are (on the machine that
+/// wrote them they are at least as new as what it pushed).
+pub fn pull_dir(hub: &HubSettings, d: &DirSync<'_>, keep_local: bool) -> Result<SyncReport> {
+    let client = client(hub, d.repo, RepoKind::Dataset, d.retry.clone())?;
+    let remote = client.list()?.unwrap_or_default();
+    let mut report = SyncReport::default();
+    let mut todo = Vec::new();
+    for r in &remote {
+        let Some(rel) = r.path.strip_prefix(d.prefix) else {
+            continue;
+        };
+        if (d.skip)(rel) {
+            continue;
+        }
+        let abs = inside(d.local, rel, &client.label())?;
+        let keep = match std::fs::read(&abs) {
+            Ok(b) => {
+                keep_local || {
+                    let (sha256, sha1) = hashes(&b);
+                    same(r, &sha256, &sha1)
+                }
+            }
+            Err(_) => false,
+        };
+        if keep {
+            report.unchanged += 1;
+        } else {
+            todo.push((r, abs));
+        }
+    }
+    report.transferred = todo.iter().map(|(r, _)| r.path.clone()).collect();
+    fetch(hub, &client, &d.retry, &todo)?;
+    Ok(report)
+}
+
+/// Download each remote file to its local path (checked against the hub's hash, written
+/// atomically).
+fn fetch(
+    hub: &HubSettings,
+    client: &HubClient,
+    retry: &RetryPolicy,
+    todo: &[(&RemoteFile, PathBuf)],
+) -> Result<()> {
+    if todo.is_empty() {
+        return Ok(());
     }
     let mut builder = ApiBuilder::from_cache(hf_hub::Cache::new(hub.cache_dir.clone()))
         .with_token(hub.token.clone())
         .with_endpoint(endpoint(hub))
         .with_progress(false);
-    if let Some(n) = opts.retry.max_attempts.checked_sub(1) {
+    if let Some(n) = retry.max_attempts.checked_sub(1) {
         builder = builder.with_retries(n as usize);
     }
     let api = builder
@@ -513,9 +602,9 @@ fn down(
                 client.label()
             )));
         }
-        crate::fsutil::write_bytes_atomic(&abs, &bytes)?;
+        crate::fsutil::write_bytes_atomic(abs, &bytes)?;
     }
-    Ok(report)
+    Ok(())
 }
 
 #[cfg(test)]

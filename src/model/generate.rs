@@ -23,6 +23,13 @@ pub struct GenParams {
     pub seed: u64,
     /// Stop when the decoded completion contains any of these (the text is cut before it).
     pub stop: Vec<String>,
+    /// Record each generated token's logprob and this many most likely alternatives.
+    pub logprobs: Option<usize>,
+    /// Record each prompt token's logprob (all but the first) and this many alternatives;
+    /// only the server's engine fills these in (`extend_row` with a [`PromptScore`]).
+    pub prompt_logprobs: Option<usize>,
+    /// Keep generating past end-of-sequence tokens (they are kept) up to `max_new_tokens`.
+    pub ignore_eos: bool,
 }
 
 impl Default for GenParams {
@@ -34,6 +41,9 @@ impl Default for GenParams {
             top_k: 0,
             seed: 0,
             stop: Vec::new(),
+            logprobs: None,
+            prompt_logprobs: None,
+            ignore_eos: false,
         }
     }
 }
@@ -58,6 +68,55 @@ pub struct Completion {
     pub completion_tokens: usize,
     /// Decoded text (cut at a stop string), when a decoder was given.
     pub text: String,
+    /// One entry per generated token when `GenParams::logprobs` asks.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub logprobs: Vec<TokenLogprob>,
+    /// One entry per prompt token after the first when `GenParams::prompt_logprobs` asks.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub prompt_logprobs: Vec<TokenLogprob>,
+}
+
+/// A token's log-probability under the model and the most likely tokens at its position:
+/// log-softmax of the raw logits, before temperature, top-k or top-p (vLLM's default
+/// `raw_logprobs`), so the numbers do not depend on the sampling settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenLogprob {
+    pub token: u32,
+    pub logprob: f32,
+    /// The most likely tokens, most likely first (ties: lower id first).
+    pub top: Vec<(u32, f32)>,
+}
+
+impl TokenLogprob {
+    /// `token`'s entry from one row of raw logits, with the `k` most likely tokens.
+    pub fn from_logits(logits: &[f32], token: u32, k: usize) -> Self {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let sum: f64 = logits.iter().map(|&x| (x as f64 - max).exp()).sum();
+        let lse = max + sum.ln();
+        let lp = |i: usize| (logits[i] as f64 - lse) as f32;
+        let k = k.min(logits.len());
+        let mut idx: Vec<usize> = (0..logits.len()).collect();
+        let order = |a: &usize, b: &usize| logits[*b].total_cmp(&logits[*a]).then(a.cmp(b));
+        if k > 0 && k < idx.len() {
+            idx.select_nth_unstable_by(k - 1, order);
+        }
+        idx.truncate(k);
+        idx.sort_by(order);
+        Self {
+            token,
+            logprob: lp(token as usize),
+            top: idx.into_iter().map(|i| (i as u32, lp(i))).collect(),
+        }
+    }
+}
+
+/// What `extend_row` scores besides returning the last logits: the hidden states at chunk
+/// positions `from..from + next.len()` predict the tokens `next` (prompt logprobs).
+#[derive(Debug, Clone, Copy)]
+pub struct PromptScore<'a> {
+    pub from: usize,
+    pub next: &'a [u32],
+    pub k: usize,
 }
 
 /// One generating row: its seeded sampler and its output so far. `generate` and the
@@ -67,6 +126,9 @@ pub struct Completion {
 pub struct Row {
     pub out: Completion,
     rng: rand_chacha::ChaCha8Rng,
+    /// Logprob entries already handed out by `take_new_logprobs` (streaming).
+    sent_logprobs: usize,
+    sent_prompt_logprobs: usize,
 }
 
 impl Row {
@@ -78,8 +140,12 @@ impl Row {
                 prompt_tokens,
                 completion_tokens: 0,
                 text: String::new(),
+                logprobs: Vec::new(),
+                prompt_logprobs: Vec::new(),
             },
             rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+            sent_logprobs: 0,
+            sent_prompt_logprobs: 0,
         }
     }
 
@@ -94,9 +160,12 @@ impl Row {
     ) -> Result<Option<FinishReason>> {
         let tok = pick(logits, params, &mut self.rng);
         let c = &mut self.out;
-        if eos_ids.contains(&tok) {
+        if eos_ids.contains(&tok) && !params.ignore_eos {
             c.finish_reason = FinishReason::Eos;
             return Ok(Some(FinishReason::Eos));
+        }
+        if let Some(k) = params.logprobs {
+            c.logprobs.push(TokenLogprob::from_logits(logits, tok, k));
         }
         c.token_ids.push(tok);
         c.completion_tokens = c.token_ids.len();
@@ -118,6 +187,44 @@ impl Row {
             return Ok(Some(FinishReason::Length));
         }
         Ok(None)
+    }
+
+    /// Prompt tokens whose logprobs are recorded (after the first prompt token).
+    pub fn prompt_scored(&self) -> usize {
+        self.out.prompt_logprobs.len()
+    }
+
+    /// What a prefill chunk `done..end` of `prompt` (plus generated tokens after it, on a
+    /// rope rebuild) must score so that every prompt token after the first gets its logprob
+    /// once: chunk position p predicts token p + 1.
+    pub fn prompt_score<'a>(
+        &self,
+        prompt: &'a [u32],
+        done: usize,
+        end: usize,
+        k: usize,
+    ) -> Option<PromptScore<'a>> {
+        let a = done.max(self.prompt_scored());
+        let b = end.min(prompt.len().saturating_sub(1));
+        (a < b).then(|| PromptScore {
+            from: a - done,
+            next: &prompt[a + 1..b + 1],
+            k,
+        })
+    }
+
+    /// Record prompt logprob entries that `extend_row` scored.
+    pub fn add_prompt_logprobs(&mut self, scored: Vec<TokenLogprob>) {
+        self.out.prompt_logprobs.extend(scored);
+    }
+
+    /// Prompt and generated logprob entries not handed out before (for streaming).
+    pub fn take_new_logprobs(&mut self) -> (Vec<TokenLogprob>, Vec<TokenLogprob>) {
+        let p = self.out.prompt_logprobs[self.sent_prompt_logprobs..].to_vec();
+        let g = self.out.logprobs[self.sent_logprobs..].to_vec();
+        self.sent_prompt_logprobs = self.out.prompt_logprobs.len();
+        self.sent_logprobs = self.out.logprobs.len();
+        (p, g)
     }
 
     /// The last token taken (the one to feed next).
@@ -241,23 +348,47 @@ pub fn decode_step(
 }
 
 /// Extend one row's cache (batch of 1) by `ids` at positions `start..`; returns the logits
-/// after the last of them. Prefilling a prompt chunk by chunk through this gives the same
-/// cache as one call with the whole prompt.
+/// after the last of them, and with `score` the logprobs of the tokens it names. Prefilling a
+/// prompt chunk by chunk through this gives the same cache as one call with the whole prompt.
 pub fn extend_row(
     model: &Model,
     device: &Device,
     cache: &mut super::Cache,
-    ids: &[u32],
-    start: usize,
+    (ids, start): (&[u32], usize),
     ctx: &ForwardCtx,
-) -> Result<Vec<f32>> {
+    score: Option<PromptScore>,
+) -> Result<(Vec<f32>, Vec<TokenLogprob>)> {
     let l = ids.len();
     let ids_t = Tensor::from_vec(ids.to_vec(), (1, l), device)?;
     let pos: Vec<i64> = (start..start + l).map(|p| p as i64).collect();
     let pos_t = Tensor::from_vec(pos, (1, l), device)?;
-    let hidden = model.forward_hidden(&ids_t, &pos_t, Some(cache), ctx)?;
-    let logits = model.logits(&hidden.narrow(1, l - 1, 1)?.squeeze(1)?.squeeze(0)?)?;
-    Ok(logits.to_dtype(DType::F32)?.to_vec1()?)
+    let hidden = model
+        .forward_hidden(&ids_t, &pos_t, Some(cache), ctx)?
+        .squeeze(0)?;
+    let logits = model.logits(&hidden.narrow(0, l - 1, 1)?.squeeze(0)?)?;
+    let scored = match score {
+        Some(s) => score_positions(model, &hidden, s)?,
+        None => Vec::new(),
+    };
+    Ok((logits.to_dtype(DType::F32)?.to_vec1()?, scored))
+}
+
+/// Rows of hidden states scored a block at a time, so a long prompt never holds its whole
+/// `(L, V)` logits (vocabularies reach 262k).
+const SCORE_BLOCK: usize = 32;
+
+fn score_positions(model: &Model, hidden: &Tensor, s: PromptScore) -> Result<Vec<TokenLogprob>> {
+    let mut out = Vec::with_capacity(s.next.len());
+    for (b, next) in s.next.chunks(SCORE_BLOCK).enumerate() {
+        let h = hidden.narrow(0, s.from + b * SCORE_BLOCK, next.len())?;
+        let rows: Vec<Vec<f32>> = model.logits(&h)?.to_dtype(DType::F32)?.to_vec2()?;
+        out.extend(
+            rows.iter()
+                .zip(next)
+                .map(|(row, &t)| TokenLogprob::from_logits(row, t, s.k)),
+        );
+    }
+    Ok(out)
 }
 
 /// Run left-padded prompts through the model into a fresh cache; returns the cache and the
@@ -338,4 +469,74 @@ pub fn pick(logits: &[f32], p: &GenParams, rng: &mut rand_chacha::ChaCha8Rng) ->
         }
     }
     idx[idx.len() - 1] as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logprobs_are_a_log_softmax_with_sorted_top_tokens() {
+        let logits = [1.0f32, 3.0, -2.0, 3.0, 0.5];
+        let full = TokenLogprob::from_logits(&logits, 2, logits.len());
+        let total: f64 = full.top.iter().map(|&(_, l)| (l as f64).exp()).sum();
+        assert!((total - 1.0).abs() < 1e-6, "{total}");
+        // Most likely first, ties by id; the token's own entry matches its top entry.
+        let ids: Vec<u32> = full.top.iter().map(|t| t.0).collect();
+        assert_eq!(ids, vec![1, 3, 0, 4, 2]);
+        assert_eq!(full.logprob, full.top[4].1);
+        let top2 = TokenLogprob::from_logits(&logits, 1, 2);
+        assert_eq!(top2.top, full.top[..2].to_vec());
+        assert_eq!(top2.logprob, top2.top[0].1, "greedy token = the maximum");
+        assert!(top2.top.iter().all(|&(_, l)| l <= 0.0));
+        // Raw logits: temperature does not enter.
+        let want = 3.0 - (1f64.exp() + 2.0 * 3f64.exp() + (-2f64).exp() + 0.5f64.exp()).ln();
+        assert!((top2.logprob as f64 - want).abs() < 1e-6);
+        assert!(TokenLogprob::from_logits(&logits, 0, 0).top.is_empty());
+    }
+
+    #[test]
+    fn a_row_records_logprobs_and_ignores_eos_when_asked() {
+        let decode = |ids: &[u32]| Ok(format!("{ids:?}"));
+        let eos_first = [0.0f32, 5.0, 1.0]; // greedy picks token 1, the EOS
+        let mut p = GenParams {
+            max_new_tokens: 3,
+            logprobs: Some(1),
+            ..Default::default()
+        };
+        let mut row = Row::new(2, 0);
+        let r = row.step(&eos_first, &p, &[1], &decode).unwrap();
+        assert_eq!(r, Some(FinishReason::Eos));
+        assert!(row.out.token_ids.is_empty() && row.out.logprobs.is_empty());
+        p.ignore_eos = true;
+        let mut row = Row::new(2, 0);
+        for i in 0..3 {
+            let r = row.step(&eos_first, &p, &[1], &decode).unwrap();
+            assert_eq!(r.is_some(), i == 2);
+        }
+        assert_eq!(row.out.token_ids, vec![1, 1, 1]);
+        assert_eq!(row.out.finish_reason, FinishReason::Length);
+        assert_eq!(row.out.logprobs.len(), 3);
+        assert_eq!(row.out.logprobs[0].top[0].0, 1);
+        // Streaming hands each entry out once.
+        assert_eq!(row.take_new_logprobs().1.len(), 3);
+        assert!(row.take_new_logprobs().1.is_empty());
+    }
+
+    #[test]
+    fn prompt_scoring_covers_each_prompt_token_after_the_first_once() {
+        let prompt = [10, 11, 12, 13, 14];
+        let mut row = Row::new(prompt.len(), 0);
+        // Chunk 0..2 predicts tokens 1 and 2.
+        let s = row.prompt_score(&prompt, 0, 2, 3).unwrap();
+        assert_eq!((s.from, s.next), (0, &prompt[1..3]));
+        row.add_prompt_logprobs(vec![TokenLogprob::from_logits(&[0.0; 4], 0, 0); 2]);
+        // Chunk 2..5: positions 2 and 3 predict tokens 3 and 4; position 4 predicts the
+        // first generated token, not a prompt token.
+        let s = row.prompt_score(&prompt, 2, 5, 3).unwrap();
+        assert_eq!((s.from, s.next), (0, &prompt[3..5]));
+        row.add_prompt_logprobs(vec![TokenLogprob::from_logits(&[0.0; 4], 0, 0); 2]);
+        // A rebuild from scratch scores nothing twice.
+        assert!(row.prompt_score(&prompt, 0, 5, 3).is_none());
+    }
 }

@@ -86,6 +86,9 @@ pub struct LoadedModel {
     pub dtype: DType,
     /// Keyword arguments for the chat template (Qwen3: enable_thinking=false).
     pub chat_kwargs: BTreeMap<String, Value>,
+    /// The positions the checkpoint was built for (config.json `max_position_embeddings`,
+    /// GGUF `context_length`); unknown for random-weight models.
+    pub max_context: Option<usize>,
 }
 
 impl LoadedModel {
@@ -355,6 +358,13 @@ fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
         device: opts.device.clone(),
         dtype: opts.dtype,
         chat_kwargs: BTreeMap::new(),
+        max_context: [
+            "max_position_embeddings",
+            "text_config.max_position_embeddings",
+        ]
+        .iter()
+        .find_map(|k| k.split('.').try_fold(&cfg, |v, f| v.get(f))?.as_u64())
+        .map(|v| v as usize),
     })
 }
 
@@ -458,6 +468,7 @@ fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
         device: opts.device.clone(),
         dtype: opts.dtype,
         chat_kwargs: BTreeMap::new(),
+        max_context: lcfg.max_position_embeddings,
     })
 }
 
@@ -599,6 +610,7 @@ fn random_loaded(
         device: opts.device.clone(),
         dtype: opts.dtype,
         chat_kwargs: BTreeMap::new(),
+        max_context: None,
     })
 }
 

@@ -3,6 +3,7 @@
 //! ([`skypilot`]) or Slurm job arrays ([`slurm`]). bwb never schedules machines itself;
 //! `bwb collect` merges the finished cells' results into one report.
 
+pub mod cell_sync;
 pub mod skypilot;
 pub mod slurm;
 
@@ -59,9 +60,20 @@ pub struct Cell {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Results {
     Local(PathBuf),
-    /// Pushed by `bwb sync` (`hf:ORG/REPO`, `s3://…`, `r2://…`), kept locally until then.
-    Remote(String),
+    /// `hf:ORG/REPO` (holds `ORG/REPO`): a hub dataset repo. Each cell pulls its folder from
+    /// `cells/<cell_id>/` before it starts and pushes it there while it runs and when done.
+    Hub(String),
+    /// `s3://…`, `r2://…` or `gs://…`: a bucket the engine mounts as a folder (SkyPilot's
+    /// `file_mounts`, at [`BUCKET_MOUNT`]); the cell finds it through [`RESULTS_DIR_ENV`].
+    Bucket(String),
 }
+
+/// Where the SkyPilot task mounts a bucket results location.
+pub const BUCKET_MOUNT: &str = "/bwb-results";
+/// The folder a bucket results location is mounted at, on the machine running a cell.
+pub const RESULTS_DIR_ENV: &str = "BWB_RESULTS_DIR";
+/// The repo folder holding each cell's folder, for hub results.
+pub const HUB_CELLS: &str = "cells/";
 
 impl Results {
     pub fn parse(s: &str) -> Result<Results> {
@@ -79,10 +91,10 @@ impl Results {
                     "--results {s}: a hub location is hf:ORG/REPO"
                 )));
             }
-            return Ok(Results::Remote(s.to_string()));
+            return Ok(Results::Hub(repo.to_string()));
         }
-        if s.starts_with("s3://") || s.starts_with("r2://") || s.starts_with("gs://") {
-            return Ok(Results::Remote(s.to_string()));
+        if ["s3://", "r2://", "gs://"].iter().any(|p| s.starts_with(p)) {
+            return Ok(Results::Bucket(s.to_string()));
         }
         if s.contains("://") {
             return Err(Error::Config(format!(
@@ -90,6 +102,22 @@ impl Results {
             )));
         }
         Ok(Results::Local(PathBuf::from(s)))
+    }
+
+    /// The folder holding the cells' folders on this machine: a local location itself, a
+    /// bucket where it is mounted ([`RESULTS_DIR_ENV`]), a hub repo's local copy under
+    /// `root/sweep-cells/`.
+    pub fn local_dir(&self, root: &Path) -> Result<PathBuf> {
+        match self {
+            Results::Local(p) => Ok(p.clone()),
+            Results::Hub(_) => Ok(root.join("sweep-cells")),
+            Results::Bucket(url) => match std::env::var_os(RESULTS_DIR_ENV) {
+                Some(dir) if !dir.is_empty() => Ok(PathBuf::from(dir)),
+                _ => Err(Error::Config(format!(
+                    "results at {url} are reached through a mounted folder: mount the bucket (the SkyPilot task mounts it at {BUCKET_MOUNT}) and set {RESULTS_DIR_ENV} to that folder"
+                ))),
+            },
+        }
     }
 }
 
@@ -232,22 +260,6 @@ pub fn engine_files(engine: Engine, f: &EngineFiles<'_>) -> Result<Vec<(String, 
     }
 }
 
-/// The push step of a finished cell whose results location is remote (`hf:ORG/REPO`, `s3://…`,
-/// `r2://…`), called by `bwb run --manifest M --cell ID` after the completion marker. Today it
-/// prints the `bwb sync` command to run and returns it; the integrator replaces the body with
-/// the call into `bwb sync` (push `cell_dir` to `results`). Until a matching pull runs before a
-/// cell starts, a cell restarted on a fresh machine (a preempted spot job) starts from an
-/// empty folder rather than from the checkpoints it pushed.
-pub fn sync_results_hook(cell_dir: &Path, results: &str) -> String {
-    let cmd = format!(
-        "bwb sync --what {} --direction up --repo {}",
-        shell_quote(&cell_dir.display().to_string()),
-        shell_quote(results)
-    );
-    println!("sync: push this cell's results with: {cmd}");
-    cmd
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,22 +287,17 @@ mod tests {
     fn results_locations_parse() {
         assert_eq!(
             Results::parse("hf:org/repo").unwrap(),
-            Results::Remote("hf:org/repo".into())
+            Results::Hub("org/repo".into())
+        );
+        assert_eq!(
+            Results::parse("r2://bucket/bwb").unwrap(),
+            Results::Bucket("r2://bucket/bwb".into())
         );
         assert!(Results::parse("hf:org").is_err());
         assert!(Results::parse("ftp://x").is_err());
         assert_eq!(
             Results::parse("out/cells").unwrap(),
             Results::Local("out/cells".into())
-        );
-    }
-
-    #[test]
-    fn sync_hook_names_the_bwb_sync_command() {
-        let cmd = sync_results_hook(Path::new("/w/cells/abc"), "hf:org/bwb-results");
-        assert_eq!(
-            cmd,
-            "bwb sync --what /w/cells/abc --direction up --repo hf:org/bwb-results"
         );
     }
 

@@ -3,7 +3,7 @@
 //! Field names follow SkyPilot's task schema (`sky/utils/schemas.py`); the tests run every
 //! file through `sky.Task.from_yaml_config`.
 
-use super::{shell_quote, EngineFiles, SECRETS};
+use super::{shell_quote, EngineFiles, Results, BUCKET_MOUNT, RESULTS_DIR_ENV, SECRETS};
 use crate::error::{Error, Result};
 
 /// A YAML double-quoted scalar (JSON strings are valid YAML).
@@ -16,7 +16,7 @@ fn task_yaml(f: &EngineFiles<'_>, gpu: bool, smoke: bool) -> String {
     let mut y = format!(
         "# bwb sweep `{sweep}`: one SkyPilot managed job per {kind} cell (submit.sh launches them;\n\
          # BWB_CELL comes from cells/<cell_id>.env). The run step runs that one cell, resumably,\n\
-         # and pushes its results when the manifest's results location is remote.\n\
+         # with its results folder in the hub repo (pulled first, pushed as it runs) or the mounted bucket.\n\
          name: {name}\n\
          workdir: .\n\
          resources:\n",
@@ -38,7 +38,25 @@ fn task_yaml(f: &EngineFiles<'_>, gpu: bool, smoke: bool) -> String {
         ))
     ));
     y.push_str("  job_recovery:\n    strategy: EAGER_NEXT_REGION\n    max_restarts_on_errors: 3\n");
+    let bucket = f
+        .cells
+        .first()
+        .and_then(|c| match Results::parse(&c.results) {
+            Ok(Results::Bucket(url)) => Some(url),
+            _ => None,
+        });
+    if let Some(url) = &bucket {
+        // MOUNT_CACHED: writes land on local disk and are uploaded in the background, so
+        // appends (predictions) and atomic renames (checkpoints) work, unlike plain MOUNT.
+        y.push_str(&format!(
+            "file_mounts:\n  {BUCKET_MOUNT}:\n    source: {}\n    mode: MOUNT_CACHED\n",
+            q(url)
+        ));
+    }
     y.push_str("envs:\n  BWB_CELL: null\n  BWB_ROOT: /opt/bwb\n");
+    if bucket.is_some() {
+        y.push_str(&format!("  {RESULTS_DIR_ENV}: {BUCKET_MOUNT}\n"));
+    }
     y.push_str(&format!("  BWB_SWEEP: {}\n", q(f.sweep)));
     y.push_str("secrets:\n");
     for s in SECRETS {

@@ -238,7 +238,7 @@ fn dist(v: &[f64]) -> Dist {
 /// The model's kind from its config, else guessed from the records (API models record no
 /// compute time).
 fn model_kind(configs: &Configs, model: &str, rows: &[(&Prediction, Row<'_>)]) -> ModelKind {
-    match configs.models.get(model) {
+    match configs.models.get(crate::paths::base_model(model)) {
         Some(m) => m.kind,
         None if rows.iter().all(|(p, _)| p.compute_ms.is_none()) => ModelKind::Api,
         None => ModelKind::Local,
@@ -263,23 +263,26 @@ fn cost_and_tco(
         .collect();
     let (serving, cost) = match kind {
         ModelKind::Api => {
-            let per_query = pricing.api.get(&g.model).map(|price| {
-                let v: Vec<f64> = rows
-                    .iter()
-                    .map(|(p, _)| {
-                        crate::backend::api::cost_usd(
-                            price,
-                            &Usage {
-                                input_tokens: p.input_tokens,
-                                output_tokens: p.output_tokens,
-                                cached_input_tokens: p.cached_input_tokens,
-                                ..Usage::default()
-                            },
-                        )
-                    })
-                    .collect();
-                stats::mean(&v).unwrap_or(0.0)
-            });
+            let per_query = pricing
+                .api
+                .get(crate::paths::base_model(&g.model))
+                .map(|price| {
+                    let v: Vec<f64> = rows
+                        .iter()
+                        .map(|(p, _)| {
+                            crate::backend::api::cost_usd(
+                                price,
+                                &Usage {
+                                    input_tokens: p.input_tokens,
+                                    output_tokens: p.output_tokens,
+                                    cached_input_tokens: p.cached_input_tokens,
+                                    ..Usage::default()
+                                },
+                            )
+                        })
+                        .collect();
+                    stats::mean(&v).unwrap_or(0.0)
+                });
             let cost = Cost {
                 per_query_usd: per_query,
                 spent_usd: (!spent.is_empty()).then(|| spent.iter().sum()),
@@ -306,7 +309,12 @@ fn cost_and_tco(
         }
     };
     let training_hours = if g.condition.is_lora() {
-        training_hours(cx.paths, &g.model, &cx.task.id, g.condition.name())
+        training_hours(
+            cx.paths,
+            crate::paths::base_model(&g.model),
+            &cx.task.id,
+            g.condition.name(),
+        )
     } else {
         None
     };

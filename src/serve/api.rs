@@ -147,6 +147,19 @@ pub struct Sampling {
     pub n: Option<i64>,
     pub stream: Option<bool>,
     pub stream_options: Option<StreamOptions>,
+    /// Chat: `true`/`false`; completions: how many alternatives per token (0–20).
+    pub logprobs: Option<LogprobsField>,
+    /// Chat: alternatives per token (0–20), with `logprobs: true`.
+    pub top_logprobs: Option<i64>,
+    pub ignore_eos: Option<bool>,
+}
+
+/// `logprobs`: a flag on chat, a count on completions (checked per endpoint).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(untagged)]
+pub enum LogprobsField {
+    Flag(bool),
+    Count(i64),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -164,18 +177,22 @@ pub struct ChatRequest {
     pub chat_template_kwargs: Option<BTreeMap<String, Value>>,
 }
 
-/// `prompt`: a string or a list of strings.
+/// `prompt`: a string, a list of strings, token ids, or a list of token-id lists.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Prompt {
     One(String),
     Many(Vec<String>),
+    Ids(Vec<u32>),
+    ManyIds(Vec<Vec<u32>>),
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct CompletionRequest {
     pub model: Option<String>,
     pub prompt: Prompt,
+    /// Answer the prompt before the completion (with its logprobs when asked).
+    pub echo: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

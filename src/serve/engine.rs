@@ -32,7 +32,7 @@ use std::time::Instant;
 use tokio::sync::mpsc as tmpsc;
 
 use super::metrics::{Latency, Metrics};
-use crate::model::generate::{self, Completion, FinishReason, GenParams, Row};
+use crate::model::generate::{self, Completion, FinishReason, GenParams, Row, TokenLogprob};
 use crate::model::load::LoadedModel;
 use crate::model::{Cache, ForwardCtx};
 
@@ -40,8 +40,14 @@ use crate::model::{Cache, ForwardCtx};
 #[derive(Debug)]
 pub enum Event {
     /// Text row `row` adds (streaming requests only): never part of a stop string, never a
-    /// partial UTF-8 character.
-    Delta { row: usize, text: String },
+    /// partial UTF-8 character; with the logprob entries of the prompt and generated tokens
+    /// not sent before (when the request asks for logprobs).
+    Delta {
+        row: usize,
+        text: String,
+        prompt_logprobs: Vec<TokenLogprob>,
+        logprobs: Vec<TokenLogprob>,
+    },
     /// Row `row` is finished.
     Done { row: usize, completion: Completion },
     /// The request failed; no more events follow.
@@ -369,7 +375,8 @@ impl<'a> Engine<'a> {
                 "engine: admitted request {id} ({} rows); {rows} rows running",
                 job.rows.len()
             );
-            let zero = job.params.max_new_tokens == 0;
+            // Nothing to run unless the prompt itself is scored (echo with logprobs).
+            let zero = job.params.max_new_tokens == 0 && job.params.prompt_logprobs.is_none();
             let model = &self.models[job.model];
             let seqs: Vec<Seq> = job
                 .rows
@@ -475,7 +482,13 @@ impl<'a> Engine<'a> {
         let chunk = self.limits.chunk();
         let mut spent = 0;
         while let Some(seq) = self.prefilling.front_mut() {
-            let Some(m) = self.requests.get(&seq.req).map(|r| r.model) else {
+            let Some((m, prompt_k, zero)) = self.requests.get(&seq.req).map(|r| {
+                (
+                    r.model,
+                    r.params.prompt_logprobs,
+                    r.params.max_new_tokens == 0,
+                )
+            }) else {
                 self.prefilling.pop_front();
                 continue;
             };
@@ -496,14 +509,17 @@ impl<'a> Engine<'a> {
             if len > budget && spent > 0 {
                 break;
             }
-            let logits = generate::extend_row(
+            let score =
+                prompt_k.and_then(|k| seq.state.prompt_score(&seq.prompt, seq.done, end, k));
+            let (logits, scored) = generate::extend_row(
                 &model.model,
                 &model.device,
                 &mut seq.cache,
-                &target[seq.done..end],
-                seq.done,
+                (&target[seq.done..end], seq.done),
                 &self.ctx,
+                score,
             )?;
+            seq.state.add_prompt_logprobs(scored);
             budget = budget.saturating_sub(len);
             spent += len;
             seq.done = end;
@@ -516,7 +532,7 @@ impl<'a> Engine<'a> {
             let Some(req) = self.requests.get_mut(&seq.req) else {
                 continue;
             };
-            if take_token(&mut seq, req, &logits, &model, &self.metrics)? {
+            if zero || take_token(&mut seq, req, &logits, &model, &self.metrics)? {
                 self.finish_seq(seq)?;
             } else {
                 let batch = &mut self.batches[m];
@@ -534,11 +550,20 @@ impl<'a> Engine<'a> {
             return Ok(());
         };
         let model = &self.models[req.model];
-        let (row, sent) = (seq.row, seq.sent);
-        let completion = seq.state.finish(&|ids| model.decode(ids))?;
-        if req.stream && completion.text.len() > sent && completion.text.is_char_boundary(sent) {
-            let text = completion.text[sent..].to_string();
-            let _ = req.events.send(Event::Delta { row, text });
+        let (row, sent, mut state) = (seq.row, seq.sent, seq.state);
+        let (prompt_logprobs, logprobs) = state.take_new_logprobs();
+        let completion = state.finish(&|ids| model.decode(ids))?;
+        let text = match completion.text.get(sent..) {
+            Some(t) => t.to_string(),
+            None => String::new(),
+        };
+        if req.stream && !(text.is_empty() && prompt_logprobs.is_empty() && logprobs.is_empty()) {
+            let _ = req.events.send(Event::Delta {
+                row,
+                text,
+                prompt_logprobs,
+                logprobs,
+            });
         }
         let reason = completion.finish_reason;
         let _ = req.events.send(Event::Done { row, completion });
@@ -597,9 +622,12 @@ fn take_token(
         if safe > seq.sent && text.is_char_boundary(seq.sent) {
             let piece = text[seq.sent..safe].to_string();
             seq.sent = safe;
+            let (prompt_logprobs, logprobs) = seq.state.take_new_logprobs();
             let _ = req.events.send(Event::Delta {
                 row: seq.row,
                 text: piece,
+                prompt_logprobs,
+                logprobs,
             });
         }
     }

@@ -37,6 +37,9 @@ use metrics::Metrics;
 /// `max_tokens` when a request gives none (capped at what the context leaves).
 pub const DEFAULT_MAX_TOKENS: usize = 256;
 
+/// Most alternatives per token a request may ask for (vLLM's default `--max-logprobs`).
+pub const MAX_LOGPROBS: i64 = 20;
+
 /// One name the server answers to: the base model or an adapter (whose `parent` is the base).
 pub struct ServedModel {
     pub name: String,
@@ -387,6 +390,9 @@ fn plan(
             top_k: s.top_k.filter(|&k| k > 0).map(|k| k as usize).unwrap_or(0),
             seed,
             stop: s.stop.clone().map(api::Stop::into_vec).unwrap_or_default(),
+            logprobs: None,
+            prompt_logprobs: None,
+            ignore_eos: s.ignore_eos.unwrap_or(false),
         },
         n: n as usize,
         stream: s.stream.unwrap_or(false),
@@ -396,6 +402,83 @@ fn plan(
             .and_then(|o| o.include_usage)
             .unwrap_or(false),
     })
+}
+
+/// `(logprobs, prompt_logprobs)` alternatives per token from a request's fields. Chat takes
+/// `logprobs: true` and `top_logprobs: k` (which needs `logprobs: true`); completions take
+/// `logprobs: k`, and with `echo` score the prompt too. `k` is at most [`MAX_LOGPROBS`].
+fn logprobs_of(
+    s: &Sampling,
+    chat: bool,
+    echo: bool,
+) -> Result<(Option<usize>, Option<usize>), ApiError> {
+    use api::LogprobsField::{Count, Flag};
+    let bad = |m: String, p: &str| ApiError::bad_request(m, Some(p));
+    let count = |v: i64, p: &str| match usize::try_from(v) {
+        Ok(k) if v <= MAX_LOGPROBS => Ok(k),
+        _ => Err(bad(
+            format!("{p} must be between 0 and {MAX_LOGPROBS}, got {v}"),
+            p,
+        )),
+    };
+    if !chat {
+        let k = match s.logprobs {
+            None => None,
+            Some(Count(v)) => Some(count(v, "logprobs")?),
+            Some(Flag(b)) => {
+                return Err(bad(
+                    format!("logprobs must be an integer on /v1/completions (alternatives per token, 0 to {MAX_LOGPROBS}), got {b}"),
+                    "logprobs",
+                ))
+            }
+        };
+        return Ok((k, k.filter(|_| echo)));
+    }
+    let on = match s.logprobs {
+        None => false,
+        Some(Flag(b)) => b,
+        Some(Count(v)) => {
+            return Err(bad(
+                format!("logprobs must be true or false on /v1/chat/completions, got {v}; set top_logprobs for alternatives"),
+                "logprobs",
+            ))
+        }
+    };
+    let top = match s.top_logprobs {
+        None => 0,
+        Some(_) if !on => {
+            return Err(bad(
+                "top_logprobs needs logprobs: true".into(),
+                "top_logprobs",
+            ))
+        }
+        Some(v) => count(v, "top_logprobs")?,
+    };
+    Ok((on.then_some(top), None))
+}
+
+/// A request's answer, filled in as its rows finish.
+fn answer(
+    st: &AppState,
+    served: &ServedModel,
+    chat: bool,
+    prompts: &[Vec<u32>],
+    plan: &Plan,
+    echo: Vec<(String, Vec<u32>)>,
+) -> respond::Answer {
+    let m = served.model.clone();
+    respond::Answer {
+        id: st.id(if chat { "chatcmpl" } else { "cmpl" }),
+        created: now(),
+        model: served.name.clone(),
+        chat,
+        prompt_tokens: prompts.iter().map(Vec::len).sum(),
+        outs: Vec::new(),
+        logprobs: plan.params.logprobs,
+        echo,
+        n: plan.n,
+        name_token: Arc::new(move |t| m.tokenizer.decode(&[t], false).unwrap_or_default()),
+    }
 }
 
 /// Submit `prompts` × `n` rows and answer from the engine's events (JSON or SSE).
@@ -452,15 +535,9 @@ async fn chat_inner(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<R
         true,
     )?;
     let prompts = vec![ids];
-    let plan = plan(&sampling, &prompts, &st.opts, "messages")?;
-    let answer = respond::Answer {
-        id: st.id("chatcmpl"),
-        created: now(),
-        model: served.name.clone(),
-        chat: true,
-        prompt_tokens: prompts.iter().map(Vec::len).sum(),
-        outs: Vec::new(),
-    };
+    let mut plan = plan(&sampling, &prompts, &st.opts, "messages")?;
+    (plan.params.logprobs, _) = logprobs_of(&sampling, true, false)?;
+    let answer = answer(st, served, true, &prompts, &plan, Vec::new());
     run_job(st, idx, &prompts, &plan, answer).await
 }
 
@@ -481,37 +558,74 @@ async fn completions_inner(
     let sampling: Sampling = api::parse(body)?;
     let idx = st.model(req.model.as_deref())?;
     let served = &st.models[idx];
-    let texts = match req.prompt {
-        api::Prompt::One(s) => vec![s],
-        api::Prompt::Many(v) => v,
+    let (prompts, texts): (Vec<Vec<u32>>, Vec<String>) =
+        completion_prompts(&served.model, req.prompt)?
+            .into_iter()
+            .unzip();
+    let echo = req.echo.unwrap_or(false);
+    let mut plan = plan(&sampling, &prompts, &st.opts, "prompt")?;
+    (plan.params.logprobs, plan.params.prompt_logprobs) = logprobs_of(&sampling, false, echo)?;
+    let echo = match echo {
+        true => texts.into_iter().zip(prompts.iter().cloned()).collect(),
+        false => Vec::new(),
     };
-    if texts.is_empty() {
+    let answer = answer(st, served, false, &prompts, &plan, echo);
+    run_job(st, idx, &prompts, &plan, answer).await
+}
+
+/// A completions request's prompts as token ids, each with its text: a string as given
+/// (tokenised with the tokenizer's special tokens, as `/tokenize` does), token ids checked
+/// against the vocabulary and decoded (special tokens kept).
+fn completion_prompts(
+    m: &LoadedModel,
+    prompt: api::Prompt,
+) -> Result<Vec<(Vec<u32>, String)>, ApiError> {
+    let out: Vec<(Vec<u32>, String)> = match prompt {
+        api::Prompt::One(s) => vec![(encode(m, &s, true)?, s)],
+        api::Prompt::Many(v) => v
+            .into_iter()
+            .map(|s| Ok((encode(m, &s, true)?, s)))
+            .collect::<Result<_, ApiError>>()?,
+        api::Prompt::Ids(ids) => vec![ids_prompt(m, ids)?],
+        api::Prompt::ManyIds(v) => v
+            .into_iter()
+            .map(|ids| ids_prompt(m, ids))
+            .collect::<Result<_, ApiError>>()?,
+    };
+    if out.is_empty() {
         return Err(ApiError::bad_request(
             "prompt must not be an empty list",
             Some("prompt"),
         ));
     }
-    let mut prompts = Vec::with_capacity(texts.len());
-    for (i, t) in texts.iter().enumerate() {
-        let ids = encode(&served.model, t, true)?;
-        if ids.is_empty() {
-            return Err(ApiError::bad_request(
-                format!("prompt {i} is empty after tokenisation; give it some text"),
-                Some("prompt"),
-            ));
-        }
-        prompts.push(ids);
+    if let Some(i) = out.iter().position(|(ids, _)| ids.is_empty()) {
+        return Err(ApiError::bad_request(
+            format!("prompt {i} is empty (no tokens); give it some text or token ids"),
+            Some("prompt"),
+        ));
     }
-    let plan = plan(&sampling, &prompts, &st.opts, "prompt")?;
-    let answer = respond::Answer {
-        id: st.id("cmpl"),
-        created: now(),
-        model: served.name.clone(),
-        chat: false,
-        prompt_tokens: prompts.iter().map(Vec::len).sum(),
-        outs: Vec::new(),
-    };
-    run_job(st, idx, &prompts, &plan, answer).await
+    Ok(out)
+}
+
+fn ids_prompt(m: &LoadedModel, ids: Vec<u32>) -> Result<(Vec<u32>, String), ApiError> {
+    check_vocab(m, &ids, "prompt")?;
+    let text = m
+        .tokenizer
+        .decode(&ids, false)
+        .map_err(|e| ApiError::bad_request(format!("decoding the prompt: {e}"), Some("prompt")))?;
+    Ok((ids, text))
+}
+
+/// Every id must be in the model's vocabulary.
+fn check_vocab(m: &LoadedModel, ids: &[u32], param: &str) -> Result<(), ApiError> {
+    let vocab = m.vocab_size();
+    match ids.iter().find(|&&t| t as usize >= vocab) {
+        Some(t) => Err(ApiError::bad_request(
+            format!("token id {t} is outside the vocabulary (size {vocab})"),
+            Some(param),
+        )),
+        None => Ok(()),
+    }
 }
 
 async fn tokenize(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -552,13 +666,7 @@ async fn detokenize(State(st): State<Arc<AppState>>, headers: HeaderMap, body: B
         let req: api::DetokenizeRequest = api::parse(&body)?;
         let idx = st.model(req.model.as_deref())?;
         let m = &st.models[idx].model;
-        let vocab = m.vocab_size();
-        if let Some(t) = req.tokens.iter().find(|&&t| t as usize >= vocab) {
-            return Err(ApiError::bad_request(
-                format!("token id {t} is outside the vocabulary (size {vocab})"),
-                Some("tokens"),
-            ));
-        }
+        check_vocab(m, &req.tokens, "tokens")?;
         let text = m
             .decode(&req.tokens)
             .map_err(|e| ApiError::bad_request(e.to_string(), Some("tokens")))?;

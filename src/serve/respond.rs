@@ -19,7 +19,11 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::api::{ApiError, Usage};
 use super::engine::Event;
-use crate::model::generate::{Completion, FinishReason};
+use crate::model::generate::{Completion, FinishReason, TokenLogprob};
+
+/// A token's text in logprobs (special tokens kept, as vLLM names them).
+pub type TokenNamer = std::sync::Arc<dyn Fn(u32) -> String + Send + Sync>;
+
 /// One request's answer (rows are prompt-major: prompt p, copy k at p·n + k); `outs` fill in
 /// as rows finish.
 pub struct Answer {
@@ -30,6 +34,18 @@ pub struct Answer {
     pub chat: bool,
     pub prompt_tokens: usize,
     pub outs: Vec<Completion>,
+    /// Answer logprobs with this many alternatives per token.
+    pub logprobs: Option<usize>,
+    /// `/v1/completions` with `echo`: each prompt's text and token ids (empty: no echo).
+    pub echo: Vec<(String, Vec<u32>)>,
+    /// Rows per prompt (`n`).
+    pub n: usize,
+    pub name_token: TokenNamer,
+}
+
+/// Logprobs as JSON numbers: −inf becomes OpenAI's −9999.
+fn clamp(x: f32) -> f64 {
+    (x as f64).max(-9999.0)
 }
 
 pub fn finish_reason(r: FinishReason) -> &'static str {
@@ -57,18 +73,117 @@ impl Answer {
         }
     }
 
+    /// Chat shape: `{"content": [{token, logprob, bytes, top_logprobs: [{token, logprob,
+    /// bytes}]}]}` (the `k` most likely tokens, most likely first).
+    fn chat_logprobs(&self, entries: &[TokenLogprob]) -> Value {
+        let item = |id: u32, lp: f32| {
+            let t = (self.name_token)(id);
+            json!({"token": t, "logprob": clamp(lp), "bytes": t.as_bytes()})
+        };
+        let content: Vec<Value> = entries
+            .iter()
+            .map(|e| {
+                let mut v = item(e.token, e.logprob);
+                v["top_logprobs"] = e.top.iter().map(|&(t, l)| item(t, l)).collect();
+                v
+            })
+            .collect();
+        json!({ "content": content })
+    }
+
+    /// Legacy completions shape: `{tokens, token_logprobs, top_logprobs, text_offset}`; a
+    /// token without an entry (the first prompt token) has nulls; each `top_logprobs` dict
+    /// holds the `k` most likely tokens and the token itself (as OpenAI's and vLLM's);
+    /// offsets count characters from `offset`.
+    fn legacy_logprobs(&self, tokens: &[(u32, Option<&TokenLogprob>)], mut offset: usize) -> Value {
+        let (mut names, mut lps, mut tops, mut offsets) = (vec![], vec![], vec![], vec![]);
+        for &(id, e) in tokens {
+            let name = (self.name_token)(id);
+            offsets.push(offset);
+            offset += name.chars().count();
+            lps.push(e.map(|e| clamp(e.logprob)));
+            tops.push(e.map(|e| {
+                let mut d = serde_json::Map::new();
+                // Tokens that read the same share a key: keep the larger logprob, so the
+                // dict's maximum is still the position's maximum (lm-eval's greedy check).
+                for &(t, l) in e.top.iter().chain([(e.token, e.logprob)].iter()) {
+                    let (key, l) = ((self.name_token)(t), clamp(l));
+                    if d.get(&key)
+                        .and_then(Value::as_f64)
+                        .is_none_or(|old| old < l)
+                    {
+                        d.insert(key, json!(l));
+                    }
+                }
+                d
+            }));
+            names.push(name);
+        }
+        json!({"tokens": names, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets})
+    }
+
+    /// A row's echoed prompt tokens with their entries (none for the first).
+    fn echo_tokens<'a>(
+        &self,
+        row: usize,
+        entries: &'a [TokenLogprob],
+    ) -> Vec<(u32, Option<&'a TokenLogprob>)> {
+        let ids = self
+            .echo
+            .get(row / self.n.max(1))
+            .map(|e| e.1.as_slice())
+            .unwrap_or(&[]);
+        ids.iter()
+            .enumerate()
+            .map(|(i, &id)| (id, i.checked_sub(1).and_then(|j| entries.get(j))))
+            .collect()
+    }
+
+    fn echo_text(&self, row: usize) -> &str {
+        self.echo
+            .get(row / self.n.max(1))
+            .map(|e| e.0.as_str())
+            .unwrap_or("")
+    }
+
+    /// Row `row`'s logprobs for `prompt` (echoed) and `generated` entries, or null.
+    fn logprobs_json(
+        &self,
+        row: usize,
+        prompt: Option<&[TokenLogprob]>,
+        generated: &[TokenLogprob],
+        offset: usize,
+    ) -> Value {
+        if self.logprobs.is_none() {
+            return Value::Null;
+        }
+        if self.chat {
+            return self.chat_logprobs(generated);
+        }
+        let mut tokens = match prompt {
+            Some(p) => self.echo_tokens(row, p),
+            None => Vec::new(),
+        };
+        tokens.extend(generated.iter().map(|e| (e.token, Some(e))));
+        self.legacy_logprobs(&tokens, offset)
+    }
+
     fn body(&self) -> Value {
+        let echo = !self.echo.is_empty();
         let choices: Vec<Value> = self
             .outs
             .iter()
             .enumerate()
             .map(|(i, c)| {
                 let reason = finish_reason(c.finish_reason);
+                let prompt = echo.then_some(c.prompt_logprobs.as_slice());
+                let logprobs = self.logprobs_json(i, prompt, &c.logprobs, 0);
                 if self.chat {
                     json!({"index": i, "message": {"role": "assistant", "content": c.text},
-                           "logprobs": null, "finish_reason": reason})
+                           "logprobs": logprobs, "finish_reason": reason})
                 } else {
-                    json!({"index": i, "text": c.text, "logprobs": null, "finish_reason": reason})
+                    let text = format!("{}{}", self.echo_text(i), c.text);
+                    json!({"index": i, "text": text, "logprobs": logprobs, "finish_reason": reason})
                 }
             })
             .collect();
@@ -87,7 +202,7 @@ impl Answer {
     fn chunk(
         &self,
         i: usize,
-        text: Option<&str>,
+        (text, logprobs): (Option<&str>, Value),
         role: bool,
         reason: Option<&str>,
         usage: bool,
@@ -100,9 +215,9 @@ impl Answer {
             if let Some(t) = text {
                 delta.insert("content".into(), json!(t));
             }
-            json!({"index": i, "delta": delta, "logprobs": null, "finish_reason": reason})
+            json!({"index": i, "delta": delta, "logprobs": logprobs, "finish_reason": reason})
         } else {
-            json!({"index": i, "text": text.unwrap_or(""), "logprobs": null, "finish_reason": reason})
+            json!({"index": i, "text": text.unwrap_or(""), "logprobs": logprobs, "finish_reason": reason})
         };
         let mut v = json!({
             "id": self.id,
@@ -157,9 +272,52 @@ struct Streamer {
     rows: usize,
     started: bool,
     finished: bool,
+    /// Per row: whether the echoed prompt went out, and the characters sent (text offsets).
+    echoed: Vec<bool>,
+    sent_chars: Vec<usize>,
 }
 
 impl Streamer {
+    fn new(answer: Answer, rx: UnboundedReceiver<Event>, rows: usize, include_usage: bool) -> Self {
+        Self {
+            answer,
+            rx,
+            include_usage,
+            rows,
+            started: false,
+            finished: false,
+            echoed: vec![false; rows],
+            sent_chars: vec![0; rows],
+        }
+    }
+
+    /// A content chunk for `row`: the echoed prompt first (completions with `echo`), then
+    /// `text`, with the entries' logprobs.
+    fn delta(
+        &mut self,
+        row: usize,
+        text: &str,
+        prompt_logprobs: &[TokenLogprob],
+        logprobs: &[TokenLogprob],
+    ) -> Value {
+        let a = &self.answer;
+        let first = !a.echo.is_empty() && !self.echoed.get(row).copied().unwrap_or(true);
+        let text = match first {
+            true => format!("{}{text}", a.echo_text(row)),
+            false => text.to_string(),
+        };
+        let offset = self.sent_chars.get(row).copied().unwrap_or(0);
+        let lp = a.logprobs_json(row, first.then_some(prompt_logprobs), logprobs, offset);
+        let v = a.chunk(row, (Some(&text), lp), false, None, self.include_usage);
+        if let Some(e) = self.echoed.get_mut(row) {
+            *e = true;
+        }
+        if let Some(c) = self.sent_chars.get_mut(row) {
+            *c += text.chars().count();
+        }
+        v
+    }
+
     /// The next piece of the SSE body; `None` once `[DONE]` is sent.
     async fn next(&mut self) -> Option<String> {
         if self.finished {
@@ -172,27 +330,44 @@ impl Streamer {
                 for i in 0..self.rows {
                     event(
                         &mut out,
-                        &self
-                            .answer
-                            .chunk(i, Some(""), true, None, self.include_usage),
+                        &self.answer.chunk(
+                            i,
+                            (Some(""), Value::Null),
+                            true,
+                            None,
+                            self.include_usage,
+                        ),
                     );
                 }
                 return Some(out);
             }
         }
-        let a = &self.answer;
         match self.rx.recv().await {
-            Some(Event::Delta { row, text }) => {
-                event(
-                    &mut out,
-                    &a.chunk(row, Some(&text), false, None, self.include_usage),
-                );
+            Some(Event::Delta {
+                row,
+                text,
+                prompt_logprobs,
+                logprobs,
+            }) => {
+                let v = self.delta(row, &text, &prompt_logprobs, &logprobs);
+                event(&mut out, &v);
             }
             Some(Event::Done { row, completion }) => {
+                if !self.answer.echo.is_empty() && !self.echoed.get(row).copied().unwrap_or(true) {
+                    let v = self.delta(row, "", &[], &[]);
+                    event(&mut out, &v);
+                }
                 let reason = finish_reason(completion.finish_reason);
+                let a = &self.answer;
                 event(
                     &mut out,
-                    &a.chunk(row, None, false, Some(reason), self.include_usage),
+                    &a.chunk(
+                        row,
+                        (None, Value::Null),
+                        false,
+                        Some(reason),
+                        self.include_usage,
+                    ),
                 );
                 self.answer.outs.push(completion);
                 if self.answer.outs.len() == self.rows {
@@ -242,14 +417,7 @@ pub(super) async fn respond(
         answer.outs = collect(rx, rows).await?;
         return Ok(Json(answer.body()).into_response());
     }
-    let streamer = Streamer {
-        answer,
-        rx,
-        include_usage: plan.include_usage,
-        rows,
-        started: false,
-        finished: false,
-    };
+    let streamer = Streamer::new(answer, rx, rows, plan.include_usage);
     let body = futures_util::stream::unfold(streamer, |mut s| async move {
         let piece = s.next().await?;
         Some((Ok::<Bytes, Infallible>(Bytes::from(piece)), s))
@@ -282,16 +450,12 @@ mod tests {
             chat,
             prompt_tokens: 3,
             outs: Vec::new(),
+            logprobs: None,
+            echo: Vec::new(),
+            n: 1,
+            name_token: std::sync::Arc::new(|t| format!("<{t}>")),
         };
-        let s = Streamer {
-            answer,
-            rx,
-            include_usage,
-            rows,
-            started: false,
-            finished: false,
-        };
-        (s, tx)
+        (Streamer::new(answer, rx, rows, include_usage), tx)
     }
 
     /// Every SSE piece until the stream ends.
@@ -317,6 +481,8 @@ mod tests {
                 prompt_tokens: 3,
                 completion_tokens: tokens,
                 text: text.into(),
+                logprobs: Vec::new(),
+                prompt_logprobs: Vec::new(),
             },
         }
     }
@@ -327,11 +493,15 @@ mod tests {
         tx.send(Event::Delta {
             row: 1,
             text: "b".into(),
+            prompt_logprobs: vec![],
+            logprobs: vec![],
         })
         .unwrap();
         tx.send(Event::Delta {
             row: 0,
             text: "a".into(),
+            prompt_logprobs: vec![],
+            logprobs: vec![],
         })
         .unwrap();
         tx.send(done(0, "a", 1)).unwrap();
@@ -358,6 +528,8 @@ mod tests {
         tx.send(Event::Delta {
             row: 0,
             text: "partial".into(),
+            prompt_logprobs: vec![],
+            logprobs: vec![],
         })
         .unwrap();
         tx.send(Event::Error("out of memory".into())).unwrap();

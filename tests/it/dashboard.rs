@@ -728,6 +728,38 @@ fn experiments_render_beside_tasks_and_alone() {
     assert_eq!(page.dom.matches("<tr>").count(), 1 + 2 * 3);
     let data = read_json(&built.data_dir.join("experiments.json"));
     assert_eq!(data.as_array().unwrap().len(), 2);
+    // A compressed experiment paired with lb-a: accuracy vs tokens sent for both modes, and
+    // the paired comparison in its row.
+    let mut comp = experiment_summary("lb-c", "openai:gpt-4o");
+    comp["mode"] = json!("compressed");
+    comp["tokens"]["avg_input_tokens"] = json!(360.0);
+    comp["vs_baseline"] = json!({
+        "baseline": "lb-a", "compressed": "lb-c", "method": "selective", "pairs": 3,
+        "metrics": {"f1": {"baseline": 0.5, "compressed": 0.45, "diff": -0.05,
+            "ci_low": -0.2, "ci_high": 0.1, "p_value": 0.61, "n": 3}},
+        "input_tokens": {"baseline": 2700.0, "compressed": 1080.0, "reduction": 0.6},
+        "latency_ms": {"baseline": 120.0, "compressed": 150.0, "overhead": 30.0},
+        "cost_usd": {"baseline": 0.003, "compressed": 0.0015, "saved": 0.0015},
+    });
+    let dir = paths.results().join("experiments").join("lb-c");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("summary.json"), comp.to_string()).unwrap();
+    let built = dashboard::build(&paths).unwrap();
+    let page = render(browser, &built.site_dir);
+    assert_eq!(page.errors, Vec::<String>::new(), "page errors");
+    assert_eq!(page.charts_drawn, Some(2));
+    assert_eq!(page.blank_canvases, Some(0));
+    assert!(
+        page.dom
+            .contains("exact_match vs input tokens sent per example (baseline and compressed)"),
+        "accuracy vs tokens chart"
+    );
+    assert!(
+        page.dom
+            .contains("60.0 % fewer tokens; f1 Δ -0.050 [-0.200–0.100] p=0.610 (3 pairs vs lb-a)"),
+        "paired comparison in the compressed row"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
     // Beside the fine-tune tasks.
     write_summaries(root.path(), false, &all_summaries(&TASKS));
     let built = dashboard::build(&paths).unwrap();

@@ -982,6 +982,60 @@ fn compressed_mode_goes_through_scaledown_beside_baseline() {
     let csv = p.read("results/smoke/experiments/comp/summary.csv");
     assert!(csv.lines().next().unwrap().contains("token_reduction"));
 
+    // Baseline and compressed side by side, paired example by example, worked by hand.
+    assert!(
+        out.contains("base → comp (scaledown, 4 paired examples)"),
+        "{out}"
+    );
+    assert!(legacy["vs_baseline"].is_null() && base["vs_baseline"].is_null());
+    let vs = &comp["vs_baseline"];
+    assert_eq!(vs["baseline"], "base");
+    assert_eq!(vs["pairs"], 4);
+    let b_rows = by_id(&rows(&p, "base/base.jsonl"));
+    let c_rows = by_id(&rows(&p, "comp/comp.jsonl"));
+    let sum = |rows: &BTreeMap<String, Value>, f: &dyn Fn(&Value) -> f64| -> f64 {
+        rows.values().map(f).sum()
+    };
+    let b_tok = sum(&b_rows, &|r| r["input_tokens"].as_f64().unwrap());
+    let c_tok = sum(&c_rows, &|r| r["input_tokens"].as_f64().unwrap());
+    assert_eq!(vs["input_tokens"]["baseline"].as_f64().unwrap(), b_tok);
+    assert_eq!(vs["input_tokens"]["compressed"].as_f64().unwrap(), c_tok);
+    assert!(
+        (vs["input_tokens"]["reduction"].as_f64().unwrap() - (1.0 - c_tok / b_tok)).abs() < 1e-12
+    );
+    let b_f1 = sum(&b_rows, &|r| r["metrics"]["f1"].as_f64().unwrap()) / 4.0;
+    let c_f1 = sum(&c_rows, &|r| r["metrics"]["f1"].as_f64().unwrap()) / 4.0;
+    let f1 = &vs["metrics"]["f1"];
+    assert!(
+        (f1["baseline"].as_f64().unwrap() - b_f1).abs() < 1e-12,
+        "{f1}"
+    );
+    assert!(
+        (f1["compressed"].as_f64().unwrap() - c_f1).abs() < 1e-12,
+        "{f1}"
+    );
+    assert!(
+        (f1["diff"].as_f64().unwrap() - (c_f1 - b_f1)).abs() < 1e-12,
+        "{f1}"
+    );
+    let (lo, hi) = (
+        f1["ci_low"].as_f64().unwrap(),
+        f1["ci_high"].as_f64().unwrap(),
+    );
+    assert!(
+        lo <= c_f1 - b_f1 + 1e-12 && c_f1 - b_f1 <= hi + 1e-12,
+        "{f1}"
+    );
+    let p_value = f1["p_value"].as_f64().unwrap();
+    assert!(p_value > 0.0 && p_value <= 1.0);
+    // gpt-4o has no price in the smoke configs: with an unpriced call, no cost comparison.
+    assert!(b_rows.values().all(|r| r["cost_usd"].is_null()));
+    assert!(vs["cost_usd"]["compressed"].is_null() && vs["cost_usd"]["saved"].is_null());
+    let c_lat = sum(&c_rows, &|r| {
+        r["latency_ms"].as_f64().unwrap() + r["compression"]["latency_ms"].as_f64().unwrap()
+    }) / 4.0;
+    assert!((vs["latency_ms"]["compressed"].as_f64().unwrap() - c_lat).abs() < 1e-9);
+
     // A rerun compresses nothing again and sends nothing to the model.
     let (sd0, api0) = (SD_SEEN.load(Ordering::SeqCst), server.received());
     p.bwb(&["--smoke-test", "experiments", "--config", "exp.yaml"])
@@ -1068,19 +1122,11 @@ fn compressed_mode_runs_the_local_compressors_beside_baseline() {
             let sent = r["compression"]["compressed_context"].as_str().unwrap();
             assert!(!server.users_with(sent).is_empty(), "{sent}");
         }
-        // Side by side: baseline and compressed in one table.
-        assert!(
-            out.lines().any(|l| l.starts_with(&format!("{id} "))
-                && l.contains(" compressed ")
-                && l.contains(method)),
-            "{out}"
-        );
+        // Side by side with the baseline, on the same examples.
+        let head = format!("base → {id} ({method}, 2 paired examples)");
+        assert!(out.contains(&head), "{out}");
+        assert_eq!(s["vs_baseline"]["pairs"], 2, "{}", s["vs_baseline"]);
     }
-    assert!(
-        out.lines()
-            .any(|l| l.starts_with("base ") && l.contains("baseline")),
-        "{out}"
-    );
 }
 
 #[test]

@@ -113,6 +113,10 @@ fn post(
     (status, headers, v, text)
 }
 
+fn get_json(s: &Server, path: &str) -> Value {
+    serde_json::from_str(&client().get(s.url(path)).send().unwrap().text().unwrap()).unwrap()
+}
+
 fn ok_json(s: &Server, path: &str, body: Value) -> Value {
     let (status, _, v, text) = post(s, path, body.to_string(), None);
     assert_eq!(
@@ -472,13 +476,19 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
         ),
         (
             "/v1/completions",
-            json!({"prompt": [1, 2, 3]}).to_string().into_bytes(),
+            json!({"prompt": [1, 2, 999999]}).to_string().into_bytes(),
             400,
             Some("prompt"),
         ),
         (
             "/v1/completions",
             json!({"prompt": ""}).to_string().into_bytes(),
+            400,
+            Some("prompt"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": [1, -2]}).to_string().into_bytes(),
             400,
             Some("prompt"),
         ),
@@ -610,16 +620,22 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-#[test]
-fn an_adapter_is_served_by_name_and_matches_generate_with_it() {
-    // The tiny Qwen3 fixture with the smoke byte tokenizer (as tests/it/generate.rs does).
-    let p = Project::new();
+/// The tiny Qwen3 fixture with the smoke byte tokenizer (as tests/it/generate.rs does),
+/// copied into the project.
+fn qwen3_dir(p: &Project) -> PathBuf {
     let dir = p.path("qwen3");
     crate::common::copy_dir(&fixture("qwen3"), &dir);
     bwb::model::load::byte_tokenizer(256 + 3)
         .unwrap()
         .save(dir.join("tokenizer.json"), false)
         .unwrap();
+    dir
+}
+
+#[test]
+fn an_adapter_is_served_by_name_and_matches_generate_with_it() {
+    let p = Project::new();
+    let dir = qwen3_dir(&p);
     let adapter = fixture("qwen3").join("adapter");
     let gen = |with_adapter: bool| {
         let mut args = vec![
@@ -652,15 +668,7 @@ fn an_adapter_is_served_by_name_and_matches_generate_with_it() {
             &lora,
         ],
     );
-    let models: Value = serde_json::from_str(
-        &client()
-            .get(s.url("/v1/models"))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap(),
-    )
-    .unwrap();
+    let models = get_json(&s, "/v1/models");
     let data = models["data"].as_array().unwrap();
     assert_eq!(data.len(), 2, "{models}");
     assert_eq!(
@@ -816,6 +824,19 @@ for endpoint in ("chat", "completions"):
         text = "".join(c.choices[0].text for c in chunks if c.choices)
         assert text == cmpl.choices[0].text, (text, cmpl)
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0, chunks[-1]
+lp = client.chat.completions.create(model="smoke", messages=[{"role": "user", "content": "Hello"}], max_tokens=3, temperature=0, logprobs=True, top_logprobs=3, extra_body={"ignore_eos": True})
+content = lp.choices[0].logprobs.content
+assert len(content) == 3 and all(len(t.top_logprobs) == 3 for t in content), lp
+assert all(t.logprob == t.top_logprobs[0].logprob for t in content), lp
+echo = client.completions.create(model="smoke", prompt=[[97, 98, 99]], max_tokens=0, echo=True, logprobs=1, temperature=0)
+assert echo.choices[0].text == "abc" and echo.choices[0].logprobs.tokens == ["a", "b", "c"], echo
+assert echo.choices[0].logprobs.token_logprobs[0] is None and echo.choices[0].logprobs.top_logprobs[0] is None, echo
+assert all(l <= 0 for l in echo.choices[0].logprobs.token_logprobs[1:]), echo
+try:
+    client.chat.completions.create(model="smoke", messages=[{"role": "user", "content": "Hello"}], logprobs=True, top_logprobs=21)
+    raise SystemExit("top_logprobs=21 was accepted")
+except openai.BadRequestError as e:
+    assert "top_logprobs" in str(e), e
 try:
     client.chat.completions.create(model="smoke", messages=[{"role": "user", "content": "Hello"}], max_tokens=-1)
     raise SystemExit("max_tokens=-1 was accepted")
@@ -1399,4 +1420,376 @@ fn every_fixture_architecture_answers_as_alone_when_requests_join_a_running_batc
         });
         assert_eq!(together, alone, "{arch}");
     }
+}
+
+/// lm-evaluation-harness `local-completions` loglikelihood: the answer to
+/// `{"prompt": ids, "max_tokens": 1, "echo": true, "logprobs": 1}` is read as the sum of
+/// `token_logprobs[ctxlen:-1]` and whether each of those equals its `top_logprobs` maximum.
+fn lm_eval_parse(choice: &Value, ctxlen: usize) -> (f64, bool) {
+    let lps = choice["logprobs"]["token_logprobs"].as_array().unwrap();
+    let tops = choice["logprobs"]["top_logprobs"].as_array().unwrap();
+    let end = lps.len() - 1;
+    let sum = lps[ctxlen..end].iter().map(|v| v.as_f64().unwrap()).sum();
+    let greedy = lps[ctxlen..end]
+        .iter()
+        .zip(&tops[ctxlen..end])
+        .all(|(lp, top)| {
+            let max = top
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|v| v.as_f64().unwrap())
+                .fold(f64::NEG_INFINITY, f64::max);
+            lp.as_f64().unwrap() == max
+        });
+    (sum, greedy)
+}
+
+fn tokenize(s: &Server, text: &str) -> Vec<u64> {
+    let v = ok_json(s, "/tokenize", json!({"prompt": text}));
+    v["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn logprobs_are_log_probabilities_in_the_chat_and_legacy_shapes_streamed_or_not() {
+    let s = smoke_server(&[]);
+    let msgs = json!([{"role": "user", "content": "Hello"}]);
+    let body = json!({"messages": msgs, "max_tokens": 6, "temperature": 0, "logprobs": true, "top_logprobs": 5, "ignore_eos": true});
+    let chat = ok_json(&s, "/v1/chat/completions", body.clone());
+    let content = chat["choices"][0]["logprobs"]["content"]
+        .as_array()
+        .unwrap();
+    assert_eq!(content.len(), 6, "ignore_eos runs to max_tokens: {chat}");
+    assert_eq!(chat["usage"]["completion_tokens"], 6);
+    for e in content {
+        let top = e["top_logprobs"].as_array().unwrap();
+        assert_eq!(top.len(), 5, "{e}");
+        let lps: Vec<f64> = top.iter().map(|t| t["logprob"].as_f64().unwrap()).collect();
+        assert!(lps.windows(2).all(|w| w[0] >= w[1]), "sorted: {lps:?}");
+        assert!(lps.iter().all(|&l| l <= 0.0 && l > -9999.0), "{lps:?}");
+        assert!(lps.iter().map(|l| l.exp()).sum::<f64>() <= 1.0 + 1e-6);
+        // Greedy: the chosen token is the most likely one.
+        assert_eq!(e["logprob"], top[0]["logprob"], "{e}");
+        assert_eq!(e["token"], top[0]["token"]);
+        let bytes: Vec<u8> = e["bytes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b.as_u64().unwrap() as u8)
+            .collect();
+        assert_eq!(bytes, e["token"].as_str().unwrap().as_bytes());
+    }
+    // Streamed: the same entries, spread over the chunks.
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let events = stream(&s, "/v1/chat/completions", streamed);
+    let joined: Vec<Value> = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["logprobs"]["content"].as_array())
+        .flatten()
+        .cloned()
+        .collect();
+    assert_eq!(&joined, content);
+    // Without logprobs they are null; chat logprobs take a flag, completions a count.
+    let plain = ok_json(
+        &s,
+        "/v1/chat/completions",
+        json!({"messages": msgs, "max_tokens": 2}),
+    );
+    assert!(plain["choices"][0]["logprobs"].is_null());
+    for (path, bad, param) in [
+        (
+            "/v1/chat/completions",
+            json!({"messages": msgs, "logprobs": true, "top_logprobs": 21}),
+            "top_logprobs",
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": msgs, "top_logprobs": 2}),
+            "top_logprobs",
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": msgs, "logprobs": 3}),
+            "logprobs",
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "abc", "logprobs": true}),
+            "logprobs",
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "abc", "logprobs": -1}),
+            "logprobs",
+        ),
+        ("/v1/completions", json!({"prompt": [1, 99999]}), "prompt"),
+    ] {
+        let (st, _, v, t) = post(&s, path, bad.to_string(), None);
+        assert_error(st, 400, &v, &t);
+        assert_eq!(v["error"]["param"], param, "{bad}: {t}");
+    }
+
+    // Legacy shape: tokens, token_logprobs, top_logprobs dicts (k + the token), offsets.
+    let cmpl = ok_json(
+        &s,
+        "/v1/completions",
+        json!({"prompt": "abc", "max_tokens": 4, "temperature": 0, "logprobs": 3, "ignore_eos": true}),
+    );
+    let lp = &cmpl["choices"][0]["logprobs"];
+    let toks = lp["tokens"].as_array().unwrap();
+    assert_eq!(toks.len(), 4, "{cmpl}");
+    let mut offset = 0;
+    for (i, t) in toks.iter().enumerate() {
+        assert_eq!(lp["text_offset"][i], offset);
+        offset += t.as_str().unwrap().chars().count();
+        let top = lp["top_logprobs"][i].as_object().unwrap();
+        assert!(!top.is_empty() && top.len() <= 4, "{top:?}");
+        let max = top
+            .values()
+            .map(|v| v.as_f64().unwrap())
+            .fold(f64::MIN, f64::max);
+        assert_eq!(lp["token_logprobs"][i].as_f64().unwrap(), max, "greedy");
+    }
+    let events = stream(
+        &s,
+        "/v1/completions",
+        json!({"prompt": "abc", "max_tokens": 4, "temperature": 0, "logprobs": 3, "ignore_eos": true, "stream": true}),
+    );
+    let streamed: Vec<Value> = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["logprobs"]["token_logprobs"].as_array())
+        .flatten()
+        .cloned()
+        .collect();
+    assert_eq!(&streamed, lp["token_logprobs"].as_array().unwrap());
+}
+
+/// Extend `context` (token ids) by up to 3 tokens, each the most likely printable-ASCII
+/// token among the top 20 after what precedes it (the byte tokenizer's id for it is its byte),
+/// with the logprob generation gives it and whether it was the most likely token.
+fn scored_continuation(s: &Server, context: &[u64]) -> Vec<(u64, f64, bool)> {
+    let mut out: Vec<(u64, f64, bool)> = Vec::new();
+    for _ in 0..3 {
+        let prompt: Vec<u64> = context
+            .iter()
+            .copied()
+            .chain(out.iter().map(|t| t.0))
+            .collect();
+        let v = ok_json(
+            s,
+            "/v1/completions",
+            json!({"prompt": prompt, "max_tokens": 1, "temperature": 0, "logprobs": 20, "ignore_eos": true}),
+        );
+        let top = v["choices"][0]["logprobs"]["top_logprobs"][0]
+            .as_object()
+            .unwrap()
+            .clone();
+        let max = top
+            .values()
+            .map(|v| v.as_f64().unwrap())
+            .fold(f64::MIN, f64::max);
+        let best = top
+            .iter()
+            .filter(|(k, _)| k.len() == 1 && k.as_bytes()[0].is_ascii_graphic())
+            .map(|(k, v)| (k.as_bytes()[0] as u64, v.as_f64().unwrap()))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let Some((id, lp)) = best else { break };
+        out.push((id, lp, lp == max));
+    }
+    assert!(!out.is_empty(), "no printable token among the top 20");
+    out
+}
+
+#[test]
+fn echo_scores_the_prompt_as_generation_scores_the_continuation_and_lm_eval_reads_it() {
+    // Prefill chunks of 5 − 2 = 3 tokens: the echoed prompt is scored across chunks.
+    let s = smoke_server(&["--max-num-seqs", "2", "--max-batch-tokens", "5"]);
+    let context = tokenize(&s, "The cat");
+    let cont = scored_continuation(&s, &context);
+    let full: Vec<u64> = context
+        .iter()
+        .copied()
+        .chain(cont.iter().map(|t| t.0))
+        .collect();
+    // What lm-eval sends (max_tokens 0 and 1 both accepted), here two token-id prompts.
+    for max_tokens in [0, 1] {
+        let v = ok_json(
+            &s,
+            "/v1/completions",
+            json!({"prompt": [full.clone(), context.clone()], "max_tokens": max_tokens, "echo": true,
+                   "logprobs": 1, "temperature": 0, "seed": 1234, "ignore_eos": true}),
+        );
+        assert_eq!(v["choices"].as_array().unwrap().len(), 2, "{v}");
+        assert_eq!(v["usage"]["prompt_tokens"], full.len() + context.len());
+        assert_eq!(v["usage"]["completion_tokens"], 2 * max_tokens);
+        let c = &v["choices"][0];
+        let lps = c["logprobs"]["token_logprobs"].as_array().unwrap();
+        assert_eq!(lps.len(), full.len() + max_tokens, "{v}");
+        assert!(lps[0].is_null() && c["logprobs"]["top_logprobs"][0].is_null());
+        assert!(lps[1..].iter().all(|l| l.as_f64().unwrap() <= 0.0));
+        let prompt_text = ok_json(&s, "/detokenize", json!({"tokens": full}))["prompt"].clone();
+        assert!(c["text"]
+            .as_str()
+            .unwrap()
+            .starts_with(prompt_text.as_str().unwrap()));
+        // The continuation's echoed logprobs are the ones generation gave it.
+        for (i, &(_, want, _)) in cont.iter().enumerate() {
+            let got = lps[context.len() + i].as_f64().unwrap();
+            assert!((got - want).abs() < 1e-4, "token {i}: {got} vs {want}");
+        }
+        if max_tokens == 1 {
+            let (sum, greedy) = lm_eval_parse(c, context.len());
+            let want: f64 = cont.iter().map(|t| t.1).sum();
+            assert!((sum - want).abs() < 1e-3, "{sum} vs {want}");
+            assert_eq!(greedy, cont.iter().all(|t| t.2), "{v}");
+        }
+    }
+}
+
+#[test]
+fn token_id_prompts_answer_as_their_text_and_tokenize_round_trips() {
+    let s = smoke_server(&[]);
+    let ids = tokenize(&s, "abc");
+    let text = ok_json(&s, "/detokenize", json!({"tokens": ids}));
+    assert_eq!(text["prompt"], "abc");
+    let body = |prompt: Value| json!({"prompt": prompt, "max_tokens": 5, "temperature": 0});
+    let by_text = ok_json(&s, "/v1/completions", body(json!("abc")));
+    let by_ids = ok_json(&s, "/v1/completions", body(json!(ids)));
+    assert_eq!(by_ids["choices"][0]["text"], by_text["choices"][0]["text"]);
+    assert_eq!(by_ids["usage"], by_text["usage"]);
+    let de = tokenize(&s, "de");
+    let batch = ok_json(&s, "/v1/completions", body(json!([ids, de])));
+    let alone = ok_json(&s, "/v1/completions", body(json!("de")));
+    assert_eq!(batch["choices"][0]["text"], by_text["choices"][0]["text"]);
+    assert_eq!(batch["choices"][1]["text"], alone["choices"][0]["text"]);
+    let (st, _, v, t) = post(&s, "/v1/completions", body(json!([[]])).to_string(), None);
+    assert_error(st, 400, &v, &t);
+}
+
+#[test]
+fn max_model_len_defaults_to_the_models_context_and_longer_prompts_answer_400() {
+    let p = Project::new();
+    let dir = qwen3_dir(&p);
+    let model = dir.to_str().unwrap().to_string();
+    // Beyond the checkpoint's max_position_embeddings (256): a one-line startup error.
+    let err = p
+        .bwb(&[
+            "serve",
+            "--model",
+            &model,
+            "--max-model-len",
+            "1000",
+            "--port",
+            "0",
+        ])
+        .fails(1);
+    assert!(err.contains("1000") && err.contains("256"), "{err}");
+    let s = Server::start(p, &[], &["--model", &model]);
+    let models = get_json(&s, "/v1/models");
+    assert_eq!(models["data"][0]["max_model_len"], 256);
+    let ok = ok_json(
+        &s,
+        "/v1/completions",
+        json!({"prompt": "a".repeat(200), "max_tokens": 2}),
+    );
+    assert_usage(&ok["usage"]);
+    let (st, _, v, t) = post(
+        &s,
+        "/v1/completions",
+        json!({"prompt": "a".repeat(300), "max_tokens": 2}).to_string(),
+        None,
+    );
+    assert_error(st, 400, &v, &t);
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("256") && msg.contains("300"), "{msg}");
+}
+
+/// One eval run's predictions, by example: (input messages, raw output, parsed prediction,
+/// input and output tokens, generation).
+fn predictions(p: &Project, model: &str, condition: &str) -> Vec<(String, Value)> {
+    let path = format!("results/smoke/predictions/{model}/fpb/{condition}/seed-1.jsonl");
+    let mut rows: Vec<(String, Value)> = jsonl(&p.read(&path))
+        .into_iter()
+        .map(|r| {
+            let id = r["example_id"].as_str().unwrap().to_string();
+            let keep = [
+                "input_messages",
+                "raw_output",
+                "prediction",
+                "input_tokens",
+                "output_tokens",
+                "generation",
+                "error",
+            ];
+            (
+                id,
+                keep.iter()
+                    .map(|k| (k.to_string(), r[*k].clone()))
+                    .collect(),
+            )
+        })
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    rows
+}
+
+#[test]
+fn bwb_eval_through_the_server_equals_local_eval_for_the_base_and_an_adapter() {
+    let p = Project::new().set_env("OPENAI_API_KEY", "sekrit");
+    for step in ["download", "prepare"] {
+        p.bwb(&["--smoke-test", step, "--task", "fpb"]).ok();
+    }
+    let args = |cmd: &str| -> Vec<String> { cmd.split(' ').map(String::from).collect() };
+    let train = args("--smoke-test train --model smoke --task fpb --condition lora-500");
+    p.bwb(&train.iter().map(String::as_str).collect::<Vec<_>>())
+        .ok();
+    // f32 on both sides (eval's default base is 4-bit; serve's is the weights as stored).
+    let eval = |p: &Project, model: &str, condition: &str| {
+        let cmd = format!(
+            "--smoke-test eval --model {model} --task fpb --condition {condition} --seeds 1 --quant none"
+        );
+        p.bwb(&args(&cmd).iter().map(String::as_str).collect::<Vec<_>>())
+            .ok();
+    };
+    eval(&p, "smoke", "zero-shot");
+    eval(&p, "smoke", "lora-500");
+    let adapter = p.path("checkpoints/smoke/smoke/fpb/lora-500/adapter");
+    assert!(adapter.join("adapter_config.json").exists());
+    let lora = format!("fpb={}", adapter.display());
+    let s = Server::start(
+        p,
+        &["--smoke-test"],
+        &[
+            "--model",
+            "smoke",
+            "--lora-modules",
+            &lora,
+            "--api-key",
+            "sekrit",
+        ],
+    );
+    let p = &s.project;
+    for (id, name) in [("served", "smoke"), ("served-fpb", "fpb")] {
+        p.write(
+            &format!("configs/models/{id}.yaml"),
+            &format!(
+                "id: {id}\nkind: api\nprovider: openai\napi_model: {name}\nbase_url: {}/v1\ngreedy: true\n",
+                s.base
+            ),
+        );
+        eval(p, id, "zero-shot");
+    }
+    let local = predictions(p, "smoke", "zero-shot");
+    assert_eq!(local.len(), 15);
+    assert!(local.iter().all(|r| r.1["generation"] == "greedy"));
+    assert_eq!(predictions(p, "served", "zero-shot"), local);
+    let tuned = predictions(p, "smoke", "lora-500");
+    assert_ne!(tuned, local, "the adapter must change something");
+    assert_eq!(predictions(p, "served-fpb", "zero-shot"), tuned);
 }

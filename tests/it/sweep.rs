@@ -270,24 +270,39 @@ fn failed_and_missing_cells_are_listed_with_how_to_relaunch_them() {
     assert_eq!(cells.len(), 2);
     let api = cells.iter().find(|c| c["model"] == "gpt-5.4-mini").unwrap();
     assert_eq!(api["needs_gpu"], false);
-    // The API cell fails (no key) and leaves a failure record.
-    let err = p
-        .bwb(&[
-            "--smoke-test",
-            "run",
-            "--manifest",
-            "sweeps/mixed/manifest.jsonl",
-            "--cell",
-            &id(api),
-        ])
-        .fails(1);
+    let api_args = [
+        "--smoke-test",
+        "run",
+        "--manifest",
+        "sweeps/mixed/manifest.jsonl",
+        "--cell",
+        &id(api),
+    ];
+    // Hub results need a token before anything runs.
+    let err = p.bwb(&api_args).fails(1);
+    assert!(
+        err.contains("pulling cell") && err.contains("HF_TOKEN"),
+        "{err}"
+    );
+    let server = crate::sync_hub::start();
+    let hf_home = p.path("hf-home").display().to_string();
+    let p = p
+        .set_env("HF_HOME", &hf_home)
+        .set_env("HF_ENDPOINT", &server.endpoint)
+        .set_env("HF_TOKEN", crate::sync_hub::TOKEN)
+        .set_env("BWB_HUB_BACKOFF_MS", "10");
+    // The API cell fails (no key) and leaves a failure record, pushed too.
+    let err = p.bwb(&api_args).fails(1);
     assert!(err.contains("OPENAI_API_KEY"), "{err}");
     let failed = p
         .path("sweep-cells")
         .join(id(api))
         .join("bwb-cell-failed.json");
     assert!(failed.is_file());
-    // The smoke cell finishes and names the `bwb sync` push it needs.
+    assert!(server.hub().repos["org/bwb-results"]
+        .files
+        .contains_key(&format!("cells/{}/bwb-cell-failed.json", id(api))));
+    // The smoke cell finishes and pushes its folder.
     let gpu = cells.iter().find(|c| c["model"] == "smoke").unwrap();
     let out = p
         .bwb(&[
@@ -300,21 +315,24 @@ fn failed_and_missing_cells_are_listed_with_how_to_relaunch_them() {
         ])
         .ok()
         .stdout();
-    let cell_dir = p.path("sweep-cells").join(id(gpu));
     assert!(
         out.contains(&format!(
-            "bwb sync --what {} --direction up --repo hf:org/bwb-results",
-            cell_dir.display()
+            "pushed to hf:org/bwb-results/cells/{}/ (finished)",
+            id(gpu)
         )),
         "{out}"
     );
-    // Collect without --from: the results are on the hub, so it says how to pull them.
-    let err = p
-        .bwb(&["--smoke-test", "collect", "--sweep", "sweeps/mixed"])
-        .fails(1);
+    // Collect without --from reads the manifest's location: the hub, where one cell failed.
+    let r = p.bwb(&["--smoke-test", "collect", "--sweep", "sweeps/mixed"]);
+    let out = r.stdout();
+    let err = r.fails(1);
+    assert!(err.contains("1 of 2 cells"), "{err}");
     assert!(
-        err.contains("--direction down --repo hf:org/bwb-results") && err.contains("--from"),
-        "{err}"
+        out.contains(&format!(
+            "cell {} (gpt-5.4-mini/fpb/zero-shot): failed (",
+            id(api)
+        )),
+        "{out}"
     );
     let from = p.path("sweep-cells").display().to_string();
     let r = p.bwb(&[
@@ -735,5 +753,249 @@ fn dockerfile_stages_copy_paths_that_exist_and_dockerignore_keeps_secrets_out() 
     let ignore = std::fs::read_to_string(repo.join(".dockerignore")).unwrap();
     for must in [".env", "target/", ".git/", "results/", "sweeps/"] {
         assert!(ignore.lines().any(|l| l.trim() == must), "{must}");
+    }
+}
+
+/// A project talking to the hub stand-in, pushing a running cell every second.
+fn hub_project(server: &crate::sync_hub::HubServer) -> Project {
+    let p = Project::new();
+    let hf_home = p.path("hf-home");
+    p.set_env("HF_HOME", &hf_home.display().to_string())
+        .set_env("HF_ENDPOINT", &server.endpoint)
+        .set_env("HF_TOKEN", crate::sync_hub::TOKEN)
+        .set_env("BWB_HUB_BACKOFF_MS", "10")
+        .set_env("BWB_CELL_PUSH_EVERY", "1")
+}
+
+/// The repo paths under `cells/<id>/` and their contents.
+fn hub_cell(server: &crate::sync_hub::HubServer, id: &str) -> BTreeMap<String, Vec<u8>> {
+    let hub = server.hub();
+    let prefix = format!("cells/{id}/");
+    hub.repos
+        .get("me/bwb-results")
+        .map(|r| {
+            r.files
+                .iter()
+                .filter_map(|(path, f)| {
+                    let rel = path.strip_prefix(&prefix)?;
+                    Some((rel.to_string(), f.content.clone()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// hf: results: a cell pushes its folder to `cells/<id>/` of the repo while it runs and when
+/// done; a preempted cell restarted on a fresh machine pulls what it pushed and resumes
+/// (every example once); `bwb collect --from hf:…` on a third machine pulls the cells'
+/// results (not their checkpoints) and reports what the cells computed.
+#[test]
+fn hub_results_cells_resume_on_a_fresh_machine_and_collect_from_the_repo() {
+    let server = crate::sync_hub::start();
+    let a = hub_project(&server);
+    let mut extra = vec!["--engine", "skypilot", "--results", "hf:me/bwb-results"];
+    extra.extend_from_slice(&GRID);
+    let cells = plan(&a, "hub", &extra);
+    assert_eq!(cells.len(), 2);
+    let run = |p: &Project, c: &Value| {
+        p.bwb(&[
+            "--smoke-test",
+            "run",
+            "--manifest",
+            "sweeps/hub/manifest.jsonl",
+            "--cell",
+            &id(c),
+        ])
+        .ok()
+        .stdout()
+    };
+    for c in &cells {
+        let out = run(&a, c);
+        assert!(out.contains("pushed to hf:me/bwb-results/cells/"), "{out}");
+        let pushed = hub_cell(&server, &id(c));
+        assert!(
+            pushed.contains_key("bwb-cell-done.json"),
+            "{:?}",
+            pushed.keys()
+        );
+        assert!(
+            pushed.keys().all(|k| !k.starts_with("data/")),
+            "prepared data is not mirrored: {:?}",
+            pushed.keys()
+        );
+        // Every local file but data/ is in the repo, byte for byte.
+        let local = crate::common::snapshot(&a.path(&format!("sweep-cells/{}", id(c))));
+        for (rel, bytes) in local
+            .iter()
+            .filter(|(r, _)| !r.starts_with("data/") && !r.split('/').any(|x| x.starts_with('.')))
+        {
+            assert_eq!(pushed.get(rel), Some(bytes), "{rel}");
+        }
+    }
+    let lora = cells.iter().find(|c| c["condition"] == "lora-500").unwrap();
+    let lora_id = id(lora);
+    assert!(
+        hub_cell(&server, &lora_id)
+            .keys()
+            .any(|k| k.starts_with("checkpoints/")),
+        "the lora cell's checkpoints are pushed (a restart resumes from them)"
+    );
+    let commits = |server: &crate::sync_hub::HubServer| {
+        server.hub().repos["me/bwb-results"]
+            .commits
+            .iter()
+            .map(|c| c.summary.clone())
+            .collect::<Vec<_>>()
+    };
+    let before = commits(&server);
+    assert!(
+        before
+            .iter()
+            .any(|s| s.contains(&lora_id) && s.ends_with("(finished)")),
+        "{before:?}"
+    );
+    // Pushed while running too (every second here; a smoke cell runs for several).
+    assert!(
+        before.iter().any(|s| s.ends_with("(periodic)")),
+        "{before:?}"
+    );
+    // Rerunning a finished cell pulls nothing new, runs nothing and commits nothing.
+    let again = run(&a, lora);
+    assert!(again.contains("finished; nothing to do"), "{again}");
+    assert_eq!(commits(&server), before);
+
+    // Preempted half-way: the repo holds half the predictions of the zero-shot cell and no
+    // completion marker; a fresh machine reruns it.
+    let zs = cells
+        .iter()
+        .find(|c| c["condition"] == "zero-shot")
+        .unwrap();
+    let zs_id = id(zs);
+    let preds_rel = "results/smoke/predictions/smoke/fpb/zero-shot/seed-1.jsonl";
+    let full = String::from_utf8(hub_cell(&server, &zs_id)[preds_rel].clone()).unwrap();
+    let n_all = full.lines().count();
+    assert!(n_all >= 4, "{full}");
+    let half: String = full
+        .lines()
+        .take(n_all / 2)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    {
+        let mut hub = server.hub();
+        let repo = hub.repos.get_mut("me/bwb-results").unwrap();
+        repo.files
+            .remove(&format!("cells/{zs_id}/bwb-cell-done.json"))
+            .unwrap();
+        repo.files
+            .get_mut(&format!("cells/{zs_id}/{preds_rel}"))
+            .unwrap()
+            .content = half.clone().into_bytes();
+    }
+    let b = hub_project(&server);
+    crate::common::copy_dir(&a.path("sweeps"), &b.path("sweeps"));
+    let out = run(&b, zs);
+    assert!(
+        out.contains("pulled from hf:me/bwb-results/cells/"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{} already done", n_all / 2)),
+        "resumed from the pulled predictions: {out}"
+    );
+    let pushed = hub_cell(&server, &zs_id);
+    assert!(pushed.contains_key("bwb-cell-done.json"));
+    let lines = jsonl(&String::from_utf8(pushed[preds_rel].clone()).unwrap());
+    let ids: std::collections::BTreeSet<&str> =
+        lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    assert_eq!(lines.len(), n_all, "every example once");
+    assert_eq!(ids.len(), n_all);
+
+    // A third machine with only the sweep folder collects from the repo.
+    let c = hub_project(&server);
+    crate::common::copy_dir(&a.path("sweeps"), &c.path("sweeps"));
+    let out = c
+        .bwb(&[
+            "--smoke-test",
+            "collect",
+            "--sweep",
+            "sweeps/hub",
+            "--from",
+            "hf:me/bwb-results",
+        ])
+        .ok()
+        .stdout();
+    assert!(out.contains("2 of 2 cells merged"), "{out}");
+    assert!(out.contains("collect: pulled"), "{out}");
+    assert!(
+        !c.path(&format!("sweep-cells/{lora_id}/checkpoints"))
+            .exists(),
+        "collect pulls results, not checkpoints"
+    );
+    // The default location is the manifest's: the same report on the first machine.
+    let out = a
+        .bwb(&["--smoke-test", "collect", "--sweep", "sweeps/hub"])
+        .ok()
+        .stdout();
+    assert!(out.contains("2 of 2 cells merged"), "{out}");
+    assert_eq!(
+        summary_metrics(&c.path("results/smoke/summaries")),
+        summary_metrics(&a.path("results/smoke/summaries"))
+    );
+    let hub = server.hub();
+    assert!(hub.violations.is_empty(), "{:#?}", hub.violations);
+}
+
+/// Bucket results: the SkyPilot task mounts the bucket (MOUNT_CACHED) and tells the cell
+/// where; a cell run without the mount says what to do in one line.
+#[test]
+fn bucket_results_are_mounted_folders() {
+    let p = Project::new();
+    let mut extra = vec!["--engine", "skypilot", "--results", "r2://bucket/bwb"];
+    extra.extend_from_slice(&GRID);
+    let cells = plan(&p, "bucket", &extra);
+    let gpu = p.read("sweeps/bucket/bwb-gpu.sky.yaml");
+    for want in [
+        "file_mounts:\n  /bwb-results:\n    source: \"r2://bucket/bwb\"\n    mode: MOUNT_CACHED\n",
+        "  BWB_RESULTS_DIR: /bwb-results\n",
+    ] {
+        assert!(gpu.contains(want), "{want}: {gpu}");
+    }
+    let args = [
+        "--smoke-test",
+        "run",
+        "--manifest",
+        "sweeps/bucket/manifest.jsonl",
+        "--cell",
+        &id(&cells[0]),
+    ];
+    let err = p.bwb(&args).fails(1);
+    assert!(
+        err.contains("r2://bucket/bwb") && err.contains("BWB_RESULTS_DIR"),
+        "{err}"
+    );
+    // With the mount (a folder here), the cell runs into it and collect reads it.
+    let mount = p.path("mnt");
+    let p = p.set_env("BWB_RESULTS_DIR", &mount.display().to_string());
+    p.bwb(&args).ok();
+    assert!(mount
+        .join(id(&cells[0]))
+        .join("bwb-cell-done.json")
+        .is_file());
+    if let Some(py) = sky_python() {
+        let pairs = vec![(
+            "bwb-gpu.sky.yaml".to_string(),
+            format!("cells/{}.env", id(&cells[0])),
+        )];
+        let out = Command::new(py)
+            .args(["-c", SKY_CHECK, &serde_json::to_string(&pairs).unwrap()])
+            .current_dir(p.path("sweeps/bucket"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -141,6 +141,8 @@ pub struct ApiBackend {
     http: reqwest::blocking::Client,
     opts: ApiOptions,
     price: Option<ApiPrice>,
+    /// Ask a sampling wire format for temperature 0 (the model config's `greedy`).
+    greedy: bool,
     /// Spent by this process so far (all calls), for the cost limit.
     spent: Mutex<f64>,
 }
@@ -177,6 +179,7 @@ impl ApiBackend {
             ))
         })?;
         let wire = wire(provider);
+        let greedy = model.greedy && wire.samples();
         let key = match env.get(wire.key_var()) {
             Some((k, _)) => k.trim().to_string(),
             None => {
@@ -219,6 +222,7 @@ impl ApiBackend {
             key: Secret(key),
             http,
             price: pricing.api.get(&model.id).cloned(),
+            greedy,
             opts,
             spent: Mutex::new(0.0),
         })
@@ -338,10 +342,13 @@ impl ApiBackend {
         sent: &AtomicUsize,
     ) -> std::result::Result<Completion, String> {
         let path = self.wire.path(&self.api_model);
-        let body = self
+        let mut body = self
             .wire
-            .body(&self.api_model, &req.messages, req.max_new_tokens)
-            .to_string();
+            .body(&self.api_model, &req.messages, req.max_new_tokens);
+        if self.greedy {
+            body["temperature"] = serde_json::json!(0);
+        }
+        let body = body.to_string();
         let cache_path = self.cache_path(&path, &body, req.sample);
         if let Some(p) = &cache_path {
             if let Some(entry) = std::fs::read_to_string(p)
@@ -466,7 +473,7 @@ impl Backend for ApiBackend {
     }
 
     fn samples(&self) -> bool {
-        self.wire.samples()
+        self.wire.samples() && !self.greedy
     }
 
     fn count_tokens(&self, _messages: &[Message]) -> Result<Option<usize>> {
