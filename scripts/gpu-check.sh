@@ -26,7 +26,9 @@
 #      `import vllm` works (else `transformers serve`, chat route, when that CLI exists), each
 #      loaded by `bwb bench serve` at GPU_CHECK_SERVE_C concurrencies (the dry run serves the
 #      smoke model when torch is missing).
-#   f. one table (stdout, $OUT/gpu-check.md) and the raw records ($OUT/gpu-check.jsonl).
+#   f. `bwb bench compress` (selective, lingua; 4096-token context) on GPU_CHECK_COMPRESS_MODEL
+#      (default the SmolLM2 GGUF in ../shared; skipped when absent), printed to stderr.
+#   g. one table (stdout, $OUT/gpu-check.md) and the raw records ($OUT/gpu-check.jsonl).
 #
 # Environment: BWB_BIN (default target/cuda/release/bwb, or target/release/bwb for the dry
 # run; a BWB_BIN.xz next to it is unpacked), PYTHON (for the peers; default python3),
@@ -767,7 +769,22 @@ if [[ -n $SERVE_MODEL ]]; then
 fi
 
 # ---------------------------------------------------------------------------------------
-# f. The table.
+# f. Local context compressors (`bwb bench compress`: context tokens/s) on the SmolLM2 GGUF.
+CMODEL=${GPU_CHECK_COMPRESS_MODEL:-../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf}
+CTOK=4096
+((DRY)) && CTOK=256
+if [[ -f $CMODEL ]]; then
+  for method in selective lingua; do
+    step "compress-$method" 120 "" -- "$BIN" bench compress --method "$method" --model "$CMODEL" \
+      --device "$DEV" --context-tokens "$CTOK" --batch 8 --repeat 1
+    cat "$LOGS/compress-$method.out" >&2
+  done
+else
+  say "compress: SKIP ($CMODEL absent; set GPU_CHECK_COMPRESS_MODEL)"
+fi
+
+# ---------------------------------------------------------------------------------------
+# g. The table.
 cleanup
 SAMPLER_PID=
 GC table "$JSONL" "$OUTDIR/gpu-check.md" "$LOGS/gpumem.log" "$GPU_NAME" "$DRY" "$DTYPE"

@@ -139,6 +139,33 @@ pub enum BenchCommand {
     /// TTFT, TPOT, inter-token and end-to-end latency, throughput and goodput; or a
     /// ScaleDown-style `/compress/raw/` endpoint (`--endpoint compress`)
     Serve(BenchServeArgs),
+    /// Local context compressor throughput (context tokens/s) for a method, scoring model,
+    /// context length and batch
+    Compress(BenchCompressArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchCompressArgs {
+    #[command(flatten)]
+    pub bench: BenchModelArgs,
+    /// selective or lingua
+    #[arg(long, default_value = "selective")]
+    pub method: String,
+    /// Tokens of the synthetic context (the model's tokenizer counts them)
+    #[arg(long, default_value_t = 2048)]
+    pub context_tokens: usize,
+    /// Windows (selective) or sentences (lingua's coarse step) per forward pass
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Share of the context's tokens kept, in (0, 1)
+    #[arg(long, default_value_t = 0.5)]
+    pub rate: f64,
+    /// Timed repetitions (after one warm-up); the median is reported
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// Print the result as one JSON object
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Which route `bwb bench serve` loads.
@@ -593,9 +620,10 @@ pub struct DeviceArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Model config id (configs/models/), local HF directory, or .gguf file
-    #[arg(long)]
-    pub model: String,
+    /// Model config id (configs/models/), local HF directory, or .gguf file (optional with
+    /// --compressor: a compression-only server)
+    #[arg(long, required_unless_present = "compressor")]
+    pub model: Option<String>,
     #[command(flatten)]
     pub engine: EngineArgs,
     /// Serve a PEFT LoRA adapter directory under NAME (repeatable; `model: NAME` picks it)
@@ -638,6 +666,16 @@ pub struct ServeArgs {
     /// Answer POST /v1/load_lora_adapter and /v1/unload_lora_adapter (vLLM's routes)
     #[arg(long)]
     pub allow_runtime_lora: bool,
+    /// Also serve ScaleDown's `POST /compress/raw/` with this method: selective, lingua,
+    /// scaledown, scaledown-summarize
+    #[arg(long, value_name = "METHOD")]
+    pub compressor: Option<String>,
+    /// The compressor's scoring model (local methods) [default: HuggingFaceTB/SmolLM2-135M-Instruct]
+    #[arg(long, value_name = "MODEL", requires = "compressor")]
+    pub compressor_model: Option<String>,
+    /// The rate a request with `"rate": "auto"` (or none) gets: a number in (0, 1) or auto (0.5)
+    #[arg(long, value_name = "RATE", requires = "compressor")]
+    pub compressor_rate: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

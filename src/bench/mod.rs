@@ -2,6 +2,7 @@
 //! counts non-padding tokens only; prompts are random token ids of exactly the requested
 //! length, so there is no padding.
 
+pub mod compress;
 pub mod kernels;
 pub mod serve;
 
@@ -204,6 +205,16 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// A report's peak RSS as printed (`?` where unknown).
+fn rss_text(mib: Option<f64>) -> String {
+    mib.map(|x| format!("{x:.0}")).unwrap_or_else(|| "?".into())
+}
+
+/// A report's note as printed: ` (note)`, or nothing.
+fn note_text(note: &Option<String>) -> String {
+    note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+}
+
 /// Peak resident memory of this process (Linux), MiB.
 pub fn peak_rss_mib() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -318,8 +329,8 @@ pub fn infer(settings: &Settings, args: &BenchInferArgs, engine: &EngineSettings
                 r.prefill_s,
                 r.decode_tok_s,
                 r.decode_ms_per_step,
-                r.peak_rss_mib.map(|x| format!("{x:.0}")).unwrap_or_else(|| "?".into()),
-                r.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+                rss_text(r.peak_rss_mib),
+                note_text(&r.note)
             );
         }
     }
@@ -502,8 +513,8 @@ pub fn train(
                 r.tokens_per_s,
                 r.step_gflop,
                 r.gflop_per_s,
-                r.peak_rss_mib.map(|x| format!("{x:.0}")).unwrap_or_else(|| "?".into()),
-                r.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+                rss_text(r.peak_rss_mib),
+                note_text(&r.note)
             );
         }
     }

@@ -15,6 +15,10 @@ pub fn run(settings: &Settings, cmd: &BenchCommand) -> Result<()> {
             let engine = settings.engine(&args.bench.engine, EngineUse::BenchTrain)?;
             crate::bench::train(settings, args, &engine)
         }
+        BenchCommand::Compress(args) => {
+            let engine = settings.engine(&args.bench.engine, EngineUse::BenchInfer)?;
+            crate::bench::compress::run(settings, args, &engine)
+        }
         BenchCommand::Kernels(args) => {
             let (device, dtype) = resolve_device(&args.device)?;
             crate::bench::kernels::run(args, device, dtype)

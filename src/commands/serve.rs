@@ -44,16 +44,37 @@ fn lora_modules(args: &ServeArgs, base: &str) -> Result<Vec<(String, String)>> {
 /// GGUF that no config describes.
 fn load_model(
     settings: &Settings,
-    args: &ServeArgs,
+    model: &str,
     engine: &EngineSettings,
 ) -> Result<Arc<LoadedModel>> {
-    let mut m = load::load_named(&args.model, &settings.configs, &settings.hub, engine, None)?;
+    let mut m = load::load_named(model, &settings.configs, &settings.hub, engine, None)?;
     if m.arch == Arch::Qwen3 {
         m.chat_kwargs
             .entry("enable_thinking".to_string())
             .or_insert(serde_json::Value::Bool(false));
     }
     Ok(Arc::new(m))
+}
+
+/// `--compressor METHOD [--compressor-model M] [--compressor-rate R]`, built.
+fn compressor(
+    settings: &Settings,
+    args: &ServeArgs,
+    engine: &EngineSettings,
+) -> Result<Option<crate::serve::compress::Service>> {
+    let Some(method) = &args.compressor else {
+        return Ok(None);
+    };
+    let arg = format!(
+        "{method}:{}",
+        args.compressor_rate.as_deref().unwrap_or("auto")
+    );
+    let mut spec = crate::compress::Spec::parse(&arg)
+        .map_err(|m| Error::Config(format!("--compressor {method} / --compressor-rate: {m}")))?;
+    spec.model = args.compressor_model.clone();
+    let api = crate::backend::api::ApiOptions::default();
+    let compressor = crate::compress::build(&spec, settings, engine, &api, 8)?;
+    Ok(Some(crate::serve::compress::Service { compressor }))
 }
 
 /// Context length when no --max-model-len is given and the model does not say (random weights).
@@ -78,6 +99,7 @@ fn max_model_len(given: Option<usize>, model: Option<usize>) -> Result<usize> {
 fn served_adapters(
     settings: &Settings,
     args: &ServeArgs,
+    model: &str,
     loader: &AdapterLoader,
     base_name: &str,
 ) -> Result<Vec<(String, String, ServedLora)>> {
@@ -94,7 +116,7 @@ fn served_adapters(
             continue; // --lora-modules named it already
         }
         // A checkpoints folder holds the adapters of every model trained there.
-        if let Err(e) = crate::model::adapter::check_base(&path, &args.model, &settings.configs) {
+        if let Err(e) = crate::model::adapter::check_base(&path, model, &settings.configs) {
             tracing::warn!("--adapter-dir: skipping {name}: {e}");
             continue;
         }
@@ -117,18 +139,24 @@ pub fn serve(settings: &Settings, args: &ServeArgs) -> Result<()> {
         .into());
     }
     let engine = settings.engine(&args.engine, EngineUse::Serve)?;
+    let compressor = compressor(settings, args, &engine)?;
+    let Some(model) = args.model.clone() else {
+        let c = compressor
+            .ok_or_else(|| Error::Config("--model is required without --compressor".into()))?;
+        return crate::serve::compress::run_only(c, &args.host, args.port, args.api_key.clone());
+    };
     let base_name = args
         .served_model_name
         .clone()
-        .unwrap_or_else(|| args.model.clone());
-    let base = load_model(settings, args, &engine)?;
+        .unwrap_or_else(|| model.clone());
+    let base = load_model(settings, &model, &engine)?;
     let max_model_len = max_model_len(args.max_model_len, base.max_context)?;
     let loader = AdapterLoader {
-        spec: args.model.clone(),
+        spec: model.clone(),
         configs: Arc::new(settings.configs.clone()),
         model: base.clone(),
     };
-    let adapters = served_adapters(settings, args, &loader, &base_name)?;
+    let adapters = served_adapters(settings, args, &model, &loader, &base_name)?;
     let setup = Setup {
         base,
         base_name,
@@ -145,6 +173,7 @@ pub fn serve(settings: &Settings, args: &ServeArgs) -> Result<()> {
         max_batch_tokens,
         max_loras: args.max_loras,
         allow_runtime_lora: args.allow_runtime_lora,
+        compressor,
     };
     crate::serve::run(setup, opts)
 }

@@ -93,7 +93,7 @@ pub fn compare(paths: &Paths, baseline: &Planned<'_>, compressed: &Planned<'_>) 
         obj.insert("compressed".into(), json!(compressed.id));
         obj.insert(
             "method".into(),
-            json!(compressed.compression.as_ref().map(|c| c.method_name())),
+            json!(compressed.compression.as_ref().map(|c| c.method.name())),
         );
     }
     Ok(cmp)

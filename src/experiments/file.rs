@@ -106,7 +106,7 @@ pub struct ExperimentSpec {
 }
 
 /// `compression: {method: scaledown | scaledown-summarize | selective | lingua, rate: auto |
-/// 0<r<1, model: …, force_tokens: […], price_per_1m_tokens: …}`.
+/// 0<r<1, model: …, force_tokens: […], keep_numbers, unit, price_per_1m_tokens: …}`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompressionSpec {
@@ -118,6 +118,12 @@ pub struct CompressionSpec {
     pub model: Option<String>,
     #[serde(default)]
     pub force_tokens: Vec<String>,
+    /// Local methods: keep every token holding a digit.
+    #[serde(default)]
+    pub keep_numbers: Option<bool>,
+    /// `selective`: the lexical unit scored and dropped (token, phrase, sentence).
+    #[serde(default)]
+    pub unit: Option<String>,
     /// The compressor's price in USD per million original tokens (unset: unpriced).
     #[serde(default)]
     pub price_per_1m_tokens: Option<f64>,

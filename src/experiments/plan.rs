@@ -22,27 +22,6 @@ pub const TASKS: [&str; 3] = ["rag_qa", "retrieval", "summarization"];
 /// is the replaced tool's name for compressed mode through ScaleDown).
 pub const MODES: [&str; 3] = ["baseline", "compressed", "scaledown"];
 
-/// Compression methods this build runs.
-pub const METHODS: [&str; 2] = ["scaledown", "scaledown-summarize"];
-
-/// How an experiment compresses its contexts.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CompressionPlan {
-    pub method: crate::compress::scaledown::Method,
-    pub rate: crate::compress::Rate,
-    pub model: Option<String>,
-    pub price_per_mtok: Option<f64>,
-}
-
-impl CompressionPlan {
-    pub fn method_name(&self) -> &'static str {
-        match self.method {
-            crate::compress::scaledown::Method::Raw => "scaledown",
-            crate::compress::scaledown::Method::Summarize => "scaledown-summarize",
-        }
-    }
-}
-
 /// One dataset config as the experiments file sees it.
 #[derive(Debug, Clone)]
 pub struct Entry<'a> {
@@ -155,7 +134,7 @@ pub struct Planned<'a> {
     /// The BERTScore encoder (file defaults).
     pub bertscore: Option<super::file::BertscoreSpec>,
     /// `compressed` mode: the compressor.
-    pub compression: Option<CompressionPlan>,
+    pub compression: Option<crate::compress::Spec>,
 }
 
 /// The dry-run estimate of one experiment.
@@ -248,7 +227,7 @@ fn plan_one<'a>(
             ))
         }
     };
-    let compression = compression_of(path, e, &mode, env)?;
+    let compression = compression_of(path, e, &mode, configs, env)?;
     let mode = if compression.is_some() {
         "compressed".to_string()
     } else {
@@ -287,13 +266,14 @@ fn plan_one<'a>(
 }
 
 /// The compressor of a `compressed` (or `scaledown`) experiment; an error for a block that
-/// does not fit the mode, an unknown or unbuilt method, a bad rate or a missing key.
+/// does not fit the mode, an unknown method, a bad rate, a missing key or model file.
 fn compression_of(
     path: &Path,
     e: &ExperimentSpec,
     mode: &str,
+    configs: &Configs,
     env: &Env,
-) -> Result<Option<CompressionPlan>> {
+) -> Result<Option<crate::compress::Spec>> {
     let mode_line = e.mode.as_ref().map_or(line(&e.id), line);
     let plan = match (mode, &e.compression, &e.scaledown) {
         ("baseline", None, None) => return Ok(None),
@@ -321,18 +301,18 @@ fn compression_of(
                 "`compressed` needs a `compression: {method: scaledown, rate: auto}` block",
             ))
         }
-        (_, Some(c), _) => compression_block(path, c, env)?,
+        (_, Some(c), _) => compression_block(path, c, configs, env)?,
         (_, None, s) => {
             // The replaced tool's `mode: scaledown` with an optional `scaledown:` block.
             let l = s.as_ref().map_or(mode_line, line);
             let spec = s.as_ref().map(|s| s.value.clone()).unwrap_or_default();
             scaledown_key(path, l, "mode", env)?;
-            CompressionPlan {
-                method: crate::compress::scaledown::Method::Raw,
-                rate: rate_of(path, &spec.rate, l, "scaledown.rate")?,
-                model: spec.compression_model,
-                price_per_mtok: None,
-            }
+            let mut plan = crate::compress::Spec::new(
+                crate::compress::Method::ScaleDown,
+                rate_of(path, &spec.rate, l, "scaledown.rate")?,
+            );
+            plan.model = spec.compression_model;
+            plan
         }
     };
     Ok(Some(plan))
@@ -342,49 +322,61 @@ fn compression_of(
 fn compression_block(
     path: &Path,
     c: &serde_saphyr::Spanned<super::file::CompressionSpec>,
+    configs: &Configs,
     env: &Env,
-) -> Result<CompressionPlan> {
-    use crate::compress::scaledown::Method;
+) -> Result<crate::compress::Spec> {
+    use crate::compress::{select::Unit, Method, Spec};
     let l = line(c);
-    let method = match c.value.method.trim().to_lowercase().as_str() {
-        "scaledown" => Method::Raw,
-        "scaledown-summarize" | "scaledown_summarize" => Method::Summarize,
-        "selective" | "lingua" => {
+    let method =
+        Method::parse(&c.value.method).map_err(|m| at(path, l, "compression.method", m))?;
+    let mut spec = Spec::new(method, rate_of(path, &c.value.rate, l, "compression.rate")?);
+    spec.model = c.value.model.clone();
+    spec.price_per_mtok = c.value.price_per_1m_tokens;
+    if !method.is_local() {
+        if !c.value.force_tokens.is_empty()
+            || c.value.unit.is_some()
+            || c.value.keep_numbers.is_some()
+        {
             return Err(at(
                 path,
                 l,
-                "compression.method",
-                format!(
-                    "`{}` (a local compressor) is not built yet; use {}",
-                    c.value.method,
-                    METHODS.join(" or ")
-                ),
-            ))
+                "compression.force_tokens / unit / keep_numbers",
+                "apply to the local compressors (selective, lingua) only; ScaleDown takes none",
+            ));
         }
-        other => {
-            return Err(at(
-                path,
-                l,
-                "compression.method",
-                format!("unknown method `{other}`; valid: {}", METHODS.join(", ")),
-            ))
-        }
-    };
-    if !c.value.force_tokens.is_empty() {
-        return Err(at(
-            path,
-            l,
-            "compression.force_tokens",
-            "applies to the local compressors, which are not built yet; ScaleDown takes no forced tokens",
-        ));
+        scaledown_key(path, l, "compression", env)?;
+        return Ok(spec);
     }
-    scaledown_key(path, l, "compression", env)?;
-    Ok(CompressionPlan {
-        method,
-        rate: rate_of(path, &c.value.rate, l, "compression.rate")?,
-        model: c.value.model.clone(),
-        price_per_mtok: c.value.price_per_1m_tokens,
-    })
+    if let Some(u) = &c.value.unit {
+        spec.unit = Unit::parse(u).map_err(|m| at(path, l, "compression.unit", m))?;
+    }
+    spec.force_tokens = c.value.force_tokens.clone();
+    spec.keep_numbers = c.value.keep_numbers.unwrap_or(false);
+    if let Some(m) = &spec.model {
+        local_model(m, configs).map_err(|m| at(path, l, "compression.model", m))?;
+    }
+    Ok(spec)
+}
+
+/// A local compressor's model, checked without loading it: an existing .gguf file or
+/// directory, a hub id (`org/name`), or a local config id.
+fn local_model(spec: &str, configs: &Configs) -> std::result::Result<(), String> {
+    let p = Path::new(spec);
+    let pathish = spec.ends_with(".gguf")
+        || spec.starts_with(['.', '/', '~'])
+        || spec.matches('/').count() > 1;
+    match (p.is_file(), p.is_dir()) {
+        (true, _) if spec.ends_with(".gguf") => Ok(()),
+        (true, _) => Err(format!("`{spec}` is a file but not a .gguf; name a .gguf, an HF model directory, a hub id or a config id")),
+        (_, true) => Ok(()),
+        _ if pathish => Err(format!("`{spec}`: no such file or directory")),
+        _ if spec.contains('/') => Ok(()),
+        _ => match configs.models.get(spec) {
+            Some(m) if m.kind == crate::config::ModelKind::Local => Ok(()),
+            Some(_) => Err(format!("`{spec}` is an API model; a local compressor needs a local model")),
+            None => Err(format!("`{spec}` is not a config id in configs/models/, a hub id (org/name), a directory or a .gguf file")),
+        },
+    }
 }
 
 fn rate_of(

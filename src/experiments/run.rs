@@ -11,7 +11,6 @@ use anyhow::{Context, Result};
 use crate::backend::api::{ApiBackend, ApiOptions};
 use crate::backend::local::LocalBackend;
 use crate::backend::Backend;
-use crate::compress::Compressor;
 use crate::config::{ModelConfig, ModelKind, TaskConfig};
 use crate::data::Example;
 use crate::eval::predictions::Prediction;
@@ -176,13 +175,12 @@ pub fn run_experiment(settings: &Settings, p: &Planned<'_>, opts: &RunOptions<'_
     }
     let backend = backend(settings, p, opts)?;
     let compressor = match &p.compression {
-        Some(c) => Some(crate::compress::scaledown::ScaleDown::new(
-            c.method,
-            c.rate,
-            c.model.as_deref(),
-            c.price_per_mtok,
-            &settings.env,
+        Some(c) => Some(crate::compress::build(
+            c,
+            settings,
+            opts.engine,
             opts.api,
+            opts.batch_size,
         )?),
         None => None,
     };
@@ -199,7 +197,7 @@ pub fn run_experiment(settings: &Settings, p: &Planned<'_>, opts: &RunOptions<'_
             Some(c) => {
                 let file = dir.join("compression").join(format!("{}.jsonl", task.id));
                 let concurrency = p.concurrency.unwrap_or(opts.api.concurrency);
-                let records = compression::compress_all(c, &test, &file, concurrency)
+                let records = compression::compress_all(c.as_ref(), &test, &file, concurrency)
                     .with_context(|| format!("compressing `{}` with {}", task.id, c.name()))?;
                 (compression::apply(&test, &records), records)
             }

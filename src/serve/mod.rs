@@ -12,6 +12,7 @@
 
 pub mod adapters;
 pub mod api;
+pub mod compress;
 pub mod engine;
 pub mod metrics;
 mod respond;
@@ -86,6 +87,8 @@ pub struct ServeOptions {
     pub max_loras: Option<usize>,
     /// Serve `/v1/load_lora_adapter` and `/v1/unload_lora_adapter`.
     pub allow_runtime_lora: bool,
+    /// `--compressor`: also serve `POST /compress/raw/` (`compress.rs`).
+    pub compressor: Option<compress::Service>,
 }
 
 struct AppState {
@@ -142,31 +145,35 @@ pub fn run(setup: Setup, opts: ServeOptions) -> anyhow::Result<()> {
             .add_adapter(&name, &root, lora)
             .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     }
+    let what = state.served_names().join(", ");
+    let (host, port) = (state.opts.host.clone(), state.opts.port);
+    listen(router(state), &host, port, &what)
+}
+
+/// Bind, print `bwb serve: listening on http://ADDR` on stdout (the one line scripts wait
+/// for) and serve `router` until the process ends.
+fn listen(router: Router, host: &str, port: u16, what: &str) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let addr = (state.opts.host.clone(), state.opts.port);
-        let listener = tokio::net::TcpListener::bind(addr.clone())
+        let listener = tokio::net::TcpListener::bind((host, port))
             .await
-            .map_err(|e| anyhow::anyhow!("binding {}:{}: {e}", addr.0, addr.1))?;
+            .map_err(|e| anyhow::anyhow!("binding {host}:{port}: {e}"))?;
         let local = listener.local_addr()?;
         {
             let mut out = std::io::stdout().lock();
             writeln!(out, "bwb serve: listening on http://{local}")?;
             out.flush()?;
         }
-        tracing::info!(
-            "serving {} on http://{local}",
-            state.served_names().join(", ")
-        );
-        axum::serve(listener, router(state)).await?;
+        tracing::info!("serving {what} on http://{local}");
+        axum::serve(listener, router).await?;
         Ok(())
     })
 }
 
 fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let r = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
         .route("/v1/models", get(list_models))
@@ -180,7 +187,11 @@ fn router(state: Arc<AppState>) -> Router {
             post(adapters::unload_lora_adapter),
         )
         .fallback(not_found)
-        .with_state(state)
+        .with_state(state.clone());
+    match &state.opts.compressor {
+        Some(c) => r.merge(compress::routes(c.clone(), state.opts.api_key.clone())),
+        None => r,
+    }
 }
 
 async fn health() -> StatusCode {

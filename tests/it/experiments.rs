@@ -1066,6 +1066,70 @@ fn compressed_mode_goes_through_scaledown_beside_baseline() {
 }
 
 #[test]
+fn compressed_mode_runs_the_local_compressors_beside_baseline() {
+    let Some(gguf) = crate::generate::smollm2() else {
+        return;
+    };
+    let server = FakeOpenAi::start(&RULES);
+    let p = project(&server);
+    let exp = |id: &str, method: &str| {
+        format!(
+            "  - id: {id}\n    model: openai:gpt-4o\n    mode: compressed\n    compression: {{method: {method}, rate: 0.5, model: {}, force_tokens: [\"?\"]}}\n    dataset: {{name: hotpotqa, num_examples: 2}}\n    task: rag_qa\n    metrics: [f1]\n",
+            gguf.display()
+        )
+    };
+    p.write(
+        "exp.yaml",
+        &format!(
+            "experiments:\n  - {{id: base, model: openai:gpt-4o, dataset: {{name: hotpotqa, num_examples: 2}}, task: rag_qa, metrics: [f1]}}\n{}{}",
+            exp("sel", "selective"),
+            exp("lin", "lingua")
+        ),
+    );
+    p.bwb(&[
+        "--smoke-test",
+        "experiments",
+        "--config",
+        "exp.yaml",
+        "--dry-run",
+    ])
+    .ok();
+    let out = p
+        .bwb(&["--smoke-test", "experiments", "--config", "exp.yaml"])
+        .ok()
+        .stdout();
+    let base = summary(&p, "base");
+    for (id, method) in [("sel", "selective"), ("lin", "lingua")] {
+        let s = summary(&p, id);
+        let c = &s["compression"];
+        assert_eq!(
+            (c["method"].as_str(), c["examples"].as_u64()),
+            (Some(method), Some(2)),
+            "{c}"
+        );
+        let (orig, kept) = (
+            c["original_tokens_total"].as_f64().unwrap(),
+            c["compressed_tokens_total"].as_f64().unwrap(),
+        );
+        assert!((kept / orig - 0.5).abs() < 0.05, "{id}: {kept} of {orig}");
+        // Local compute is priced at the default GPU's hourly rate.
+        assert!(c["cost_total_usd"].as_f64().unwrap() > 0.0, "{c}");
+        assert!(
+            s["tokens"]["avg_input_tokens"].as_f64().unwrap()
+                < base["tokens"]["avg_input_tokens"].as_f64().unwrap()
+        );
+        for r in rows(&p, &format!("{id}/{id}.jsonl")) {
+            let sent = r["compression"]["compressed_context"].as_str().unwrap();
+            assert!(!server.users_with(sent).is_empty(), "{sent}");
+        }
+        // Side by side with the baseline, on the same examples.
+        let head = format!("base → {id} ({method}, 2 paired examples)");
+        assert!(out.contains(&head), "{out}");
+        assert_eq!(s["vs_baseline"]["pairs"], 2, "{}", s["vs_baseline"]);
+    }
+}
+
+#[test]
 fn compression_blocks_are_checked_by_line() {
     let server = FakeOpenAi::start(&[]);
     let p = project(&server);
@@ -1077,13 +1141,28 @@ fn compression_blocks_are_checked_by_line() {
             6,
         ),
         (
-            "    mode: compressed\n    compression: {method: selective, rate: 0.5}\n",
-            "not built yet",
+            "    mode: compressed\n    compression: {method: selective, rate: 0.5, model: gone/x.gguf}\n",
+            "compression.model",
+            7,
+        ),
+        (
+            "    mode: compressed\n    compression: {method: lingua, rate: 0, model: smollm2-135m}\n",
+            "compression.rate",
+            7,
+        ),
+        (
+            "    mode: compressed\n    compression: {method: selective, unit: clause}\n",
+            "unknown unit `clause`",
+            7,
+        ),
+        (
+            "    mode: compressed\n    compression: {method: scaledown, force_tokens: [a]}\n",
+            "local compressors",
             7,
         ),
         (
             "    mode: compressed\n    compression: {method: zip}\n",
-            "unknown method `zip`",
+            "unknown method `zip`; valid: scaledown, scaledown-summarize, selective, lingua",
             7,
         ),
         (

@@ -13,7 +13,7 @@ fn fixture(name: &str) -> String {
         .to_string()
 }
 
-fn smollm2() -> Option<PathBuf> {
+pub fn smollm2() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
     if p.exists() {

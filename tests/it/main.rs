@@ -7,6 +7,7 @@ mod bertscore;
 mod chat_template;
 mod cli;
 mod common;
+mod compress;
 mod dashboard;
 mod datasets;
 mod download;
