@@ -410,6 +410,16 @@ pub struct EvalArgs {
     /// Local: prompts per generate call
     #[arg(long, default_value_t = crate::eval::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
+    /// Compress each example's long input (and 5-shot demonstrations) first:
+    /// METHOD[:RATE] with METHOD selective, lingua, scaledown or scaledown-summarize and RATE
+    /// auto or a fraction in (0, 1); results go under the model name `<model>+METHOD-RATE`,
+    /// so the report shows them beside the uncompressed run
+    #[arg(long, value_name = "METHOD:RATE")]
+    pub compress: Option<String>,
+    /// The local compressor's scoring model (config id, hub id, HF directory or .gguf), or
+    /// the model ScaleDown compresses for [default: HuggingFaceTB/SmolLM2-135M-Instruct]
+    #[arg(long, value_name = "MODEL", requires = "compress")]
+    pub compress_model: Option<String>,
     #[command(flatten)]
     pub engine: EngineArgs,
     #[command(flatten)]

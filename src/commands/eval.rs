@@ -14,6 +14,7 @@ use crate::config::{ModelKind, TaskConfig};
 use crate::data::prepare::read_split;
 use crate::data::Example;
 use crate::error::Error;
+use crate::eval::compressed::EvalCompression;
 use crate::eval::predictions::Generation;
 use crate::eval::{self, sample, Condition, Job};
 use crate::model::{adapter, load};
@@ -35,6 +36,39 @@ pub struct EvalPlan<'a> {
     pub api: &'a ApiOptions,
     /// Where runs are tracked (off: a no-op).
     pub tracker: &'a Tracker,
+    /// `--compress`: contexts compressed first, results under `<model>+<variant>`.
+    pub compress: Option<&'a EvalCompression>,
+}
+
+/// The model name the plan's results go under.
+fn result_name(plan: &EvalPlan) -> String {
+    let name = crate::paths::model_name(plan.model);
+    match plan.compress {
+        Some(c) => c.result_name(&name),
+        None => name,
+    }
+}
+
+/// `--compress METHOD:RATE` (with `--compress-model`), built.
+fn compression(
+    settings: &Settings,
+    args: &EvalArgs,
+    engine: &EngineSettings,
+    api: &ApiOptions,
+) -> Result<Option<EvalCompression>> {
+    let Some(arg) = &args.compress else {
+        return Ok(None);
+    };
+    let mut spec = crate::compress::Spec::parse(arg)
+        .map_err(|m| Error::Config(format!("--compress {arg}: {m}")))?;
+    spec.model = args.compress_model.clone();
+    let compressor = crate::compress::build(&spec, settings, engine, api, args.batch_size)
+        .with_context(|| format!("--compress {arg}"))?;
+    Ok(Some(EvalCompression::new(
+        &spec,
+        compressor,
+        api.concurrency,
+    )))
 }
 
 /// checkpoints/<model>/<task>/<condition>/adapter, or an error naming the train command.
@@ -79,6 +113,7 @@ pub fn eval(settings: &Settings, args: &EvalArgs, tracker: &Tracker) -> Result<(
         Ok(m) if m.kind == ModelKind::Api => Some(m.id.as_str()),
         _ => None,
     };
+    let compress = compression(settings, args, &engine, &api_opts)?;
     eval_plan(
         settings,
         &EvalPlan {
@@ -90,6 +125,7 @@ pub fn eval(settings: &Settings, args: &EvalArgs, tracker: &Tracker) -> Result<(
             engine: &engine,
             api: &api_opts,
             tracker,
+            compress: compress.as_ref(),
         },
     )
 }
@@ -100,11 +136,16 @@ pub fn eval_plan(settings: &Settings, plan: &EvalPlan) -> Result<()> {
         _ => None,
     };
     // 1. Check every input before loading a model or sending a request.
-    let inputs = plan
+    let mut inputs = plan
         .tasks
         .iter()
         .map(|&task| task_inputs(settings, plan, task))
         .collect::<Result<Vec<_>>>()?;
+    if let Some(c) = plan.compress {
+        for inp in &mut inputs {
+            inp.test = c.apply(&settings.paths, &inp.task.id, "test", &inp.test)?;
+        }
+    }
     let api_backend = match api {
         Some(m) => Some(ApiBackend::new(
             m,
@@ -247,7 +288,7 @@ fn start_eval_run(
     backend: &dyn Backend,
     api: bool,
 ) -> track::Run {
-    let name = crate::paths::model_name(plan.model);
+    let name = result_name(plan);
     let generation = eval::generation_of(backend);
     let seeds: Vec<String> = plan.seeds.iter().map(|s| s.to_string()).collect();
     let mut params = vec![
@@ -316,12 +357,15 @@ fn generate_condition(
     api: bool,
     run: &RunLogger,
 ) -> Result<f64> {
-    let name = crate::paths::model_name(plan.model);
+    let name = result_name(plan);
     let generation = eval::generation_of(backend);
     let gen_seeds = eval::generation_seeds(generation, plan.seeds);
     let mut spent = 0.0;
     for (draw, &seed) in gen_seeds.iter().enumerate() {
-        let shots = demonstrations(inp, cond, seed);
+        let mut shots = demonstrations(inp, cond, seed);
+        if let (Some(c), false) = (plan.compress, shots.is_empty()) {
+            shots = c.apply(&settings.paths, &inp.task.id, "shots", &shots)?;
+        }
         let path = settings
             .paths
             .predictions(&name, &inp.task.id, cond.name(), seed);

@@ -635,6 +635,7 @@ fn eval_stage(settings: &Settings, plan: &RunPlan<'_>) -> Result<()> {
                     engine: &plan.eval_engine,
                     api: &plan.api,
                     tracker: &plan.tracker,
+                    compress: None,
                 },
             )?;
         }

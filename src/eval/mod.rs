@@ -7,6 +7,7 @@
 //! model × condition (the eval seeds resample it at scoring time); sampling backends generate
 //! it once per seed ([`predictions::Generation`]).
 
+pub mod compressed;
 pub mod predictions;
 pub mod sample;
 pub mod windows;

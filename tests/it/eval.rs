@@ -1230,3 +1230,128 @@ fn local_backend_sorts_by_length_but_answers_each_request_by_its_key() {
         assert!(c.error.is_none() && c.cost_usd.is_none());
     }
 }
+
+/// `--compress selective:0.5`: each test input (and each 5-shot demonstration) is compressed
+/// by the local compressor before the prompt is built; the predictions go under
+/// `smoke+selective-0.5` beside the uncompressed run, the compressions are kept and not
+/// redone, and the report scores the variant like any model.
+#[test]
+fn eval_compress_sends_compressed_inputs_under_a_variant_name() {
+    let p = fpb_project();
+    let args = |cond: &'static str| {
+        [
+            "--smoke-test",
+            "eval",
+            "--model",
+            "smoke",
+            "--task",
+            "fpb",
+            "--condition",
+            cond,
+            "--seeds",
+            "1",
+            "--compress",
+            "selective:0.5",
+            "--compress-model",
+            "smoke",
+        ]
+    };
+    let out = p.bwb(&args("zero-shot")).ok().stdout();
+    assert!(
+        out.contains("fpb: 15 test contexts compressed with selective-0.5"),
+        "{out}"
+    );
+    let records = jsonl(&p.read("results/smoke/compression/selective-0.5/fpb.test.jsonl"));
+    assert_eq!(records.len(), 15);
+    let by_id: std::collections::HashMap<String, &serde_json::Value> = records
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap().to_string(), r))
+        .collect();
+    let (orig, kept) = records.iter().fold((0, 0), |(o, k), r| {
+        (
+            o + r["result"]["original_tokens"].as_u64().unwrap(),
+            k + r["result"]["compressed_tokens"].as_u64().unwrap(),
+        )
+    });
+    assert!(kept < orig, "{kept} of {orig} tokens kept");
+    let rel = "results/smoke/predictions/smoke+selective-0.5/fpb/zero-shot/seed-1.jsonl";
+    let rows = jsonl(&p.read(rel));
+    assert_eq!(rows.len(), 15);
+    let test = jsonl(&p.read("data/smoke/prepared/fpb/test.jsonl"));
+    let mut shortened = 0;
+    for r in &rows {
+        let id = r["example_id"].as_str().unwrap();
+        let rec = by_id[id];
+        let field = rec["field"].as_str().unwrap();
+        let sent = rec["result"]["text"].as_str().unwrap();
+        let user = r["input_messages"].as_array().unwrap().last().unwrap()["content"]
+            .as_str()
+            .unwrap();
+        assert!(user.contains(sent), "{user} lacks {sent}");
+        let ex = test.iter().find(|e| e["id"] == id).unwrap();
+        let original = ex["inputs"][field].as_str().unwrap();
+        if original != sent {
+            shortened += 1;
+            assert!(!user.contains(original), "the original went out: {user}");
+        }
+    }
+    assert!(shortened > 0, "nothing was shortened");
+    // The uncompressed run is untouched; a rerun compresses and generates nothing again.
+    assert!(!p.path("results/smoke/predictions/smoke/fpb").exists());
+    let again = p.bwb(&args("zero-shot")).ok().stdout();
+    assert!(again.contains("15 already done, 0 generated"), "{again}");
+    assert_eq!(
+        jsonl(&p.read("results/smoke/compression/selective-0.5/fpb.test.jsonl")),
+        records
+    );
+    // 5-shot: the demonstrations are compressed too.
+    p.bwb(&args("5-shot")).ok();
+    let shots = jsonl(&p.read("results/smoke/compression/selective-0.5/fpb.shots.jsonl"));
+    assert_eq!(shots.len(), 5);
+    let five =
+        jsonl(&p.read("results/smoke/predictions/smoke+selective-0.5/fpb/5-shot/seed-1.jsonl"));
+    let demo = five[0]["input_messages"][1]["content"].as_str().unwrap();
+    assert!(
+        shots
+            .iter()
+            .any(|s| demo.contains(s["result"]["text"].as_str().unwrap())),
+        "{demo}"
+    );
+    // Scored like any model, under its variant name.
+    p.bwb(&["--smoke-test", "classify", "--task", "fpb"]).ok();
+    let summary: serde_json::Value = serde_json::from_str(
+        &p.read("results/smoke/summaries/smoke+selective-0.5_fpb_zero-shot.json"),
+    )
+    .unwrap();
+    assert_eq!(summary["n_predictions"], 15);
+    // A bad method or rate is one line naming the flag.
+    let err = p
+        .bwb(&[
+            "--smoke-test",
+            "eval",
+            "--model",
+            "smoke",
+            "--task",
+            "fpb",
+            "--compress",
+            "zip:0.5",
+        ])
+        .fails(1);
+    assert!(
+        err.contains("--compress zip:0.5") && err.contains("selective"),
+        "{err}"
+    );
+    let err = p
+        .bwb(&[
+            "--smoke-test",
+            "eval",
+            "--model",
+            "smoke",
+            "--task",
+            "fpb",
+            "--compress",
+            "lingua:1.5",
+        ])
+        .fails(1);
+    assert!(err.contains("--compress lingua:1.5"), "{err}");
+}
