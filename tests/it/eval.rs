@@ -1325,33 +1325,14 @@ fn eval_compress_sends_compressed_inputs_under_a_variant_name() {
     .unwrap();
     assert_eq!(summary["n_predictions"], 15);
     // A bad method or rate is one line naming the flag.
-    let err = p
-        .bwb(&[
-            "--smoke-test",
-            "eval",
-            "--model",
-            "smoke",
-            "--task",
-            "fpb",
-            "--compress",
-            "zip:0.5",
-        ])
-        .fails(1);
-    assert!(
-        err.contains("--compress zip:0.5") && err.contains("selective"),
-        "{err}"
-    );
-    let err = p
-        .bwb(&[
-            "--smoke-test",
-            "eval",
-            "--model",
-            "smoke",
-            "--task",
-            "fpb",
-            "--compress",
-            "lingua:1.5",
-        ])
-        .fails(1);
-    assert!(err.contains("--compress lingua:1.5"), "{err}");
+    for (bad, want) in [("zip:0.5", "selective"), ("lingua:1.5", "between 0 and 1")] {
+        let mut args = args("zero-shot").to_vec();
+        let at = args.len() - 3; // the --compress value
+        args[at] = bad;
+        let err = p.bwb(&args).fails(1);
+        assert!(
+            err.contains(&format!("--compress {bad}")) && err.contains(want),
+            "{err}"
+        );
+    }
 }
